@@ -1,0 +1,62 @@
+// CKernels — the zoo's C kernel target: row-major GEMM on OpenBLAS and OpenMP-parallel fused kernels.
+// Every buffer is flat, row-major, float32 unless said otherwise. Names follow `x_forward` (and later
+// `x_backward`) so a reader finds each kernel's pair in one place.
+#ifndef ZOO_CKERNELS_H
+#define ZOO_CKERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+// ---- runtime / machine -------------------------------------------------------------------------
+void zk_set_threads(int n);            // OpenMP and OpenBLAS thread counts together
+int zk_get_threads(void);
+const char *zk_blas_corename(void);    // the OpenBLAS kernel family actually in use ("SkylakeX", "Prescott", …)
+const char *zk_blas_config(void);
+int zk_cpu_has_avx512(void);           // avx512f + avx512bw + avx512vl + avx512dq
+int zk_cpu_has_avx2(void);
+int zk_cpu_has_vnni(void);             // avx512_vnni
+
+// ---- GEMM --------------------------------------------------------------------------------------
+// C[M,N] = A[M,K] · B[N,K]^T + beta·C  (B laid out like a PyTorch Linear weight, [out, in]).
+void zk_sgemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+// C[M,N] = A[M,K] · B[K,N] + beta·C.
+void zk_sgemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+// out[M,N] = inp[M,K] · weight[N,K]^T + bias[N]   (bias may be NULL)
+void zk_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int N, int K);
+
+// ---- elementwise / normalisation ---------------------------------------------------------------
+// x[M,N] += bias[N]
+void zk_bias_forward(float *x, const float *bias, int M, int N);
+// out = gelu(inp), erf form: 0.5·x·(1 + erf(x/√2))
+void zk_gelu_forward(float *out, const float *inp, size_t n);
+// x[M,N] = gelu(x + bias[N])  (fused epilogue of the FFN up-projection)
+void zk_bias_gelu_forward(float *x, const float *bias, int M, int N);
+// out = a + b
+void zk_residual_forward(float *out, const float *a, const float *b, size_t n);
+// out[M,N] = LayerNorm(inp) · gamma + beta over the last dim; mean/rstd (may be NULL) saved per row.
+void zk_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                          const float *gamma, const float *beta, int M, int N, float eps);
+// x[M,N] = LayerNorm(x + bias + residual) · gamma + beta  (fused epilogue after attention-output / FFN-down)
+void zk_bias_residual_layernorm_forward(float *x, const float *bias, const float *residual,
+                                        const float *gamma, const float *beta, int M, int N, float eps);
+// Row-wise softmax of scores[rows, cols]·scale; columns >= valid_cols are masked (probability 0).
+void zk_softmax_forward(float *scores, int rows, int cols, int valid_cols, float scale);
+
+// ---- attention ---------------------------------------------------------------------------------
+// Multi-head self-attention core for a batch of B sequences padded to S tokens.
+// qkv: [B·S, 3·H] (query | key | value, each H = heads·head_dim wide); lengths[b]: real tokens of
+// sequence b (keys past it are masked, as HF's additive mask does); out: [B·S, H] context.
+// scratch: zk_attention_scratch_floats(S, head_dim) floats (room for every OpenMP thread).
+size_t zk_attention_scratch_floats(int S, int head_dim);
+void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
+                          int B, int S, int heads, int head_dim, float *scratch);
+
+// ---- embeddings --------------------------------------------------------------------------------
+// out[b·S+t] = word[ids] + position[t] + type[type_ids]   (LayerNorm applied separately)
+void zk_embedding_forward(float *out, const int32_t *ids, const int32_t *type_ids, int B, int S,
+                          const float *word, const float *position, const float *type_emb, int H);
+
+// ---- reductions used by pooling --------------------------------------------------------------
+// out[b,H] = mean over t < lengths[b] of hidden[b·S+t, :]
+void zk_mean_pool_forward(float *out, const float *hidden, const int32_t *lengths, int B, int S, int H);
+
+#endif

@@ -1,0 +1,59 @@
+// swift-tools-version:5.9
+// zoo — a BERT compression model zoo. Every folder under plugins/ is one variant family and becomes
+// its own module automatically; registering it with the CLI is one line in Sources/zoo/Registry.swift.
+import Foundation
+import PackageDescription
+
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+let plugins = ((try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("plugins").path)) ?? [])
+    .filter { name in
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: root.appendingPathComponent("plugins/\(name)").path, isDirectory: &isDir)
+            && isDir.boolValue && !name.hasPrefix(".")
+    }
+    .sorted()
+
+// omp.h ships with libomp-dev inside LLVM's versioned resource dir; find it rather than pin a version.
+func ompInclude() -> String {
+    let llvm = "/usr/lib"
+    let dirs = ((try? FileManager.default.contentsOfDirectory(atPath: llvm)) ?? []).filter { $0.hasPrefix("llvm-") }.sorted().reversed()
+    for d in dirs {
+        let clang = "\(llvm)/\(d)/lib/clang"
+        for v in ((try? FileManager.default.contentsOfDirectory(atPath: clang)) ?? []).sorted().reversed() {
+            let inc = "\(clang)/\(v)/include"
+            if FileManager.default.fileExists(atPath: inc + "/omp.h") { return inc }
+        }
+    }
+    return "/usr/include"
+}
+
+let package = Package(
+    name: "zoo",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "zoo", targets: ["zoo"]),
+        .library(name: "ZooCore", targets: ["ZooCore"]),
+    ],
+    targets: [
+        .target(
+            name: "CKernels",
+            path: "CKernels",
+            cSettings: [
+                .unsafeFlags(["-O3", "-fopenmp", "-I", ompInclude(), "-I", "/usr/include/x86_64-linux-gnu/openblas-pthread"]),
+            ],
+            linkerSettings: [.linkedLibrary("omp5"), .linkedLibrary("openblas"), .linkedLibrary("m")]
+        ),
+        .target(name: "ZooCore", dependencies: ["CKernels"], path: "Sources/ZooCore"),
+        .executableTarget(
+            name: "zoo",
+            dependencies: ["ZooCore"] + plugins.map { .target(name: $0) },
+            path: "Sources/zoo"
+        ),
+        .testTarget(
+            name: "ZooTests",
+            dependencies: ["ZooCore", "CKernels"] + plugins.map { .target(name: $0) },
+            path: "Tests/ZooTests",
+            resources: [.copy("Fixtures")]
+        ),
+    ] + plugins.map { .target(name: $0, dependencies: ["ZooCore", "CKernels"], path: "plugins/\($0)") }
+)

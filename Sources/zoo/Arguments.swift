@@ -1,0 +1,141 @@
+import Foundation
+import ZooCore
+
+/// A subcommand: one type each, like swift-argument-parser, parsed by the small `Arguments` below.
+protocol Command {
+    static var name: String { get }
+    static var summary: String { get }
+    /// Usage text; the first line is the synopsis.
+    static var help: String { get }
+    static var options: Set<String> { get }   // take a value: --name VALUE or --name=VALUE
+    static var flags: Set<String> { get }     // booleans
+    static func run(_ args: Arguments) throws
+}
+
+struct Arguments {
+    var positional: [String] = []
+    var values: [String: String] = [:]
+    var set: Set<String> = []
+
+    init(_ argv: [String], options: Set<String>, flags: Set<String>) throws {
+        var i = 0
+        while i < argv.count {
+            let a = argv[i]
+            if a == "--" { positional += argv[(i + 1)...]; break }
+            if a.hasPrefix("--") {
+                var name = String(a.dropFirst(2)), value: String?
+                if let eq = name.firstIndex(of: "=") { value = String(name[name.index(after: eq)...]); name = String(name[..<eq]) }
+                if options.contains(name) {
+                    if value == nil {
+                        guard i + 1 < argv.count else { throw ZooError.usage("option --\(name) needs a value") }
+                        i += 1; value = argv[i]
+                    }
+                    values[name] = value
+                } else if flags.contains(name), value == nil {
+                    set.insert(name)
+                } else {
+                    throw ZooError.usage("unknown option --\(name)")
+                }
+            } else if a.hasPrefix("-") && a.count > 1 && Double(a) == nil {
+                throw ZooError.usage("unknown option \(a)")
+            } else {
+                positional.append(a)
+            }
+            i += 1
+        }
+    }
+
+    subscript(_ name: String) -> String? { values[name] }
+    func flag(_ name: String) -> Bool { set.contains(name) }
+
+    func int(_ name: String, default d: Int? = nil, range: ClosedRange<Int> = 1...Int.max) throws -> Int? {
+        guard let s = values[name] else { return d }
+        guard let v = Int(s), range.contains(v) else { throw ZooError.usage("--\(name) takes a whole number in \(range.lowerBound)...\(range.upperBound == Int.max ? "" : String(range.upperBound)), got '\(s)'") }
+        return v
+    }
+
+    func required(_ name: String) throws -> String {
+        guard let v = values[name] else { throw ZooError.usage("missing required option --\(name)") }
+        return v
+    }
+
+    func onlyPositional(_ what: String) throws -> String {
+        guard positional.count == 1 else {
+            throw ZooError.usage(positional.isEmpty ? "missing \(what)" : "expected one \(what), got: \(positional.joined(separator: " "))")
+        }
+        return positional[0]
+    }
+}
+
+/// Progress and logs go to stderr; data goes to stdout.
+func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+final class Progress {
+    let label: String
+    let start = Date()
+    var last = Date.distantPast
+    let tty = isatty(2) != 0
+
+    init(_ label: String) { self.label = label }
+
+    func update(_ done: Int, _ total: Int) {
+        let now = Date()
+        guard done == total || now.timeIntervalSince(last) > (tty ? 0.2 : 5) else { return }
+        last = now
+        let el = now.timeIntervalSince(start)
+        let rate = Double(done) / max(el, 1e-9)
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let line = String(format: "%@: %d/%d (%.0f%%) %.1f/s, ETA %.0fs", label, done, total, 100 * Double(done) / Double(max(total, 1)), rate, eta)
+        if tty {
+            FileHandle.standardError.write(Data(("\r" + line + (done == total ? "\n" : "")).utf8))
+        } else {
+            log(line)
+        }
+    }
+}
+
+/// Lines of standard input, strictly UTF-8: a bad byte is an error naming the line.
+func readStdinLines() throws -> [String] {
+    let data = FileHandle.standardInput.readDataToEndOfFile()
+    var lines: [String] = []
+    var start = data.startIndex
+    var n = 0
+    func take(_ end: Data.Index) throws {
+        n += 1
+        var slice = data[start..<end]
+        if slice.last == 0x0D { slice = slice.dropLast() }
+        guard let s = String(validatingUTF8Data: Data(slice)) else { throw ZooError.badFile(path: "<stdin>", problem: "line \(n): invalid UTF-8") }
+        lines.append(s)
+    }
+    while let nl = data[start...].firstIndex(of: 0x0A) {
+        try take(nl)
+        start = data.index(after: nl)
+    }
+    if start < data.endIndex { try take(data.endIndex) }
+    return lines
+}
+
+/// One example per line, a TAB separating a sentence pair.
+func splitPair(_ line: String, lineNumber: Int) throws -> (String, String?) {
+    let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
+    guard parts.count <= 2 else { throw ZooError.badFile(path: "<stdin>", problem: "line \(lineNumber): more than one TAB (a TAB separates the two sentences of a pair)") }
+    return (String(parts[0]), parts.count == 2 ? String(parts[1]) : nil)
+}
+
+func jsonString(_ obj: Any) throws -> String {
+    String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+}
+
+/// Loads a variant from `--weights DIR` (or `--geometry NAME`, where the command allows it).
+func loadModel(_ variant: Variant, weights: String?, geometry: String? = nil) throws -> (Model, Checkpoint?) {
+    if let geometry {
+        guard weights == nil else { throw ZooError.usage("give --weights or --geometry, not both") }
+        guard let g = Geometry(rawValue: geometry) else {
+            throw ZooError.usage("unknown geometry '\(geometry)'; known: \(Geometry.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return (try variant.load(.geometry(g, seed: 1)), nil)
+    }
+    let dir = weights ?? ProcessInfo.processInfo.environment["ZOO_WEIGHTS"] ?? "weights/minilm-l6"
+    let ckpt = try Checkpoint(dir: URL(fileURLWithPath: dir))
+    return (try variant.load(.checkpoint(ckpt)), ckpt)
+}

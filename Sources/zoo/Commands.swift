@@ -1,0 +1,173 @@
+import Foundation
+import ZooCore
+
+struct ListCommand: Command {
+    static let name = "list"
+    static let summary = "list the registered variants"
+    static let help = """
+    zoo list [--json]
+      One line per registered variant: name and description. --json prints [{"name","description"}].
+    """
+    static let options: Set<String> = []
+    static let flags: Set<String> = ["json"]
+
+    static func run(_ args: Arguments) throws {
+        guard args.positional.isEmpty else { throw ZooError.usage("zoo list takes no arguments") }
+        if args.flag("json") {
+            print(try jsonString(registry.variants.map { ["name": $0.name, "description": $0.summary] }))
+        } else {
+            let w = registry.variants.map(\.name.count).max() ?? 0
+            for v in registry.variants { print(v.name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + v.summary) }
+        }
+    }
+}
+
+struct TokenizeCommand: Command {
+    static let name = "tokenize"
+    static let summary = "WordPiece-tokenize stdin lines (TAB separates a pair) to JSON"
+    static let help = """
+    zoo tokenize --vocab FILE [--max-len N]
+      Reads one example per line on stdin (a TAB separates a sentence pair) and prints one JSON object
+      per line: {"input_ids":[…],"token_type_ids":[…]} with [CLS]/[SEP], no padding, truncated
+      longest-first to --max-len tokens (default 128).
+    """
+    static let options: Set<String> = ["vocab", "max-len"]
+    static let flags: Set<String> = []
+
+    static func run(_ args: Arguments) throws {
+        let tok = try WordPieceTokenizer(vocabURL: URL(fileURLWithPath: try args.required("vocab")))
+        let maxLen = try args.int("max-len", default: 128, range: 2...100_000)!
+        var out = ""
+        for (i, line) in try readStdinLines().enumerated() {
+            let (a, b) = try splitPair(line, lineNumber: i + 1)
+            let e = tok.encode(a, b, maxLength: maxLen)
+            out += "{\"input_ids\":[\(e.inputIds.map(String.init).joined(separator: ","))],\"token_type_ids\":[\(e.tokenTypeIds.map(String.init).joined(separator: ","))]}\n"
+        }
+        FileHandle.standardOutput.write(Data(out.utf8))
+    }
+}
+
+struct EmbedCommand: Command {
+    static let name = "embed"
+    static let summary = "sentence embeddings of stdin lines"
+    static let help = """
+    zoo embed <variant> [--weights DIR] [--pool mean|cls] [--max-len N] [--batch B] [--threads N]
+      Reads one example per line on stdin (a TAB separates a pair) and prints one JSON array of floats
+      per line: mean = attention-masked mean of the last hidden state (default), cls = the [CLS] state.
+      --weights defaults to $ZOO_WEIGHTS, else weights/minilm-l6.
+    """
+    static let options: Set<String> = ["weights", "pool", "max-len", "batch", "threads"]
+    static let flags: Set<String> = []
+
+    static func run(_ args: Arguments) throws {
+        let variant = try registry.variant(try args.onlyPositional("variant name"))
+        guard let pooling = Pooling(rawValue: args["pool"] ?? "mean") else { throw ZooError.usage("--pool takes mean or cls, got '\(args["pool"]!)'") }
+        let maxLen = try args.int("max-len", default: 128, range: 2...100_000)!
+        let batchSize = try args.int("batch", default: 32)!
+        Runtime.setThreads(try args.int("threads"))
+        let lines = try readStdinLines()
+        let (model, ckpt) = try loadModel(variant, weights: args["weights"])
+        let tok = try ckpt!.tokenizer()
+        let encodings = try lines.enumerated().map { i, line -> WordPieceTokenizer.Encoding in
+            let (a, b) = try splitPair(line, lineNumber: i + 1)
+            return tok.encode(a, b, maxLength: min(maxLen, model.config.maxPositionEmbeddings))
+        }
+        let progress = Progress("embed")
+        let rows: [[Float]] = try inLengthSortedBatches(encodings, batchSize: batchSize, progress: lines.count > 1000 ? progress.update : nil) { batch in
+            let e = try model.embed(batch, pooling: pooling)
+            return (0..<batch.size).map { e.row($0) }
+        }
+        var out = ""
+        for r in rows { out += "[" + r.map { "\($0)" }.joined(separator: ",") + "]\n" }
+        FileHandle.standardOutput.write(Data(out.utf8))
+    }
+}
+
+struct ScoreCommand: Command {
+    static let name = "score"
+    static let summary = "score a leaderboard-format predictions file against dev labels"
+    static let help = """
+    zoo score --task T --predictions FILE [--data DIR] [--json]
+      FILE is in the GLUE submission format (header index<TAB>prediction; index = 0-based position of
+      the example in the dev file). Tasks: cola sst2 mrpc stsb qqp mnli-m mnli-mm qnli rte wnli
+      (GLUE spellings such as SST-2 or MNLI-m work too). --json: {"task","metrics":{…},"score"}.
+    """
+    static let options: Set<String> = ["task", "predictions", "data"]
+    static let flags: Set<String> = ["json"]
+
+    static func run(_ args: Arguments) throws {
+        let task = try GLUETask.named(try args.required("task"))
+        let examples = try task.load(.dev, from: glueDirectory(args["data"]))
+        let preds = try Leaderboard.read(task, url: URL(fileURLWithPath: try args.required("predictions")), count: examples.count)
+        let result = TaskResult(task: task, predictions: preds, labels: examples.map(labelValue))
+        if args.flag("json") {
+            print(try jsonString(["task": result.task, "metrics": result.metrics, "score": result.score] as [String: Any]))
+        } else {
+            print("\(task.glueName) (\(examples.count) dev examples)")
+            for (k, v) in result.metrics.sorted(by: { $0.key < $1.key }) { print(String(format: "  %-9@ %.2f", k, v)) }
+            print(String(format: "  score     %.2f", result.score))
+        }
+    }
+}
+
+func labelValue(_ e: Example) -> Double {
+    switch e.label {
+    case .classIndex(let i): return Double(i)
+    case .score(let s): return s
+    case nil: return .nan
+    }
+}
+
+struct EvalCommand: Command {
+    static let name = "eval"
+    static let summary = "evaluate a variant on a GLUE task"
+    static let help = """
+    zoo eval <variant> --task T [--weights DIR] [--data DIR] [--zero-shot] [--json FILE]
+             [--split dev] [--batch B] [--max-len N] [--threads N]
+      --zero-shot (STS-B): cosine similarity of mean-pooled sentence embeddings against the gold
+      scores, Pearson and Spearman ×100. --json FILE writes {variant, task, split, metrics, examples,
+      seconds}. Evaluation of fine-tuned classifiers arrives with `zoo finetune`.
+    """
+    static let options: Set<String> = ["task", "weights", "data", "json", "split", "batch", "max-len", "threads"]
+    static let flags: Set<String> = ["zero-shot"]
+
+    static func run(_ args: Arguments) throws {
+        let variant = try registry.variant(try args.onlyPositional("variant name"))
+        let task = try GLUETask.named(try args.required("task"))
+        guard (args["split"] ?? "dev") == "dev" else { throw ZooError.usage("only --split dev is scored (test labels are not public)") }
+        guard args.flag("zero-shot") else {
+            throw ZooError.usage("only --zero-shot evaluation exists so far (a fine-tuned classifier head needs `zoo finetune`, not built yet)")
+        }
+        guard task.name == "stsb" else { throw ZooError.usage("--zero-shot is defined for STS-B (sentence similarity); got \(task.glueName)") }
+        let batchSize = try args.int("batch", default: 32)!
+        let maxLen = try args.int("max-len", default: 128, range: 2...100_000)!
+        Runtime.setThreads(try args.int("threads"))
+        let examples = try task.load(.dev, from: glueDirectory(args["data"]))
+        let (model, ckpt) = try loadModel(variant, weights: args["weights"])
+        let tok = try ckpt!.tokenizer()
+        let start = Date()
+        let texts = examples.flatMap { [$0.textA, $0.textB ?? ""] }
+        let encodings = texts.map { tok.encode($0, maxLength: maxLen) }
+        let progress = Progress("eval \(variant.name) \(task.glueName)")
+        let emb: [[Float]] = try inLengthSortedBatches(encodings, batchSize: batchSize, progress: progress.update) { batch in
+            let e = try model.embed(batch, pooling: .mean)
+            return (0..<batch.size).map { e.row($0) }
+        }
+        let sims = examples.indices.map { cosine(emb[2 * $0], emb[2 * $0 + 1]) }
+        let result = TaskResult(task: task, predictions: sims, labels: examples.map(labelValue))
+        let seconds = Date().timeIntervalSince(start)
+        print("\(variant.name) \(task.glueName) dev zero-shot (\(examples.count) pairs, \(String(format: "%.1f", seconds)) s)")
+        for (k, v) in result.metrics.sorted(by: { $0.key < $1.key }) { print(String(format: "  %-9@ %.2f", k, v)) }
+        if let path = args["json"] {
+            let obj: [String: Any] = ["variant": variant.name, "task": task.name, "split": "dev", "mode": "zero-shot",
+                                      "metrics": result.metrics, "examples": examples.count, "seconds": seconds]
+            try writeAtomically(Data((try jsonString(obj) + "\n").utf8), to: URL(fileURLWithPath: path))
+        }
+    }
+}
+
+func cosine(_ a: [Float], _ b: [Float]) -> Double {
+    var ab = 0.0, aa = 0.0, bb = 0.0
+    for i in a.indices { ab += Double(a[i] * b[i]); aa += Double(a[i] * a[i]); bb += Double(b[i] * b[i]) }
+    return ab / max((aa * bb).squareRoot(), 1e-12)
+}

@@ -1,0 +1,148 @@
+import CKernels
+import Foundation
+import ZooCore
+
+/// `bert`: the dense fp32 BERT encoder, the baseline every compressed variant is measured against.
+public let variants: [Variant] = [
+    Variant(name: "bert", summary: "dense fp32 BERT encoder (HF BertModel weights), the uncompressed baseline") { source in
+        switch source {
+        case .checkpoint(let ckpt): return try BertEncoder(checkpoint: ckpt)
+        case .geometry(let g, let seed): return BertEncoder(randomWith: g.config, seed: seed)
+        }
+    },
+]
+
+/// Weights of one encoder layer, Q/K/V fused into one [3H, H] projection at load.
+struct LayerWeights {
+    let qkvW: Tensor, qkvB: Tensor        // [3H, H], [3H]
+    let outW: Tensor, outB: Tensor        // [H, H], [H]
+    let ln1G: Tensor, ln1B: Tensor
+    let upW: Tensor, upB: Tensor          // [I, H], [I]
+    let downW: Tensor, downB: Tensor      // [H, I], [H]
+    let ln2G: Tensor, ln2B: Tensor
+}
+
+public final class BertEncoder: Model {
+    public let config: BertConfig
+    let word: Tensor, position: Tensor, tokenType: Tensor, embG: Tensor, embB: Tensor
+    let layers: [LayerWeights]
+    private var workspace = Workspace()
+
+    public var parameterCount: Int {
+        var n = word.count + position.count + tokenType.count + embG.count + embB.count
+        for l in layers {
+            n += [l.qkvW, l.qkvB, l.outW, l.outB, l.ln1G, l.ln1B, l.upW, l.upB, l.downW, l.downB, l.ln2G, l.ln2B].map(\.count).reduce(0, +)
+        }
+        return n
+    }
+
+    /// Loads HF `BertModel` / `BertFor*` weights (with or without the `bert.` prefix), checking every
+    /// shape against config.json.
+    public init(checkpoint: Checkpoint) throws {
+        let c = checkpoint.config, st = checkpoint.tensors
+        let prefix = st.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        let (H, I) = (c.hiddenSize, c.intermediateSize)
+        func t(_ name: String, _ shape: [Int]) throws -> Tensor { try st.tensor(prefix + name, shape: shape) }
+        config = c
+        word = try t("embeddings.word_embeddings.weight", [c.vocabSize, H])
+        position = try t("embeddings.position_embeddings.weight", [c.maxPositionEmbeddings, H])
+        tokenType = try t("embeddings.token_type_embeddings.weight", [c.typeVocabSize, H])
+        embG = try t("embeddings.LayerNorm.weight", [H])
+        embB = try t("embeddings.LayerNorm.bias", [H])
+        layers = try (0..<c.numHiddenLayers).map { i in
+            let p = "encoder.layer.\(i)."
+            let qkv = try ["query", "key", "value"].map { try t(p + "attention.self.\($0).weight", [H, H]) }
+            let qkvBias = try ["query", "key", "value"].map { try t(p + "attention.self.\($0).bias", [H]) }
+            return LayerWeights(
+                qkvW: concat(qkv, shape: [3 * H, H]), qkvB: concat(qkvBias, shape: [3 * H]),
+                outW: try t(p + "attention.output.dense.weight", [H, H]), outB: try t(p + "attention.output.dense.bias", [H]),
+                ln1G: try t(p + "attention.output.LayerNorm.weight", [H]), ln1B: try t(p + "attention.output.LayerNorm.bias", [H]),
+                upW: try t(p + "intermediate.dense.weight", [I, H]), upB: try t(p + "intermediate.dense.bias", [I]),
+                downW: try t(p + "output.dense.weight", [H, I]), downB: try t(p + "output.dense.bias", [H]),
+                ln2G: try t(p + "output.LayerNorm.weight", [H]), ln2B: try t(p + "output.LayerNorm.bias", [H]))
+        }
+    }
+
+    /// Random weights of a given shape (uniform, small), for speed measurements only.
+    public init(randomWith c: BertConfig, seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        func r(_ shape: [Int], scale: Float = 0.02) -> Tensor {
+            let t = Tensor(shape: shape)
+            for i in 0..<t.count { t.data[i] = rng.symmetric() * scale }
+            return t
+        }
+        func ones(_ n: Int) -> Tensor { Tensor(shape: [n], values: [Float](repeating: 1, count: n)) }
+        let (H, I) = (c.hiddenSize, c.intermediateSize)
+        config = c
+        word = r([c.vocabSize, H]); position = r([c.maxPositionEmbeddings, H]); tokenType = r([c.typeVocabSize, H])
+        embG = ones(H); embB = r([H])
+        layers = (0..<c.numHiddenLayers).map { _ in
+            LayerWeights(qkvW: r([3 * H, H]), qkvB: r([3 * H]), outW: r([H, H]), outB: r([H]), ln1G: ones(H), ln1B: r([H]),
+                         upW: r([I, H]), upB: r([I]), downW: r([H, I]), downB: r([H]), ln2G: ones(H), ln2B: r([H]))
+        }
+    }
+
+    public func forward(_ batch: Batch) throws -> Tensor {
+        let c = config
+        let (B, S, H, I) = (batch.size, batch.seqLen, c.hiddenSize, c.intermediateSize)
+        guard S <= c.maxPositionEmbeddings else {
+            throw ZooError.usage("sequence length \(S) exceeds max_position_embeddings \(c.maxPositionEmbeddings)")
+        }
+        if let bad = batch.inputIds.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+            throw ZooError.usage("token id \(bad) is outside the vocabulary (\(c.vocabSize))")
+        }
+        if let bad = batch.tokenTypeIds.first(where: { $0 < 0 || Int($0) >= c.typeVocabSize }) {
+            throw ZooError.usage("token type id \(bad) is outside type_vocab_size (\(c.typeVocabSize))")
+        }
+        let T = B * S
+        let ws = workspace.reserve(tokens: T, hidden: H, intermediate: I, seqLen: S, headDim: c.headDim)
+        let eps = Float(c.layerNormEps)
+        let (x, qkv, ctx, a, h) = (ws.x, ws.qkv, ws.ctx, ws.a, ws.h)
+        batch.inputIds.withUnsafeBufferPointer { ids in
+            batch.tokenTypeIds.withUnsafeBufferPointer { types in
+                zk_embedding_forward(x, ids.baseAddress, types.baseAddress, Int32(B), Int32(S), word.data, position.data, tokenType.data, Int32(H))
+            }
+        }
+        zk_layernorm_forward(x, nil, nil, x, embG.data, embB.data, Int32(T), Int32(H), eps)
+        batch.lengths.withUnsafeBufferPointer { lengths in
+            for l in layers {
+                zk_linear_forward(qkv, x, l.qkvW.data, l.qkvB.data, Int32(T), Int32(3 * H), Int32(H))
+                zk_attention_forward(ctx, qkv, lengths.baseAddress, Int32(B), Int32(S), Int32(c.numAttentionHeads), Int32(c.headDim), ws.scratch)
+                zk_linear_forward(a, ctx, l.outW.data, nil, Int32(T), Int32(H), Int32(H))
+                zk_bias_residual_layernorm_forward(a, l.outB.data, x, l.ln1G.data, l.ln1B.data, Int32(T), Int32(H), eps)
+                zk_linear_forward(h, a, l.upW.data, nil, Int32(T), Int32(I), Int32(H))
+                zk_bias_gelu_forward(h, l.upB.data, Int32(T), Int32(I))
+                zk_linear_forward(x, h, l.downW.data, nil, Int32(T), Int32(H), Int32(I))
+                zk_bias_residual_layernorm_forward(x, l.downB.data, a, l.ln2G.data, l.ln2B.data, Int32(T), Int32(H), eps)
+            }
+        }
+        let out = Tensor(shape: [T, H])
+        out.data.update(from: x, count: T * H)
+        return out
+    }
+}
+
+func concat(_ parts: [Tensor], shape: [Int]) -> Tensor {
+    let out = Tensor(shape: shape)
+    var off = 0
+    for p in parts { (out.data + off).update(from: p.data, count: p.count); off += p.count }
+    return out
+}
+
+/// Activation buffers reused across forward passes; grown only when a larger batch arrives.
+struct Workspace {
+    private var storage: Tensor?
+    private var capacity = 0
+    struct Buffers { let x, qkv, ctx, a, h, scratch: UnsafeMutablePointer<Float> }
+
+    mutating func reserve(tokens T: Int, hidden H: Int, intermediate I: Int, seqLen S: Int, headDim: Int) -> Buffers {
+        let scratch = zk_attention_scratch_floats(Int32(S), Int32(headDim))
+        let sizes = [T * H, T * 3 * H, T * H, T * H, T * I, scratch].map { ($0 + 15) / 16 * 16 }
+        let need = sizes.reduce(0, +)
+        if need > capacity { storage = Tensor(shape: [need]); capacity = need }
+        var p = storage!.data
+        var ptrs: [UnsafeMutablePointer<Float>] = []
+        for s in sizes { ptrs.append(p); p += s }
+        return Buffers(x: ptrs[0], qkv: ptrs[1], ctx: ptrs[2], a: ptrs[3], h: ptrs[4], scratch: ptrs[5])
+    }
+}
