@@ -3,6 +3,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include <immintrin.h>
 
 extern char *openblas_get_corename(void);
 extern char *openblas_get_config(void);
@@ -40,6 +41,41 @@ void zk_linear_forward(float *out, const float *inp, const float *weight, const 
     if (bias) zk_bias_forward(out, bias, M, N);
 }
 
+// ---- the two compiled copies of the row workers, and run-time selection --------------------------
+#define ZK(name) name##_generic
+#include "rows.h"
+#undef ZK
+#undef ZK_TR
+#undef ZK_TC
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
+#define ZK(name) name##_avx512
+#define ZK_AVX512 1
+#include "rows.h"
+#undef ZK
+#undef ZK_AVX512
+#undef ZK_TR
+#undef ZK_TC
+#pragma clang attribute pop
+
+typedef struct {
+    void (*gelu_row)(float *, const float *, int);
+    void (*layernorm_row)(float *, const float *, const float *, const float *, int, float, float *, float *);
+    void (*bias_residual_layernorm_row)(float *, const float *, const float *, const float *, const float *, int, float);
+    void (*softmax_row)(float *, int, int, float);
+    void (*attention_head)(float *, int, const float *, const float *, const float *, int, int, int, int, float, float *);
+} zk_rows;
+
+#define ZK_TABLE(sfx) { gelu_row_##sfx, layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx }
+static const zk_rows rows_generic = ZK_TABLE(generic), rows_avx512 = ZK_TABLE(avx512);
+static int g_simd = -1;   // -1: not decided yet; 0: generic; 1: AVX-512
+
+static const zk_rows *R(void) {
+    if (g_simd < 0) g_simd = zk_cpu_has_avx512();
+    return g_simd ? &rows_avx512 : &rows_generic;
+}
+void zk_set_simd(int level) { g_simd = level < 0 ? zk_cpu_has_avx512() : (level && zk_cpu_has_avx512()); }
+int zk_get_simd(void) { R(); return g_simd; }
+
 // ---- elementwise -------------------------------------------------------------------------------
 void zk_bias_forward(float *x, const float *bias, int M, int N) {
     #pragma omp parallel for schedule(static)
@@ -49,19 +85,18 @@ void zk_bias_forward(float *x, const float *bias, int M, int N) {
     }
 }
 
-static inline float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-
 void zk_gelu_forward(float *out, const float *inp, size_t n) {
+    const zk_rows *r = R();
+    const size_t chunk = 4096;
+    if (out != inp) memcpy(out, inp, n * sizeof(float));
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = gelu_erf(inp[i]);
+    for (size_t i = 0; i < n; i += chunk) r->gelu_row(out + i, NULL, (int)(n - i < chunk ? n - i : chunk));
 }
 
 void zk_bias_gelu_forward(float *x, const float *bias, int M, int N) {
+    const zk_rows *r = R();
     #pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) {
-        float *row = x + (size_t)i * N;
-        for (int j = 0; j < N; j++) row[j] = gelu_erf(row[j] + bias[j]);
-    }
+    for (int i = 0; i < M; i++) r->gelu_row(x + (size_t)i * N, bias, N);
 }
 
 void zk_residual_forward(float *out, const float *a, const float *b, size_t n) {
@@ -69,59 +104,35 @@ void zk_residual_forward(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-static inline void layernorm_row(float *out, const float *x, const float *gamma, const float *beta, int N, float eps,
-                                 float *mean_out, float *rstd_out) {
-    float mean = 0.0f;
-    for (int j = 0; j < N; j++) mean += x[j];
-    mean /= (float)N;
-    float var = 0.0f;
-    for (int j = 0; j < N; j++) { float d = x[j] - mean; var += d * d; }
-    var /= (float)N;
-    float rstd = 1.0f / sqrtf(var + eps);
-    for (int j = 0; j < N; j++) out[j] = (x[j] - mean) * rstd * gamma[j] + beta[j];
-    if (mean_out) *mean_out = mean;
-    if (rstd_out) *rstd_out = rstd;
-}
-
 void zk_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                           const float *gamma, const float *beta, int M, int N, float eps) {
+    const zk_rows *r = R();
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < M; i++)
-        layernorm_row(out + (size_t)i * N, inp + (size_t)i * N, gamma, beta, N, eps,
-                      mean ? mean + i : NULL, rstd ? rstd + i : NULL);
+        r->layernorm_row(out + (size_t)i * N, inp + (size_t)i * N, gamma, beta, N, eps,
+                         mean ? mean + i : NULL, rstd ? rstd + i : NULL);
 }
 
 void zk_bias_residual_layernorm_forward(float *x, const float *bias, const float *residual,
                                         const float *gamma, const float *beta, int M, int N, float eps) {
+    const zk_rows *r = R();
     #pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) {
-        float *row = x + (size_t)i * N;
-        const float *res = residual + (size_t)i * N;
-        for (int j = 0; j < N; j++) row[j] += bias[j] + res[j];
-        layernorm_row(row, row, gamma, beta, N, eps, NULL, NULL);
-    }
-}
-
-static inline void softmax_row(float *s, int cols, int valid, float scale) {
-    float mx = -INFINITY;
-    for (int j = 0; j < valid; j++) { s[j] *= scale; if (s[j] > mx) mx = s[j]; }
-    float sum = 0.0f;
-    for (int j = 0; j < valid; j++) { s[j] = expf(s[j] - mx); sum += s[j]; }
-    float inv = 1.0f / sum;
-    for (int j = 0; j < valid; j++) s[j] *= inv;
-    for (int j = valid; j < cols; j++) s[j] = 0.0f;
+    for (int i = 0; i < M; i++)
+        r->bias_residual_layernorm_row(x + (size_t)i * N, bias, residual + (size_t)i * N, gamma, beta, N, eps);
 }
 
 void zk_softmax_forward(float *scores, int rows, int cols, int valid_cols, float scale) {
     if (valid_cols > cols) valid_cols = cols;
     if (valid_cols < 1) valid_cols = cols;  // an all-masked row behaves like HF: uniform over all columns
+    const zk_rows *r = R();
     #pragma omp parallel for schedule(static)
-    for (int i = 0; i < rows; i++) softmax_row(scores + (size_t)i * cols, cols, valid_cols, scale);
+    for (int i = 0; i < rows; i++) r->softmax_row(scores + (size_t)i * cols, cols, valid_cols, scale);
 }
 
 // ---- attention ---------------------------------------------------------------------------------
 static size_t attention_scratch_per_thread(int S, int head_dim) {
-    return (size_t)head_dim * S + (size_t)S * S;   // transposed keys + one head's score matrix
+    const size_t Lp = (size_t)(S + 31) / 32 * 32, Dp = (size_t)(head_dim + 31) / 32 * 32;
+    return (size_t)head_dim * Lp + 8 * Lp + 8 * Dp + 16;   // keys^T, probabilities, context (8-row tiles, 32 wide)
 }
 size_t zk_attention_scratch_floats(int S, int head_dim) {
     return attention_scratch_per_thread(S, head_dim) * (size_t)omp_get_max_threads();
@@ -132,33 +143,15 @@ void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
     const int H = heads * head_dim, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)head_dim);
     const size_t per_thread = attention_scratch_per_thread(S, head_dim);
+    const zk_rows *r = R();
     #pragma omp parallel for schedule(static, 1)
     for (int bh = 0; bh < B * heads; bh++) {
         const int b = bh / heads, h = bh % heads;
         int L = lengths[b];
         if (L < 1 || L > S) L = S;
-        float *kT = scratch + (size_t)omp_get_thread_num() * per_thread;   // [head_dim, L]
-        float *sc = kT + (size_t)head_dim * S;                             // [S, L]
         const float *q = qkv + (size_t)b * S * ld + h * head_dim;
-        const float *k = q + H, *v = q + 2 * H;
-        for (int j = 0; j < L; j++)
-            for (int d = 0; d < head_dim; d++) kT[(size_t)d * L + j] = k[(size_t)j * ld + d];
-        for (int i = 0; i < S; i++) {
-            float *srow = sc + (size_t)i * L;
-            const float *qi = q + (size_t)i * ld;
-            for (int j = 0; j < L; j++) srow[j] = 0.0f;
-            for (int d = 0; d < head_dim; d++) {
-                const float qd = qi[d], *kd = kT + (size_t)d * L;
-                for (int j = 0; j < L; j++) srow[j] += qd * kd[j];
-            }
-            softmax_row(srow, L, L, scale);
-            float *o = out + ((size_t)b * S + i) * H + h * head_dim;
-            for (int d = 0; d < head_dim; d++) o[d] = 0.0f;
-            for (int j = 0; j < L; j++) {
-                const float p = srow[j], *vj = v + (size_t)j * ld;
-                for (int d = 0; d < head_dim; d++) o[d] += p * vj[d];
-            }
-        }
+        r->attention_head(out + (size_t)b * S * H + h * head_dim, H, q, q + H, q + 2 * H, ld, S, L, head_dim, scale,
+                          scratch + (size_t)omp_get_thread_num() * per_thread);
     }
 }
 

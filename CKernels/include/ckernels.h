@@ -14,6 +14,9 @@ const char *zk_blas_config(void);
 int zk_cpu_has_avx512(void);           // avx512f + avx512bw + avx512vl + avx512dq
 int zk_cpu_has_avx2(void);
 int zk_cpu_has_vnni(void);             // avx512_vnni
+// Row kernels: 1 = AVX-512 copy, 0 = baseline copy (the portable fallback); -1 = pick by CPU.
+void zk_set_simd(int level);
+int zk_get_simd(void);
 
 // ---- GEMM --------------------------------------------------------------------------------------
 // C[M,N] = A[M,K] · B[N,K]^T + beta·C  (B laid out like a PyTorch Linear weight, [out, in]).

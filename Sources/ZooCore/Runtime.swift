@@ -11,12 +11,25 @@ public enum Runtime {
         return nil
     }
 
-    /// OpenBLAS reads OPENBLAS_CORETYPE once, when the library loads, i.e. before `main`. If the user
-    /// has not set it, set it and re-execute this program once so the fast kernels are in use.
+    /// Settings read once when OpenBLAS / the OpenMP runtime load, i.e. before `main`:
+    /// - OPENBLAS_CORETYPE: the fast kernels for this CPU (Debian's build guesses "Prescott" here);
+    /// - KMP_BLOCKTIME=0 and OPENBLAS_THREAD_TIMEOUT=4: idle threads of either pool sleep at once
+    ///   instead of spinning, so OpenMP kernels and OpenBLAS GEMMs do not steal each other's cores.
+    /// Values the user set are kept.
+    public static func wantedEnvironment(_ env: [String: String]) -> [String: String] {
+        var add: [String: String] = [:]
+        if env["OPENBLAS_CORETYPE"] == nil, let core = preferredCoreType() { add["OPENBLAS_CORETYPE"] = core }
+        if env["KMP_BLOCKTIME"] == nil { add["KMP_BLOCKTIME"] = "0" }
+        if env["OPENBLAS_THREAD_TIMEOUT"] == nil { add["OPENBLAS_THREAD_TIMEOUT"] = "4" }
+        return add
+    }
+
+    /// Sets `wantedEnvironment` and re-executes this program once, so the libraries load with it.
     public static func ensureFastBLAS() {
         let env = ProcessInfo.processInfo.environment
-        guard env["OPENBLAS_CORETYPE"] == nil, env["ZOO_NO_REEXEC"] == nil, let core = preferredCoreType() else { return }
-        setenv("OPENBLAS_CORETYPE", core, 1)
+        let add = wantedEnvironment(env)
+        guard !add.isEmpty, env["ZOO_NO_REEXEC"] == nil else { return }
+        for (k, v) in add { setenv(k, v, 1) }
         setenv("ZOO_NO_REEXEC", "1", 1)
         let args = CommandLine.arguments.map { strdup($0) } + [nil]
         execv("/proc/self/exe", args)

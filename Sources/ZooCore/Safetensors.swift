@@ -113,7 +113,7 @@ public final class SafeTensors {
     private static func intArray(_ a: [Any]) -> [Int]? {
         var out: [Int] = []
         for v in a {
-            guard let n = v as? NSNumber, !(v is Bool) else { return nil }
+            guard let n = v as? NSNumber else { return nil }
             let d = n.doubleValue
             guard d == d.rounded(), abs(d) < 9e15 else { return nil }
             out.append(Int(d))

@@ -1,0 +1,180 @@
+// Per-row / per-head workers, compiled twice by kernels.c: once for the baseline x86-64 target and
+// once with AVX-512 enabled (selected at run time). Plain C written so the compiler vectorises it:
+// no intrinsics, fixed-size register tiles, branch-free math.
+// ZK(name) gives each copy its own suffix.
+
+// exp, Cephes-style: range reduction by ln 2, degree-6 polynomial, 2^n by exponent bits. ≤ 2 ulp.
+static inline float ZK(expf)(float x) {
+    x = fminf(fmaxf(x, -87.3f), 88.7f);
+    float y0 = x * 1.44269504088896341f + 0.5f;
+    float n = (float)(int32_t)y0;
+    n -= (n > y0) ? 1.0f : 0.0f;             // floor without a libm call (vectorises on plain SSE2)
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } s = { .i = ((int32_t)n + 127) << 23 };
+    return y * s.f;
+}
+
+// erf, Abramowitz & Stegun 7.1.26: |error| ≤ 1.5e-7.
+static inline float ZK(erff)(float x) {
+    float a = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float p = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f) * t;
+    return copysignf(1.0f - p * ZK(expf)(-a * a), x);
+}
+
+// Reductions with 16 independent partial sums: vectorisable without -ffast-math (a single running
+// float sum is a serial dependency the compiler must keep in order).
+static inline float ZK(sum)(const float *x, int n) {
+    float part[16] = {0};
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int c = 0; c < 16; c++) part[c] += x[j + c];
+    for (; j < n; j++) part[0] += x[j];
+    float s = 0.0f;
+    for (int c = 0; c < 16; c++) s += part[c];
+    return s;
+}
+
+static inline float ZK(sum_sq_dev)(const float *x, int n, float mean) {
+    float part[16] = {0};
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int c = 0; c < 16; c++) { float d = x[j + c] - mean; part[c] += d * d; }
+    for (; j < n; j++) { float d = x[j] - mean; part[0] += d * d; }
+    float s = 0.0f;
+    for (int c = 0; c < 16; c++) s += part[c];
+    return s;
+}
+
+static inline float ZK(max)(const float *x, int n) {
+    float part[16];
+    for (int c = 0; c < 16; c++) part[c] = -INFINITY;
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int c = 0; c < 16; c++) part[c] = x[j + c] > part[c] ? x[j + c] : part[c];
+    for (; j < n; j++) part[0] = x[j] > part[0] ? x[j] : part[0];
+    float m = part[0];
+    for (int c = 1; c < 16; c++) m = part[c] > m ? part[c] : m;
+    return m;
+}
+
+static inline float ZK(gelu)(float x) { return 0.5f * x * (1.0f + ZK(erff)(x * 0.70710678118654752f)); }
+
+// x = gelu(x + bias) in place (bias may be NULL). One pointer read and written, so it vectorises.
+static void ZK(gelu_row)(float *x, const float *restrict bias, int n) {
+    if (bias) { for (int j = 0; j < n; j++) x[j] = ZK(gelu)(x[j] + bias[j]); }
+    else      { for (int j = 0; j < n; j++) x[j] = ZK(gelu)(x[j]); }
+}
+
+static void ZK(layernorm_row)(float *out, const float *x, const float *restrict gamma, const float *restrict beta, int N,
+                              float eps, float *mean_out, float *rstd_out) {
+    const float mean = ZK(sum)(x, N) / (float)N;
+    const float var = ZK(sum_sq_dev)(x, N, mean) / (float)N;
+    float rstd = 1.0f / sqrtf(var + eps);
+    if (out == x) { for (int j = 0; j < N; j++) out[j] = (out[j] - mean) * rstd * gamma[j] + beta[j]; }
+    else          { for (int j = 0; j < N; j++) out[j] = (x[j] - mean) * rstd * gamma[j] + beta[j]; }
+    if (mean_out) *mean_out = mean;
+    if (rstd_out) *rstd_out = rstd;
+}
+
+static void ZK(bias_residual_layernorm_row)(float *restrict x, const float *restrict bias, const float *restrict res,
+                                            const float *gamma, const float *beta, int N, float eps) {
+    for (int j = 0; j < N; j++) x[j] += bias[j] + res[j];
+    ZK(layernorm_row)(x, x, gamma, beta, N, eps, NULL, NULL);
+}
+
+// softmax of s[0..valid)·scale in place; s[valid..cols) = 0.
+static void ZK(softmax_row)(float *s, int cols, int valid, float scale) {
+    for (int j = 0; j < valid; j++) s[j] *= scale;
+    const float mx = ZK(max)(s, valid);
+    for (int j = 0; j < valid; j++) s[j] = ZK(expf)(s[j] - mx);
+    const float inv = 1.0f / ZK(sum)(s, valid);
+    for (int j = 0; j < valid; j++) s[j] *= inv;
+    for (int j = valid; j < cols; j++) s[j] = 0.0f;
+}
+
+// One (sequence, head) of attention. q/k/v rows are `ld` apart, out rows `ldo` apart. Only the first
+// L keys are real. Scores and context are computed in register tiles of 8 query rows × 32 columns:
+// with AVX-512 by explicit intrinsics (16 accumulators), otherwise by plain C the compiler vectorises.
+#define ZK_TR 8
+#define ZK_TC 32
+
+#ifdef ZK_AVX512
+// acc[r][0..32) = sum_k a[r][k·as] * b[k·bs + 0..32), for r < 8; b columns past `w` masked to zero.
+static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int as, const float *b, int bs, int K, int w) {
+    const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
+    const __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : w <= 16 ? 0 : (1u << (w - 16)) - 1);
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    for (int k = 0; k < K; k++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (size_t)k * bs);
+        const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + (size_t)k * bs + 16);
+        const size_t o = (size_t)k * as;
+        __m512 x;
+        x = _mm512_set1_ps(a[0][o]); c00 = _mm512_fmadd_ps(x, b0, c00); c01 = _mm512_fmadd_ps(x, b1, c01);
+        x = _mm512_set1_ps(a[1][o]); c10 = _mm512_fmadd_ps(x, b0, c10); c11 = _mm512_fmadd_ps(x, b1, c11);
+        x = _mm512_set1_ps(a[2][o]); c20 = _mm512_fmadd_ps(x, b0, c20); c21 = _mm512_fmadd_ps(x, b1, c21);
+        x = _mm512_set1_ps(a[3][o]); c30 = _mm512_fmadd_ps(x, b0, c30); c31 = _mm512_fmadd_ps(x, b1, c31);
+        x = _mm512_set1_ps(a[4][o]); c40 = _mm512_fmadd_ps(x, b0, c40); c41 = _mm512_fmadd_ps(x, b1, c41);
+        x = _mm512_set1_ps(a[5][o]); c50 = _mm512_fmadd_ps(x, b0, c50); c51 = _mm512_fmadd_ps(x, b1, c51);
+        x = _mm512_set1_ps(a[6][o]); c60 = _mm512_fmadd_ps(x, b0, c60); c61 = _mm512_fmadd_ps(x, b1, c61);
+        x = _mm512_set1_ps(a[7][o]); c70 = _mm512_fmadd_ps(x, b0, c70); c71 = _mm512_fmadd_ps(x, b1, c71);
+    }
+    const __m512 acc[8][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+    for (int r = 0; r < 8; r++) {
+        _mm512_storeu_ps(c + (size_t)r * ldc, acc[r][0]);
+        _mm512_storeu_ps(c + (size_t)r * ldc + 16, acc[r][1]);
+    }
+}
+#else
+static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int as, const float *b, int bs, int K, int w) {
+    float acc[ZK_TR][ZK_TC] = {{0}};
+    float bk[ZK_TC] = {0};
+    for (int k = 0; k < K; k++) {
+        for (int j = 0; j < w; j++) bk[j] = b[(size_t)k * bs + j];
+        for (int r = 0; r < ZK_TR; r++) {
+            const float x = a[r][(size_t)k * as];
+            for (int j = 0; j < ZK_TC; j++) acc[r][j] += x * bk[j];
+        }
+    }
+    for (int r = 0; r < ZK_TR; r++)
+        for (int j = 0; j < ZK_TC; j++) c[(size_t)r * ldc + j] = acc[r][j];
+}
+#endif
+
+static void ZK(attention_head)(float *out, int ldo, const float *q, const float *k, const float *v, int ld,
+                               int S, int L, int dh, float scale, float *scratch) {
+    const int Lp = (L + ZK_TC - 1) / ZK_TC * ZK_TC;
+    const int Dp = (dh + ZK_TC - 1) / ZK_TC * ZK_TC;
+    float *kT = scratch;                    // [dh][Lp], zero-padded keys
+    float *sc = kT + (size_t)dh * Lp;       // [ZK_TR][Lp] probabilities of the current row tile
+    float *ctx = sc + (size_t)ZK_TR * Lp;   // [ZK_TR][Dp] context of the current row tile
+    for (int d = 0; d < dh; d++) {
+        float *row = kT + (size_t)d * Lp;
+        for (int j = 0; j < L; j++) row[j] = k[(size_t)j * ld + d];
+        for (int j = L; j < Lp; j++) row[j] = 0.0f;
+    }
+    for (int i0 = 0; i0 < S; i0 += ZK_TR) {
+        const int R = S - i0 < ZK_TR ? S - i0 : ZK_TR;
+        const float *qr[ZK_TR], *pr[ZK_TR];
+        for (int r = 0; r < ZK_TR; r++) {
+            qr[r] = q + (size_t)(i0 + (r < R ? r : R - 1)) * ld;
+            pr[r] = sc + (size_t)r * Lp;
+        }
+        for (int j0 = 0; j0 < Lp; j0 += ZK_TC) ZK(tile_8x32)(sc + j0, Lp, qr, 1, kT + j0, Lp, dh, ZK_TC);
+        for (int r = 0; r < R; r++) ZK(softmax_row)(sc + (size_t)r * Lp, Lp, L, scale);
+        for (int d0 = 0; d0 < dh; d0 += ZK_TC) {
+            const int w = dh - d0 < ZK_TC ? dh - d0 : ZK_TC;
+            ZK(tile_8x32)(ctx + d0, Dp, pr, 1, v + d0, ld, L, w);
+        }
+        for (int r = 0; r < R; r++)
+            for (int d = 0; d < dh; d++) out[(size_t)(i0 + r) * ldo + d] = ctx[(size_t)r * Dp + d];
+    }
+}
