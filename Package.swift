@@ -51,7 +51,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ZooTests",
-            dependencies: ["ZooCore", "CKernels"] + plugins.map { .target(name: $0) },
+            dependencies: ["ZooCore", "CKernels", "zoo"] + plugins.map { .target(name: $0) },
             path: "Tests/ZooTests",
             resources: [.copy("Fixtures")]
         ),

@@ -132,6 +132,7 @@ extension Model {
         let h = try forward(batch)
         let H = config.hiddenSize
         let out = Tensor(shape: [batch.size, H])
+        defer { withExtendedLifetime(h) {} }
         switch pooling {
         case .mean:
             batch.lengths.withUnsafeBufferPointer { zk_mean_pool_forward(out.data, h.data, $0.baseAddress, Int32(batch.size), Int32(batch.seqLen), Int32(H)) }

@@ -1,0 +1,60 @@
+import BERT
+import CKernels
+import Foundation
+import XCTest
+@testable import ZooCore
+
+/// all-MiniLM-L6-v2 in the zoo against HF transformers (tools/hf_reference.py encoder): last hidden
+/// states and both poolings within 1e-4 max abs, on 60 inputs, at 1 and 2 threads, one sequence at
+/// a time and in one dynamically padded batch.
+final class EncoderParityTests: XCTestCase {
+    static let tolerance: Float = 1e-4
+
+    func testMiniLMMatchesHuggingFace() throws {
+        try require(Paths.weights.appendingPathComponent("model.safetensors"), "run `zoo weights fetch minilm-l6`")
+        let refURL = Paths.reference.appendingPathComponent("encoder.safetensors")
+        try require(refURL, "run `python tools/hf_reference.py encoder` (tools/test.sh does)")
+        let ref = try SafeTensors(url: refURL)
+        let model = try BertEncoder(checkpoint: try Checkpoint(dir: Paths.weights))
+        let n = ref.names.filter { $0.hasPrefix("hidden.") }.count
+        XCTAssertGreaterThanOrEqual(n, 50)
+        func ints(_ name: String) throws -> [Int32] {
+            let p = try ref.rawPointer(name).assumingMemoryBound(to: Int32.self)
+            return Array(UnsafeBufferPointer(start: p, count: try ref.entry(name).count))
+        }
+        let encodings = try (0..<n).map { WordPieceTokenizer.Encoding(inputIds: try ints("ids.\($0)"), tokenTypeIds: try ints("types.\($0)")) }
+        let H = model.config.hiddenSize
+        for threads in [1, 2] {
+            zk_set_threads(Int32(threads))
+            var worst: (Float, Float, Float) = (0, 0, 0)
+            for i in 0..<n {
+                let batch = Batch([encodings[i]])
+                let h = try model.forward(batch)
+                let want = try ref.tensor("hidden.\(i)")
+                XCTAssertEqual(h.count, want.count)
+                worst.0 = max(worst.0, maxAbsDiff(h, want))
+                worst.1 = max(worst.1, maxAbsDiff(try model.embed(batch, pooling: .mean), try ref.tensor("mean.\(i)")))
+                worst.2 = max(worst.2, maxAbsDiff(try model.embed(batch, pooling: .cls), try ref.tensor("cls.\(i)")))
+            }
+            XCTAssertLessThan(worst.0, Self.tolerance, "hidden states, \(threads) threads")
+            XCTAssertLessThan(worst.1, Self.tolerance, "mean pooling, \(threads) threads")
+            XCTAssertLessThan(worst.2, Self.tolerance, "cls pooling, \(threads) threads")
+
+            // All inputs in one padded batch: real tokens unchanged by the padding of others.
+            let batch = Batch(encodings)
+            let h = try model.forward(batch)
+            var worstPadded: Float = 0
+            for i in 0..<n {
+                let want = try ref.tensor("hidden.\(i)")
+                worstPadded = max(worstPadded, maxAbsDiff(h, want, offset: i * batch.seqLen * H))
+            }
+            XCTAssertLessThan(worstPadded, Self.tolerance, "padded batch, \(threads) threads")
+        }
+    }
+
+    func testRejectsOutOfVocabularyIds() throws {
+        let model = BertEncoder(randomWith: Geometry.tinybert4l.config, seed: 1)
+        let bad = Batch([WordPieceTokenizer.Encoding(inputIds: [101, 999_999, 102], tokenTypeIds: [0, 0, 0])])
+        XCTAssertThrowsError(try model.forward(bad)) { XCTAssertTrue("\($0)".contains("outside the vocabulary")) }
+    }
+}

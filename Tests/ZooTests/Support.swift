@@ -1,0 +1,80 @@
+import Foundation
+import XCTest
+@testable import ZooCore
+
+/// Paths the tests read. Set up by tools/test.sh (README): weights fetched, references dumped.
+enum Paths {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let fixtures = root.appendingPathComponent("Tests/ZooTests/Fixtures")
+    static var env: [String: String] { ProcessInfo.processInfo.environment }
+
+    static var weights: URL { URL(fileURLWithPath: env["ZOO_WEIGHTS"] ?? root.appendingPathComponent("weights/minilm-l6").path) }
+    static var reference: URL { URL(fileURLWithPath: env["ZOO_REF_DIR"] ?? root.appendingPathComponent(".cache/ref").path) }
+    static var glue: URL {
+        if let g = env["ZOO_GLUE_DIR"], !g.isEmpty { return URL(fileURLWithPath: g) }
+        let shared = root.deletingLastPathComponent().appendingPathComponent("shared/glue")
+        return FileManager.default.fileExists(atPath: shared.path) ? shared : root.appendingPathComponent("data/glue")
+    }
+    static var zoo: URL {
+        // The xctest bundle sits next to the built products.
+        let dir = Bundle.main.bundleURL.hasDirectoryPath ? Bundle.main.bundleURL : Bundle.main.bundleURL.deletingLastPathComponent()
+        for d in [dir, dir.deletingLastPathComponent()] where FileManager.default.isExecutableFile(atPath: d.appendingPathComponent("zoo").path) {
+            return d.appendingPathComponent("zoo")
+        }
+        return root.appendingPathComponent(".build/debug/zoo")
+    }
+}
+
+/// Fails the test (not skips) when a prerequisite the test command sets up is missing.
+func require(_ url: URL, _ hint: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    if !FileManager.default.fileExists(atPath: url.path) {
+        XCTFail("\(url.path) is missing: \(hint)", file: file, line: line)
+        throw XCTSkip("prerequisite missing")
+    }
+}
+
+struct RunResult {
+    var code: Int32
+    var stdout: Data
+    var stderr: String
+    var out: String { String(decoding: stdout, as: UTF8.self) }
+}
+
+/// Runs the built `zoo` binary like a user would.
+@discardableResult
+func zoo(_ args: [String], stdin: Data = Data(), env extra: [String: String] = [:], cwd: URL? = nil) throws -> RunResult {
+    let p = Process()
+    p.executableURL = Paths.zoo
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    for (k, v) in extra { env[k] = v }
+    p.environment = env
+    if let cwd { p.currentDirectoryURL = cwd }
+    let i = Pipe(), o = Pipe(), e = Pipe()
+    p.standardInput = i; p.standardOutput = o; p.standardError = e
+    try p.run()
+    i.fileHandleForWriting.write(stdin)
+    try i.fileHandleForWriting.close()
+    final class Box: @unchecked Sendable { var data = Data() }
+    let outBox = Box()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { outBox.data = o.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let errData = e.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    p.waitUntilExit()
+    return RunResult(code: p.terminationStatus, stdout: outBox.data, stderr: String(decoding: errData, as: UTF8.self))
+}
+
+func tempDir() throws -> URL {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("zoo-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+    return d
+}
+
+/// Largest |a - b| over `b.count` elements, a read from element `offset` on.
+func maxAbsDiff(_ a: Tensor, _ b: Tensor, offset: Int = 0) -> Float {
+    var m: Float = 0
+    for i in 0..<b.count { m = max(m, abs(a[offset + i] - b[i])) }
+    return m
+}

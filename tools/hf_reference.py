@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Reference outputs from Hugging Face transformers / PyTorch / scipy / sklearn for zoo's tests.
+
+    python tools/hf_reference.py tokenizer-fixture   # -> Tests/ZooTests/Fixtures/tokenizer.jsonl (committed)
+    python tools/hf_reference.py encoder  --out DIR   # -> DIR/encoder.safetensors (HF last hidden states, poolings)
+    python tools/hf_reference.py stsb     --out DIR   # -> DIR/stsb.json (zero-shot STS-B dev in PyTorch)
+    python tools/hf_reference.py metrics  --out DIR   # -> DIR/metrics/ (random predictions + sklearn/scipy scores)
+    python tools/hf_reference.py all      --out DIR   # the last three
+
+Weights default to weights/minilm-l6 (`zoo weights fetch minilm-l6`), GLUE to $ZOO_GLUE_DIR.
+Pinned versions: tools/requirements.txt (transformers 4.x: its BertTokenizer is the original Python one).
+"""
+import argparse, json, os, random, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "Tests", "ZooTests", "Fixtures")
+
+
+def tokenizer(weights):
+    from transformers.utils import logging
+    logging.set_verbosity_error()
+    from transformers import BertTokenizer  # the slow, pure-Python tokenizer
+    return BertTokenizer(os.path.join(weights, "vocab.txt"), do_lower_case=True)
+
+
+def tokenizer_cases():
+    """Hand-written edge cases plus seeded random strings drawn from awkward character pools."""
+    cases = [
+        "Hello, world!", "", "   ", "UNwANTéd,running", "Héllo Wörld Ça va? naïve café résumé",
+        "Ångström Øresund ß straße İstanbul ΣΊΣΥΦΟΣ ΟΔΥΣΣΕΥΣ", "日本語のテキスト、中文字符和한국어 텍스트",
+        "我爱自然语言处理", "안녕하세요 세계", "emoji 😀👍🏽 family 👨‍👩‍👧 flags 🇫🇷", "zero\u200bwidth\u200cjoin\u200dend\ufeffbom",
+        "tab\tinside", "control\x00\x01\x07chars\x1b[0m", "nbsp\u00a0here\u202fnarrow\u2009thin\u3000ideographic",
+        "line\u2028separator\u2029paragraph", "replacement \ufffd char", "soft\u00adhyphen",
+        "a" * 99, "b" * 100, "c" * 101, "d" * 250, "word " + "x" * 300 + " end",
+        "!!!???...,,,;;;:::---___((()))[[[]]]{{{}}}", "«quotes» „low“ ‘single’ “double” — em – en … ellipsis",
+        "$100.00 & 50% off @user #hashtag ~tilde `backtick` ^caret |pipe \\backslash",
+        "e-mail: someone@example.com, url: https://example.org/a?b=c&d=e",
+        "combining: e\u0301 a\u0308 n\u0303 o\u0302 (decomposed) vs é ä ñ ô (composed)",
+        "Cyrillic: Привет мир, Greek: Γειά σου Κόσμε, Arabic: مرحبا بالعالم, Hebrew: שלום עולם",
+        "Thai: สวัสดีชาวโลก Devanagari: नमस्ते दुनिया", "math ∑∫√∞ ≤≥≠ ±×÷ and symbols ©®™ °C",
+        "fullwidth ＡＢＣ１２３ half ｶﾀｶﾅ", "ﬁ ligature ﬂ and Ⅻ roman numeral ½ fraction ² superscript",
+        "Mixed CASE and MiXeD cAsE WORDS", "numbers 3.14159 1,000,000 -42 +7 1e-10",
+        "don't won't can't it's y'all", "The quick brown fox jumps over the lazy dog.",
+        "\u0130\u0049\u0131 dotted and dotless i", "ǅ ǈ ǋ titlecase digraphs",
+        "𝐁𝐨𝐥𝐝 𝑖𝑡𝑎𝑙𝑖𝑐 math alphanumerics", "private\ue000use \U000f0000 plane 15",
+        "\u00a0leading and trailing nbsp\u00a0", "new\nline and carriage\rreturn",
+    ]
+    rng = random.Random(20261125)
+    pools = ["abcdefghijklmnopqrstuvwxyz     ", "ÀÉÎÕÜàéîõüçñøåæœß", "的一是不了在人有我他这个们中来上大为",
+             "가나다라마바사아자차카타파하", "😀😂👍🎉🔥❤️🏽", "\u200b\u200c\u200d\u2060\ufeff", "\x01\x02\x0b\x0c\x7f\x85",
+             ".,;:!?-_()[]{}'\"/\\@#$%^&*+=<>|~`", "\u00a0\u2002\u2003\u2009\u3000\t\n", "0123456789",
+             "абвгдежзийклмнопрстуфхцчшщъыьэюя", "αβγδεζηθικλμνξοπρστυφχψω"]
+    while len(cases) < 170:
+        n = rng.randint(1, 60)
+        cases.append("".join(rng.choice(rng.choice(pools)) for _ in range(n)))
+    words = "the a of to and in is that it for on with as was by at from this be are not but have".split()
+    pairs = []
+    for i in range(40):
+        a = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30 if i % 4 else 150)))
+        b = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30 if i % 3 else 160)))
+        pairs.append((a, b))
+    pairs.append(("日本語 テキスト", "한국어 텍스트 😀"))
+    pairs.append(("", "only second"))
+    longs = [" ".join(rng.choice(words + ["supercalifragilistic", "électricité", "東京"]) for _ in range(200)) for _ in range(6)]
+    return cases + longs, pairs
+
+
+def cmd_tokenizer_fixture(a):
+    tok = tokenizer(a.weights)
+    singles, pairs = tokenizer_cases()
+    path = os.path.join(FIXTURES, "tokenizer.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for text in singles:
+            for max_len in (128,) if len(text) < 400 else (128, 32):
+                e = tok(text, truncation=True, max_length=max_len)
+                f.write(json.dumps({"a": text, "max_len": max_len, "input_ids": e["input_ids"], "token_type_ids": e["token_type_ids"]}, ensure_ascii=False) + "\n")
+        for x, y in pairs:
+            for max_len in (128, 48):
+                e = tok(x, y, truncation="longest_first", max_length=max_len)
+                f.write(json.dumps({"a": x, "b": y, "max_len": max_len, "input_ids": e["input_ids"], "token_type_ids": e["token_type_ids"]}, ensure_ascii=False) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+ENCODER_INPUTS = os.path.join(FIXTURES, "encoder_inputs.txt")
+
+
+def load_model(weights):
+    import torch
+    from transformers import BertModel
+    torch.set_num_threads(2)
+    m = BertModel.from_pretrained(weights, add_pooling_layer=False, attn_implementation="eager")
+    m.eval()
+    return m
+
+
+def cmd_encoder(a):
+    """Last hidden states and mean/CLS poolings for every line of encoder_inputs.txt (TAB = pair),
+    one sequence at a time (no padding), with HF's own token ids stored beside them."""
+    import torch
+    from safetensors.torch import save_file
+    tok, model = tokenizer(a.weights), load_model(a.weights)
+    out = {}
+    with open(ENCODER_INPUTS, encoding="utf-8") as f:
+        lines = [l.rstrip("\n") for l in f]
+    for i, line in enumerate(lines):
+        parts = line.split("\t")
+        e = tok(*parts, truncation=True, max_length=128, return_tensors="pt")
+        with torch.no_grad():
+            h = model(**e).last_hidden_state[0]
+        out[f"ids.{i}"] = e["input_ids"][0].to(torch.int32)
+        out[f"types.{i}"] = e["token_type_ids"][0].to(torch.int32)
+        out[f"hidden.{i}"] = h.contiguous()
+        out[f"mean.{i}"] = h.mean(0).contiguous()
+        out[f"cls.{i}"] = h[0].clone()
+    os.makedirs(a.out, exist_ok=True)
+    save_file(out, os.path.join(a.out, "encoder.safetensors"))
+    print(f"encoder: {len(lines)} inputs -> {a.out}/encoder.safetensors", file=sys.stderr)
+
+
+def read_stsb_dev(glue):
+    rows = []
+    with open(os.path.join(glue, "STS-B", "dev.tsv"), encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            c = line.rstrip("\n").split("\t")
+            rows.append((c[header.index("sentence1")], c[header.index("sentence2")], float(c[-1])))
+    return rows
+
+
+def cmd_stsb(a):
+    """Zero-shot STS-B dev: cosine of mean-pooled embeddings vs gold, as `zoo eval --zero-shot` does."""
+    import torch
+    from scipy.stats import pearsonr, spearmanr
+    tok, model = tokenizer(a.weights), load_model(a.weights)
+    rows = read_stsb_dev(a.glue)
+    def embed(texts):
+        out = []
+        for i in range(0, len(texts), 32):
+            e = tok(texts[i:i + 32], truncation=True, max_length=128, padding=True, return_tensors="pt")
+            with torch.no_grad():
+                h = model(**e).last_hidden_state
+            m = e["attention_mask"].unsqueeze(-1).float()
+            out.append((h * m).sum(1) / m.sum(1))
+        return torch.cat(out)
+    ea, eb = embed([r[0] for r in rows]), embed([r[1] for r in rows])
+    sims = torch.nn.functional.cosine_similarity(ea, eb).double().numpy()
+    gold = [r[2] for r in rows]
+    res = {"pearson": 100 * pearsonr(sims, gold)[0], "spearman": 100 * spearmanr(sims, gold)[0], "examples": len(rows)}
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "stsb.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"stsb: {res}", file=sys.stderr)
+
+
+TASKS = {  # zoo name: (folder, dev file, label column, labels or None for regression, metrics, has header)
+    "cola": ("CoLA", "dev.tsv", 1, ["0", "1"], ["matthews"], False),
+    "sst2": ("SST-2", "dev.tsv", -1, ["0", "1"], ["accuracy"], True),
+    "mrpc": ("MRPC", "dev.tsv", 0, ["0", "1"], ["f1", "accuracy"], True),
+    "stsb": ("STS-B", "dev.tsv", -1, None, ["pearson", "spearman"], True),
+    "mnli-m": ("MNLI", "dev_matched.tsv", -1, ["entailment", "neutral", "contradiction"], ["accuracy"], True),
+    "mnli-mm": ("MNLI", "dev_mismatched.tsv", -1, ["entailment", "neutral", "contradiction"], ["accuracy"], True),
+    "qnli": ("QNLI", "dev.tsv", -1, ["entailment", "not_entailment"], ["accuracy"], True),
+    "rte": ("RTE", "dev.tsv", -1, ["entailment", "not_entailment"], ["accuracy"], True),
+    "wnli": ("WNLI", "dev.tsv", -1, ["0", "1"], ["accuracy"], True),
+}
+
+
+def cmd_metrics(a):
+    """For each task with dev labels here: a random predictions file in leaderboard format and the
+    official metrics of it computed by sklearn / scipy."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+    rng = random.Random(7)
+    out_dir = os.path.join(a.out, "metrics")
+    os.makedirs(out_dir, exist_ok=True)
+    expected = {}
+    for name, (folder, fname, col, labels, metrics, header) in TASKS.items():
+        path = os.path.join(a.glue, folder, fname)
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        gold = [l.split("\t")[col] for l in (lines[1:] if header else lines)]
+        if labels is None:
+            y = [float(g) for g in gold]
+            # noisy but correlated scores, with ties, rounded like a submission (3 decimals)
+            p = [round(min(5, max(0, v + rng.gauss(0, 1.2))) * 2) / 2 for v in y]
+            text = [f"{v:.3f}" for v in p]
+            vals = {"pearson": pearsonr(p, y)[0], "spearman": spearmanr(p, y)[0]}
+        else:
+            y = [labels.index(g) for g in gold]
+            p = [v if rng.random() < 0.7 else rng.randrange(len(labels)) for v in y]
+            text = [labels[v] for v in p]
+            vals = {"accuracy": accuracy_score(y, p), "f1": f1_score(y, p, pos_label=1) if len(labels) == 2 else None,
+                    "matthews": matthews_corrcoef(y, p)}
+        with open(os.path.join(out_dir, f"{name}.tsv"), "w") as f:
+            f.write("index\tprediction\n" + "".join(f"{i}\t{t}\n" for i, t in enumerate(text)))
+        m = {k: 100 * float(vals[k]) for k in metrics}
+        expected[name] = {"metrics": m, "score": sum(m.values()) / len(m), "examples": len(y)}
+    with open(os.path.join(out_dir, "expected.json"), "w") as f:
+        json.dump(expected, f, indent=1)
+    print(f"metrics: {len(expected)} tasks -> {out_dir}", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "all"])
+    ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
+    ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
+    ap.add_argument("--out", default=os.path.join(ROOT, ".cache", "ref"))
+    a = ap.parse_args()
+    if a.what == "tokenizer-fixture":
+        cmd_tokenizer_fixture(a)
+    for w in ["encoder", "stsb", "metrics"]:
+        if a.what in (w, "all"):
+            globals()["cmd_" + w](a)
+
+
+if __name__ == "__main__":
+    main()
