@@ -1,0 +1,205 @@
+import Foundation
+import XCTest
+@testable import ZooCore
+
+/// Bad input: a one-line error naming the file or field, exit code 1 (bad data) or 2 (bad usage),
+/// nothing on stdout and no output file left behind. Checked through the real CLI.
+final class ErrorTests: XCTestCase {
+    static let config: [String: Any] = [
+        "model_type": "bert", "vocab_size": 12, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 16, "max_position_embeddings": 16, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+    ]
+    static let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "a", "b", "##s", ".", ","]
+
+    /// The tensors of a tiny BERT matching `config`.
+    static func tensors() -> [(String, Tensor)] {
+        var rng = SplitMix64(seed: 5)
+        func t(_ shape: [Int]) -> Tensor {
+            let x = Tensor(shape: shape)
+            for i in 0..<x.count { x[i] = rng.symmetric() * 0.1 }
+            return x
+        }
+        var out: [(String, Tensor)] = [
+            ("embeddings.word_embeddings.weight", t([12, 8])), ("embeddings.position_embeddings.weight", t([16, 8])),
+            ("embeddings.token_type_embeddings.weight", t([2, 8])), ("embeddings.LayerNorm.weight", t([8])), ("embeddings.LayerNorm.bias", t([8])),
+        ]
+        let p = "encoder.layer.0."
+        for n in ["query", "key", "value"] { out += [(p + "attention.self.\(n).weight", t([8, 8])), (p + "attention.self.\(n).bias", t([8]))] }
+        out += [(p + "attention.output.dense.weight", t([8, 8])), (p + "attention.output.dense.bias", t([8])),
+                (p + "attention.output.LayerNorm.weight", t([8])), (p + "attention.output.LayerNorm.bias", t([8])),
+                (p + "intermediate.dense.weight", t([16, 8])), (p + "intermediate.dense.bias", t([16])),
+                (p + "output.dense.weight", t([8, 16])), (p + "output.dense.bias", t([8])),
+                (p + "output.LayerNorm.weight", t([8])), (p + "output.LayerNorm.bias", t([8]))]
+        return out
+    }
+
+    /// A valid tiny checkpoint directory; `edit` may then break one part of it.
+    func checkpoint(config: [String: Any] = ErrorTests.config, vocab: [String] = ErrorTests.vocab,
+                    tensors: [(String, Tensor)] = ErrorTests.tensors()) throws -> URL {
+        let dir = try tempDir()
+        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
+        try (vocab.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        try SafeTensors.write(tensors, to: dir.appendingPathComponent("model.safetensors"))
+        return dir
+    }
+
+    /// Writes a safetensors file from a header object and a data section (optionally lying about the header length).
+    func writeRaw(_ header: [String: Any], data: Data, headerLength: UInt64? = nil, to url: URL) throws {
+        let json = try JSONSerialization.data(withJSONObject: header)
+        var len = (headerLength ?? UInt64(json.count)).littleEndian
+        var out = Data(bytes: &len, count: 8)
+        out.append(json)
+        out.append(data)
+        try out.write(to: url)
+    }
+
+    /// Runs `zoo embed bert --weights dir` on one line and checks the failure.
+    func assertEmbedFails(_ dir: URL, mentions: [String], code: Int32 = 1, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try zoo(["embed", "bert", "--weights", dir.path], stdin: Data("hello world\n".utf8))
+        assertFailure(r, code: code, mentions: mentions, file: file, line: line)
+    }
+
+    func assertFailure(_ r: RunResult, code: Int32, mentions: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(r.code, code, r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stdout.isEmpty, "stdout should be empty, got \(r.out.prefix(200))", file: file, line: line)
+        let lines = r.stderr.split(separator: "\n").filter { !$0.hasPrefix("usage:") }
+        XCTAssertEqual(lines.count, 1, "one error line expected: \(r.stderr)", file: file, line: line)
+        for m in mentions { XCTAssertTrue(r.stderr.contains(m), "'\(m)' not in: \(r.stderr)", file: file, line: line) }
+        XCTAssertFalse(r.stderr.contains("Fatal error"), file: file, line: line)
+    }
+
+    func testTinyCheckpointWorks() throws {
+        let r = try zoo(["embed", "bert", "--weights", try checkpoint().path, "--pool", "cls"], stdin: Data("hello world\na b\n".utf8))
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let rows = r.out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [Double] }
+        XCTAssertEqual(rows.count, 2)
+        XCTAssertEqual(rows[0].count, 8)
+        // After the final LayerNorm (weight ~ U(-0.1, 0.1)) values are small and not all equal.
+        XCTAssertNotEqual(rows[0], rows[1])
+    }
+
+    func testTruncatedSafetensors() throws {
+        let dir = try checkpoint()
+        try Data([1, 2, 3]).write(to: dir.appendingPathComponent("model.safetensors"))
+        try assertEmbedFails(dir, mentions: ["model.safetensors", "truncated"])
+    }
+
+    func testHeaderLengthPastEndOfFile() throws {
+        let dir = try checkpoint()
+        try writeRaw(["a": ["dtype": "F32", "shape": [1], "data_offsets": [0, 4]]], data: Data(count: 4), headerLength: 1_000_000,
+                     to: dir.appendingPathComponent("model.safetensors"))
+        try assertEmbedFails(dir, mentions: ["model.safetensors", "header length 1000000 runs past the end"])
+    }
+
+    func testOffsetsOutOfRange() throws {
+        let dir = try checkpoint()
+        try writeRaw(["a": ["dtype": "F32", "shape": [4], "data_offsets": [0, 16]]], data: Data(count: 8), to: dir.appendingPathComponent("model.safetensors"))
+        try assertEmbedFails(dir, mentions: ["model.safetensors", "tensor 'a'", "out of range"])
+    }
+
+    func testOverlappingOffsets() throws {
+        let dir = try checkpoint()
+        try writeRaw(["a": ["dtype": "F32", "shape": [2], "data_offsets": [0, 8]], "b": ["dtype": "F32", "shape": [2], "data_offsets": [4, 12]]],
+                     data: Data(count: 12), to: dir.appendingPathComponent("model.safetensors"))
+        try assertEmbedFails(dir, mentions: ["model.safetensors", "overlap"])
+    }
+
+    func testByteCountNotMatchingShape() throws {
+        let dir = try checkpoint()
+        try writeRaw(["a": ["dtype": "F16", "shape": [3], "data_offsets": [0, 4]]], data: Data(count: 4), to: dir.appendingPathComponent("model.safetensors"))
+        try assertEmbedFails(dir, mentions: ["tensor 'a'", "do not hold shape [3]"])
+    }
+
+    func testShapeMismatchAgainstConfig() throws {
+        var t = ErrorTests.tensors()
+        t[0] = (t[0].0, Tensor(shape: [12, 9]))
+        try assertEmbedFails(try checkpoint(tensors: t), mentions: ["embeddings.word_embeddings.weight", "[12, 9]", "config.json implies [12, 8]"])
+    }
+
+    func testDtypeMismatch() throws {
+        let dir = try checkpoint()
+        var header: [String: Any] = [:]
+        var offset = 0
+        for (name, t) in ErrorTests.tensors() {
+            let bytes = name == "embeddings.LayerNorm.bias" ? t.count * 8 : t.count * 4
+            header[name] = ["dtype": name == "embeddings.LayerNorm.bias" ? "I64" : "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]]
+            offset += bytes
+        }
+        try writeRaw(header, data: Data(count: offset), to: dir.appendingPathComponent("model.safetensors"))
+        try assertEmbedFails(dir, mentions: ["embeddings.LayerNorm.bias", "dtype I64"])
+    }
+
+    func testMissingTensor() throws {
+        let t = ErrorTests.tensors().filter { $0.0 != "encoder.layer.0.output.dense.bias" }
+        try assertEmbedFails(try checkpoint(tensors: t), mentions: ["model.safetensors", "missing tensor 'encoder.layer.0.output.dense.bias'"])
+    }
+
+    func testInvalidConfigJSON() throws {
+        let dir = try checkpoint()
+        try Data("{\"hidden_size\": 8,".utf8).write(to: dir.appendingPathComponent("config.json"))
+        try assertEmbedFails(dir, mentions: ["config.json", "invalid JSON"])
+        var c = ErrorTests.config
+        c.removeValue(forKey: "hidden_size")
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "missing field 'hidden_size'"])
+        c = ErrorTests.config
+        c["num_attention_heads"] = 3
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "not divisible"])
+    }
+
+    func testOtherModelTypesSayNotSupportedYet() throws {
+        var c = ErrorTests.config
+        c["model_type"] = "distilbert"
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "distilbert", "not supported yet"])
+        c["model_type"] = "albert"
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["ALBERT", "not supported yet"])
+    }
+
+    func testPickleCheckpointRefused() throws {
+        let dir = try checkpoint()
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("model.safetensors"))
+        try Data([0x80, 0x02, 0x7d]).write(to: dir.appendingPathComponent("pytorch_model.bin"))
+        try assertEmbedFails(dir, mentions: ["pytorch_model.bin", "never unpickles", "safe_serialization=True"])
+    }
+
+    func testVocabWithoutSpecialTokens() throws {
+        try assertEmbedFails(try checkpoint(vocab: ErrorTests.vocab.filter { $0 != "[UNK]" }), mentions: ["vocab.txt", "no [UNK] token"])
+        let r = try zoo(["tokenize", "--vocab", try checkpoint(vocab: ErrorTests.vocab.filter { $0 != "[CLS]" }).appendingPathComponent("vocab.txt").path],
+                        stdin: Data("a\n".utf8))
+        assertFailure(r, code: 1, mentions: ["vocab.txt", "no [CLS] token"])
+    }
+
+    func testInvalidUTF8Input() throws {
+        let vocab = try checkpoint().appendingPathComponent("vocab.txt")
+        let r = try zoo(["tokenize", "--vocab", vocab.path], stdin: Data([0x61, 0x0A, 0x62, 0xFF, 0xFE, 0x0A]))
+        assertFailure(r, code: 1, mentions: ["<stdin>", "line 2", "invalid UTF-8"])
+    }
+
+    func testWrongColumnCountInTSV() throws {
+        let glue = try tempDir()
+        try FileManager.default.createDirectory(at: glue.appendingPathComponent("STS-B"), withIntermediateDirectories: true)
+        let header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+        try (header + "0\tg\tf\ty\t0\ts\ts\tA man.\tA man.\t5.000\n1\tg\tf\ty\t1\ts\ts\tonly nine\t4.0\n")
+            .write(to: glue.appendingPathComponent("STS-B/dev.tsv"), atomically: true, encoding: .utf8)
+        let out = try tempDir().appendingPathComponent("eval.json")
+        let r = try zoo(["eval", "bert", "--task", "stsb", "--zero-shot", "--weights", try checkpoint().path, "--data", glue.path, "--json", out.path])
+        assertFailure(r, code: 1, mentions: ["STS-B/dev.tsv", "line 3", "expected 10 tab-separated fields, found 9"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "no half-written result")
+    }
+
+    func testUnknownTaskVariantCommandAndOption() throws {
+        assertFailure(try zoo(["eval", "bert", "--task", "squad", "--zero-shot"]), code: 2, mentions: ["unknown task 'squad'"])
+        assertFailure(try zoo(["eval", "nope", "--task", "stsb", "--zero-shot"]), code: 2, mentions: ["unknown variant 'nope'"])
+        assertFailure(try zoo(["bench", "bert", "--geometry", "huge"]), code: 2, mentions: ["unknown geometry 'huge'"])
+        assertFailure(try zoo(["list", "--frobnicate"]), code: 2, mentions: ["unknown option --frobnicate"])
+        let r = try zoo(["fly"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("unknown command 'fly'"))
+    }
+
+    func testBadPredictionsFile() throws {
+        try require(Paths.glue.appendingPathComponent("RTE/dev.tsv"), "set ZOO_GLUE_DIR")
+        let f = try tempDir().appendingPathComponent("RTE.tsv")
+        try "index\tprediction\n0\tentailment\n0\tentailment\n".write(to: f, atomically: true, encoding: .utf8)
+        assertFailure(try zoo(["score", "--task", "RTE", "--predictions", f.path, "--data", Paths.glue.path]), code: 1, mentions: ["RTE.tsv", "line 3", "index 0 appears twice"])
+    }
+}
