@@ -110,7 +110,7 @@ struct DataCommand: Command {
         guard args.positional == ["fetch"] else { throw ZooError.usage("usage: zoo data fetch [--tasks …] [--out DIR]") }
         let manifest = try Fetch.loadJSON(try Fetch.manifest(args["manifest"], relative: "data/glue-manifest.json"))
         let out = URL(fileURLWithPath: args["out"] ?? "data/glue")
-        var folders = manifest.keys.sorted()
+        var folders = manifest.keys.filter { !$0.hasPrefix("_") }.sorted()
         if let list = args["tasks"] {
             folders = try list.split(separator: ",").map { t in
                 let folder = try GLUETask.named(String(t)).folder
@@ -124,7 +124,8 @@ struct DataCommand: Command {
                 throw ZooError.failed("manifest: entry \(folder) needs files")
             }
             let final = out.appendingPathComponent(folder)
-            if (try? Fetch.verify(files, in: final)) != nil { log("\(folder): present, verified"); continue }
+            let unverified = entry["unverified"] as? [String] ?? []
+            if !files.isEmpty, (try? Fetch.verify(files, in: final)) != nil { log("\(folder): present, verified"); continue }
             let staged = try Fetch.staging(for: final)
             defer { try? FileManager.default.removeItem(at: staged) }
             do {
@@ -134,14 +135,15 @@ struct DataCommand: Command {
             }
             try Fetch.verify(files, in: staged)
             try Fetch.commit(staged, to: final)
-            log("\(folder): \(files.count) files verified into \(final.path)")
+            log("\(folder): \(files.count) files verified into \(final.path)"
+                + (unverified.isEmpty ? "" : "; no checksum known for \(unverified.joined(separator: ", ")), not verified"))
         }
     }
 
     static func fetchTask(_ entry: [String: Any], into dir: URL) throws {
         let downloads = Fetch.cacheDir.appendingPathComponent("glue")
         var local: [String: URL] = [:]
-        for (key, value) in entry where key.hasSuffix("url") {
+        for (key, value) in entry.sorted(by: { $0.key < $1.key }) where key.hasSuffix("url") {
             guard let s = value as? String, let url = URL(string: s) else { throw ZooError.failed("manifest: bad \(key)") }
             let dest = downloads.appendingPathComponent(url.lastPathComponent)
             log("downloading \(s)")

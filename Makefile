@@ -1,0 +1,60 @@
+# zoo — every set-up step a fresh machine needs, in order. `make test` and `make eval` do all of it.
+#   make test    system packages, Python tools venv, build, weights, HF reference dumps, swift test
+#   make eval    system packages, release build, weights, zero-shot STS-B with the dense BERT
+#   make bench   the side-by-side speed table against ONNX Runtime (bench/ort_vs_zoo.py)
+SHELL := /bin/bash
+export ZOO_CACHE ?= $(HOME)/.cache/zoo
+# GLUE: $ZOO_GLUE_DIR if set, else ../shared/glue when present, else ./data/glue (`zoo data fetch`).
+export ZOO_GLUE_DIR ?= $(if $(wildcard ../shared/glue),$(abspath ../shared/glue),$(abspath data/glue))
+VENV := $(ZOO_CACHE)/venv
+PY := $(VENV)/bin/python
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+REF := .cache/ref
+
+.PHONY: test eval bench setup system-packages venv weights reference build release clean
+
+test: setup build weights reference
+	swift test --skip-build --disable-swift-testing 2>&1 | tee .cache/test.log; exit $${PIPESTATUS[0]}
+
+eval: system-packages release
+	.build/release/zoo weights fetch minilm-l6
+	.build/release/zoo eval bert --task stsb --zero-shot --weights weights/minilm-l6 --json .cache/eval-stsb.json
+
+bench: setup release weights
+	$(PY) bench/ort_vs_zoo.py --zoo .build/release/zoo
+
+setup: system-packages venv
+
+system-packages:
+	@dpkg -s libopenblas-dev libomp-dev >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libopenblas-dev libomp-dev; }
+
+# The Python side (reference dumps, comparison benchmarks) lives in a cached venv, rebuilt when
+# tools/requirements.txt changes.
+venv: $(VENV)/.requirements
+$(VENV)/.requirements: tools/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r tools/requirements.txt
+	cp tools/requirements.txt $@
+
+build:
+	@mkdir -p .cache
+	swift build --build-tests
+
+release:
+	@mkdir -p .cache
+	swift build -c release --product zoo
+
+weights: build
+	.build/debug/zoo weights fetch minilm-l6
+
+# HF / PyTorch / sklearn reference outputs, redone when the script, its inputs or the weights change.
+reference: $(REF)/.stamp
+$(REF)/.stamp: tools/hf_reference.py Tests/ZooTests/Fixtures/encoder_inputs.txt weights/minilm-l6/model.safetensors $(VENV)/.requirements
+	$(PY) tools/hf_reference.py all --out $(REF)
+	touch $@
+
+weights/minilm-l6/model.safetensors: | weights
+
+clean:
+	rm -rf .build .cache
