@@ -11,11 +11,13 @@ extern void openblas_set_num_threads(int);
 
 static int g_threads = 1;
 
+// One thread pool: OpenMP's. OpenBLAS runs single-threaded inside it, each OpenMP thread computing
+// its own slice of the output, so the two runtimes never wait for or spin against each other.
 void zk_set_threads(int n) {
     if (n < 1) n = 1;
     g_threads = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);
 }
 int zk_get_threads(void) { return g_threads; }
 const char *zk_blas_corename(void) { return openblas_get_corename(); }
@@ -29,12 +31,63 @@ int zk_cpu_has_avx512(void) {
 int zk_cpu_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 int zk_cpu_has_vnni(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx512vnni"); }
 
+// ---- peak ------------------------------------------------------------------------------------
+// fp32 FMA peak: every thread runs `iters` rounds of 12 independent 16-wide FMAs. Returns GFLOPS.
+__attribute__((target("avx512f"))) static float fma_loop_avx512(long iters) {
+    __m512 a[12];
+    const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long n = 0; n < iters; n++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], b, c);
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += _mm512_reduce_add_ps(a[i]);
+    return s;
+}
+__attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters) {
+    __m256 a[12];
+    const __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    for (long n = 0; n < iters; n++)
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], b, c);
+    float s = 0, t[8];
+    for (int i = 0; i < 12; i++) { _mm256_storeu_ps(t, a[i]); for (int j = 0; j < 8; j++) s += t[j]; }
+    return s;
+}
+double zk_fma_peak_gflops(long iters) {
+    const int avx512 = zk_cpu_has_avx512(), lanes = avx512 ? 16 : 8;
+    if (!avx512 && !zk_cpu_has_avx2()) return 0;
+    volatile float sink = 0;
+    const double t0 = omp_get_wtime();
+    #pragma omp parallel num_threads(g_threads)
+    { float s = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+      #pragma omp atomic
+      sink += s; }
+    const double dt = omp_get_wtime() - t0;
+    return (double)g_threads * iters * 12 * lanes * 2 / dt / 1e9;
+}
+
 // ---- GEMM --------------------------------------------------------------------------------------
+// Splits the output columns into one slice per thread (multiples of 16 wide) and runs OpenBLAS
+// single-threaded on each slice. `trans_b`: B is [N,K] (a Linear weight) rather than [K,N].
+static void sgemm_split(int trans_b, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                        float beta, float *C, int ldc) {
+    int parts = g_threads;
+    if (N < 32 * parts || (double)M * N * K < 2e5 || omp_in_parallel()) parts = 1;
+    #pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
+    for (int p = 0; p < parts; p++) {
+        const int n0 = (int)((long)N * p / parts) / 16 * 16;
+        const int n1 = p == parts - 1 ? N : (int)((long)N * (p + 1) / parts) / 16 * 16;
+        const float *Bp = trans_b ? B + (size_t)n0 * ldb : B + n0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, n1 - n0, K, 1.0f,
+                    A, lda, Bp, ldb, beta, C + n0, ldc);
+    }
+}
+
 void zk_sgemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    sgemm_split(1, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 void zk_sgemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    sgemm_split(0, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 void zk_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int N, int K) {
     zk_sgemm_nt(M, N, K, inp, K, weight, K, 0.0f, out, N);
@@ -63,9 +116,10 @@ typedef struct {
     void (*bias_residual_layernorm_row)(float *, const float *, const float *, const float *, const float *, int, float);
     void (*softmax_row)(float *, int, int, float);
     void (*attention_head)(float *, int, const float *, const float *, const float *, int, int, int, int, float, float *);
+    void (*linear_tile)(float *, int, const float *, int, int, const float *, int, int, int, const float *, int);
 } zk_rows;
 
-#define ZK_TABLE(sfx) { gelu_row_##sfx, layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx }
+#define ZK_TABLE(sfx) { gelu_row_##sfx, layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx, linear_tile_##sfx }
 static const zk_rows rows_generic = ZK_TABLE(generic), rows_avx512 = ZK_TABLE(avx512);
 static int g_simd = -1;   // -1: not decided yet; 0: generic; 1: AVX-512
 
@@ -75,6 +129,69 @@ static const zk_rows *R(void) {
 }
 void zk_set_simd(int level) { g_simd = level < 0 ? zk_cpu_has_avx512() : (level && zk_cpu_has_avx512()); }
 int zk_get_simd(void) { R(); return g_simd; }
+
+// ---- packed-weight GEMM (the encoder's Linear layers) ---------------------------------------------
+// Weights are packed once at load into panels of 32 output features: panel p holds, for every k,
+// the 32 values W[32p .. 32p+31][k] side by side (zero-padded past N), so the micro-kernel streams
+// them contiguously. Blocking: K in blocks of ZK_KC (a panel slice of ZK_KC×32 floats stays in L1/L2),
+// rows in blocks of ZK_MC (an A block of ZK_MC×ZK_KC floats stays in L2).
+#define ZK_NR 32
+#define ZK_MR 8
+#define ZK_KC 768
+#define ZK_MC 128
+
+size_t zk_packed_weight_floats(int N, int K) { return (size_t)((N + ZK_NR - 1) / ZK_NR) * ZK_NR * K; }
+
+void zk_pack_weight(float *packed, const float *W, int N, int K) {
+    const int panels = (N + ZK_NR - 1) / ZK_NR;
+    #pragma omp parallel for schedule(static)
+    for (int p = 0; p < panels; p++)
+        for (int k = 0; k < K; k++) {
+            float *dst = packed + ((size_t)p * K + k) * ZK_NR;
+            for (int j = 0; j < ZK_NR; j++) {
+                const int n = p * ZK_NR + j;
+                dst[j] = n < N ? W[(size_t)n * K + k] : 0.0f;
+            }
+        }
+}
+
+// The rows [m0, m1) × panels [p0, p1) of out = inp · W^T (+ bias, GELU), K-blocked.
+static void linear_block(const zk_rows *r, float *out, const float *inp, const float *packed, const float *bias,
+                         int N, int K, int gelu, int m0, int m1, int p0, int p1) {
+    for (int k0 = 0; k0 < K; k0 += ZK_KC) {
+        const int kc = K - k0 < ZK_KC ? K - k0 : ZK_KC;
+        const int last = k0 + kc == K;
+        for (int i0 = m0; i0 < m1; i0 += ZK_MC) {
+            const int i1 = i0 + ZK_MC < m1 ? i0 + ZK_MC : m1;
+            for (int p = p0; p < p1; p++) {
+                const int n0 = p * ZK_NR, w = N - n0 < ZK_NR ? N - n0 : ZK_NR;
+                const float *bp = packed + ((size_t)p * K + k0) * ZK_NR;
+                for (int i = i0; i < i1; i += ZK_MR)
+                    r->linear_tile(out + (size_t)i * N + n0, N, inp + (size_t)i * K + k0, K, i1 - i < ZK_MR ? i1 - i : ZK_MR,
+                                   bp, kc, w, k0 > 0, last && bias ? bias + n0 : NULL, last && gelu);
+            }
+        }
+    }
+}
+
+void zk_linear_packed_forward(float *out, const float *inp, const float *packed, const float *bias,
+                              int M, int N, int K, int gelu) {
+    const zk_rows *r = R();
+    const int panels = (N + ZK_NR - 1) / ZK_NR;
+    const int threads = omp_in_parallel() ? 1 : g_threads;
+    #pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int nth = omp_get_num_threads(), t = omp_get_thread_num();
+        if (M >= ZK_MC * nth) {   // many rows: each thread takes its own rows, all panels
+            const int m0 = (int)((long)M * t / nth) / ZK_MR * ZK_MR;
+            const int m1 = t == nth - 1 ? M : (int)((long)M * (t + 1) / nth) / ZK_MR * ZK_MR;
+            linear_block(r, out, inp, packed, bias, N, K, gelu, m0, m1, 0, panels);
+        } else {                  // few rows: each thread takes its own panels, all rows
+            const int p0 = panels * t / nth, p1 = panels * (t + 1) / nth;
+            linear_block(r, out, inp, packed, bias, N, K, gelu, 0, M, p0, p1);
+        }
+    }
+}
 
 // ---- elementwise -------------------------------------------------------------------------------
 void zk_bias_forward(float *x, const float *bias, int M, int N) {

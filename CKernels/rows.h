@@ -149,6 +149,25 @@ static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int a
 }
 #endif
 
+// One 8×32 block of a packed-weight GEMM over one K block: C[rows, w] (+)= A[rows, kc] · Bp, where
+// Bp is a [kc][32] slice of a packed weight panel. On the last K block the epilogue adds the bias
+// and, when asked, applies GELU.
+static void ZK(linear_tile)(float *C, int ldc, const float *A, int lda, int rows, const float *Bp, int kc, int w,
+                            int accumulate, const float *bias, int gelu) {
+    float t[ZK_TR * ZK_TC] __attribute__((aligned(64)));
+    const float *ar[ZK_TR];
+    for (int r = 0; r < ZK_TR; r++) ar[r] = A + (size_t)(r < rows ? r : rows - 1) * lda;
+    ZK(tile_8x32)(t, ZK_TC, ar, 1, Bp, ZK_TC, kc, ZK_TC);
+    for (int r = 0; r < rows; r++) {
+        float *c = C + (size_t)r * ldc;
+        const float *tr = t + r * ZK_TC;
+        if (accumulate) { for (int j = 0; j < w; j++) c[j] += tr[j]; }
+        else            { for (int j = 0; j < w; j++) c[j] = tr[j]; }
+        if (bias) { for (int j = 0; j < w; j++) c[j] += bias[j]; }
+        if (gelu) { for (int j = 0; j < w; j++) c[j] = ZK(gelu)(c[j]); }
+    }
+}
+
 static void ZK(attention_head)(float *out, int ldo, const float *q, const float *k, const float *v, int ld,
                                int S, int L, int dh, float scale, float *scratch) {
     const int Lp = (L + ZK_TC - 1) / ZK_TC * ZK_TC;

@@ -18,6 +18,9 @@ int zk_cpu_has_vnni(void);             // avx512_vnni
 void zk_set_simd(int level);
 int zk_get_simd(void);
 
+// fp32 FMA peak of this machine at the current thread count (GFLOPS), by a register-only FMA loop.
+double zk_fma_peak_gflops(long iters);
+
 // ---- GEMM --------------------------------------------------------------------------------------
 // C[M,N] = A[M,K] · B[N,K]^T + beta·C  (B laid out like a PyTorch Linear weight, [out, in]).
 void zk_sgemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
@@ -25,6 +28,13 @@ void zk_sgemm_nt(int M, int N, int K, const float *A, int lda, const float *B, i
 void zk_sgemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 // out[M,N] = inp[M,K] · weight[N,K]^T + bias[N]   (bias may be NULL)
 void zk_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int N, int K);
+
+// Packed-weight Linear: weights packed once (zk_pack_weight) into panels of 32 output features,
+// then out[M,N] = inp[M,K] · W^T + bias (bias may be NULL), GELU applied when `gelu` is 1.
+size_t zk_packed_weight_floats(int N, int K);
+void zk_pack_weight(float *packed, const float *W, int N, int K);
+void zk_linear_packed_forward(float *out, const float *inp, const float *packed, const float *bias,
+                              int M, int N, int K, int gelu);
 
 // ---- elementwise / normalisation ---------------------------------------------------------------
 // x[M,N] += bias[N]

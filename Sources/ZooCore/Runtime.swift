@@ -11,16 +11,12 @@ public enum Runtime {
         return nil
     }
 
-    /// Settings read once when OpenBLAS / the OpenMP runtime load, i.e. before `main`:
-    /// - OPENBLAS_CORETYPE: the fast kernels for this CPU (Debian's build guesses "Prescott" here);
-    /// - KMP_BLOCKTIME=0 and OPENBLAS_THREAD_TIMEOUT=4: idle threads of either pool sleep at once
-    ///   instead of spinning, so OpenMP kernels and OpenBLAS GEMMs do not steal each other's cores.
-    /// Values the user set are kept.
+    /// Settings read once when OpenBLAS loads, i.e. before `main`: OPENBLAS_CORETYPE, the fast
+    /// kernels for this CPU (Debian's build guesses "Prescott" here). A value the user set is kept.
+    /// (OpenBLAS runs single-threaded inside zoo's one OpenMP pool, so no thread settings are needed.)
     public static func wantedEnvironment(_ env: [String: String]) -> [String: String] {
         var add: [String: String] = [:]
         if env["OPENBLAS_CORETYPE"] == nil, let core = preferredCoreType() { add["OPENBLAS_CORETYPE"] = core }
-        if env["KMP_BLOCKTIME"] == nil { add["KMP_BLOCKTIME"] = "0" }
-        if env["OPENBLAS_THREAD_TIMEOUT"] == nil { add["OPENBLAS_THREAD_TIMEOUT"] = "4" }
         return add
     }
 

@@ -6,7 +6,7 @@ Runtime.ensureFastBLAS()
 
 let commands: [Command.Type] = [
     ListCommand.self, EvalCommand.self, EmbedCommand.self, TokenizeCommand.self, ScoreCommand.self,
-    BenchCommand.self, WeightsCommand.self, DataCommand.self,
+    BenchCommand.self, PeakCommand.self, WeightsCommand.self, DataCommand.self,
 ]
 
 func usage() -> String {

@@ -12,14 +12,39 @@ public let variants: [Variant] = [
     },
 ]
 
-/// Weights of one encoder layer, Q/K/V fused into one [3H, H] projection at load.
+/// Weights of one encoder layer. Q/K/V are fused into one [3H, H] projection, and every Linear
+/// weight is packed once into the GEMM kernel's panel layout (`Linear`).
 struct LayerWeights {
-    let qkvW: Tensor, qkvB: Tensor        // [3H, H], [3H]
-    let outW: Tensor, outB: Tensor        // [H, H], [H]
+    let qkv: Linear                       // [3H, H]
+    let out: Linear                       // [H, H]
     let ln1G: Tensor, ln1B: Tensor
-    let upW: Tensor, upB: Tensor          // [I, H], [I]
-    let downW: Tensor, downB: Tensor      // [H, I], [H]
+    let up: Linear                        // [I, H]
+    let down: Linear                      // [H, I]
     let ln2G: Tensor, ln2B: Tensor
+
+    var parameterCount: Int { [qkv, out, up, down].map(\.parameterCount).reduce(0, +) + 2 * ln1G.count + 2 * ln2G.count }
+}
+
+/// A Linear layer y = x·Wᵀ + b with W packed for `zk_linear_packed_forward`.
+struct Linear {
+    let packed: Tensor
+    let bias: Tensor
+    let outFeatures: Int, inFeatures: Int
+
+    init(weight: Tensor, bias: Tensor) {
+        (outFeatures, inFeatures) = (weight.shape[0], weight.shape[1])
+        packed = Tensor(shape: [zk_packed_weight_floats(Int32(outFeatures), Int32(inFeatures))])
+        zk_pack_weight(packed.data, weight.data, Int32(outFeatures), Int32(inFeatures))
+        self.bias = bias
+    }
+
+    var parameterCount: Int { outFeatures * inFeatures + bias.count }
+
+    /// out[M, outFeatures] = inp[M, inFeatures]·Wᵀ + b, then GELU when `gelu`; `withBias: false`
+    /// leaves the bias to a fused epilogue later.
+    func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int, withBias: Bool = true, gelu: Bool = false) {
+        zk_linear_packed_forward(out, inp, packed.data, withBias ? bias.data : nil, Int32(rows), Int32(outFeatures), Int32(inFeatures), gelu ? 1 : 0)
+    }
 }
 
 public final class BertEncoder: Model {
@@ -29,11 +54,8 @@ public final class BertEncoder: Model {
     private var workspace = Workspace()
 
     public var parameterCount: Int {
-        var n = word.count + position.count + tokenType.count + embG.count + embB.count
-        for l in layers {
-            n += [l.qkvW, l.qkvB, l.outW, l.outB, l.ln1G, l.ln1B, l.upW, l.upB, l.downW, l.downB, l.ln2G, l.ln2B].map(\.count).reduce(0, +)
-        }
-        return n
+        let n = word.count + position.count + tokenType.count + embG.count + embB.count
+        return n + layers.map(\.parameterCount).reduce(0, +)
     }
 
     /// Loads HF `BertModel` / `BertFor*` weights (with or without the `bert.` prefix), checking every
@@ -54,11 +76,11 @@ public final class BertEncoder: Model {
             let qkv = try ["query", "key", "value"].map { try t(p + "attention.self.\($0).weight", [H, H]) }
             let qkvBias = try ["query", "key", "value"].map { try t(p + "attention.self.\($0).bias", [H]) }
             return LayerWeights(
-                qkvW: concat(qkv, shape: [3 * H, H]), qkvB: concat(qkvBias, shape: [3 * H]),
-                outW: try t(p + "attention.output.dense.weight", [H, H]), outB: try t(p + "attention.output.dense.bias", [H]),
+                qkv: Linear(weight: concat(qkv, shape: [3 * H, H]), bias: concat(qkvBias, shape: [3 * H])),
+                out: Linear(weight: try t(p + "attention.output.dense.weight", [H, H]), bias: try t(p + "attention.output.dense.bias", [H])),
                 ln1G: try t(p + "attention.output.LayerNorm.weight", [H]), ln1B: try t(p + "attention.output.LayerNorm.bias", [H]),
-                upW: try t(p + "intermediate.dense.weight", [I, H]), upB: try t(p + "intermediate.dense.bias", [I]),
-                downW: try t(p + "output.dense.weight", [H, I]), downB: try t(p + "output.dense.bias", [H]),
+                up: Linear(weight: try t(p + "intermediate.dense.weight", [I, H]), bias: try t(p + "intermediate.dense.bias", [I])),
+                down: Linear(weight: try t(p + "output.dense.weight", [H, I]), bias: try t(p + "output.dense.bias", [H])),
                 ln2G: try t(p + "output.LayerNorm.weight", [H]), ln2B: try t(p + "output.LayerNorm.bias", [H]))
         }
     }
@@ -77,8 +99,9 @@ public final class BertEncoder: Model {
         word = r([c.vocabSize, H]); position = r([c.maxPositionEmbeddings, H]); tokenType = r([c.typeVocabSize, H])
         embG = ones(H); embB = r([H])
         layers = (0..<c.numHiddenLayers).map { _ in
-            LayerWeights(qkvW: r([3 * H, H]), qkvB: r([3 * H]), outW: r([H, H]), outB: r([H]), ln1G: ones(H), ln1B: r([H]),
-                         upW: r([I, H]), upB: r([I]), downW: r([H, I]), downB: r([H]), ln2G: ones(H), ln2B: r([H]))
+            LayerWeights(qkv: Linear(weight: r([3 * H, H]), bias: r([3 * H])), out: Linear(weight: r([H, H]), bias: r([H])),
+                         ln1G: ones(H), ln1B: r([H]), up: Linear(weight: r([I, H]), bias: r([I])),
+                         down: Linear(weight: r([H, I]), bias: r([H])), ln2G: ones(H), ln2B: r([H]))
         }
     }
 
@@ -106,14 +129,13 @@ public final class BertEncoder: Model {
         zk_layernorm_forward(x, nil, nil, x, embG.data, embB.data, Int32(T), Int32(H), eps)
         batch.lengths.withUnsafeBufferPointer { lengths in
             for l in layers {
-                zk_linear_forward(qkv, x, l.qkvW.data, l.qkvB.data, Int32(T), Int32(3 * H), Int32(H))
+                l.qkv.forward(qkv, x, rows: T)
                 zk_attention_forward(ctx, qkv, lengths.baseAddress, Int32(B), Int32(S), Int32(c.numAttentionHeads), Int32(c.headDim), ws.scratch)
-                zk_linear_forward(a, ctx, l.outW.data, nil, Int32(T), Int32(H), Int32(H))
-                zk_bias_residual_layernorm_forward(a, l.outB.data, x, l.ln1G.data, l.ln1B.data, Int32(T), Int32(H), eps)
-                zk_linear_forward(h, a, l.upW.data, nil, Int32(T), Int32(I), Int32(H))
-                zk_bias_gelu_forward(h, l.upB.data, Int32(T), Int32(I))
-                zk_linear_forward(x, h, l.downW.data, nil, Int32(T), Int32(H), Int32(I))
-                zk_bias_residual_layernorm_forward(x, l.downB.data, a, l.ln2G.data, l.ln2B.data, Int32(T), Int32(H), eps)
+                l.out.forward(a, ctx, rows: T, withBias: false)
+                zk_bias_residual_layernorm_forward(a, l.out.bias.data, x, l.ln1G.data, l.ln1B.data, Int32(T), Int32(H), eps)
+                l.up.forward(h, a, rows: T, gelu: true)
+                l.down.forward(x, h, rows: T, withBias: false)
+                zk_bias_residual_layernorm_forward(x, l.down.bias.data, a, l.ln2G.data, l.ln2B.data, Int32(T), Int32(H), eps)
             }
         }
         let out = Tensor(shape: [T, H])

@@ -1,0 +1,64 @@
+import CKernels
+import Foundation
+import ZooCore
+
+struct PeakCommand: Command {
+    static let name = "peak"
+    static let summary = "measure this CPU's fp32 FMA peak and the GEMM rate at the encoder's shapes"
+    static let help = """
+    zoo peak [--threads N] [--geometry bert-base|minilm-l6|tinybert-4l] [--tokens T] [--json]
+      Runs a register-only FMA loop (the machine's fp32 peak), then times the encoder's four Linear
+      shapes (QKV, attention output, FFN up, FFN down) for T tokens (default 4096 = 32×128) with zoo's
+      packed-weight kernel and with OpenBLAS, and prints GFLOPS and the fraction of peak for each.
+    """
+    static let options: Set<String> = ["threads", "geometry", "tokens"]
+    static let flags: Set<String> = ["json"]
+
+    static func run(_ args: Arguments) throws {
+        Runtime.setThreads(try args.int("threads"))
+        guard let g = Geometry(rawValue: args["geometry"] ?? "bert-base") else { throw ZooError.usage("unknown geometry '\(args["geometry"]!)'") }
+        let T = try args.int("tokens", default: 4096)!
+        _ = zk_fma_peak_gflops(1_000_000)
+        let peak = zk_fma_peak_gflops(50_000_000)
+        let c = g.config
+        let shapes = [("qkv", 3 * c.hiddenSize, c.hiddenSize), ("attn-out", c.hiddenSize, c.hiddenSize),
+                      ("ffn-up", c.intermediateSize, c.hiddenSize), ("ffn-down", c.hiddenSize, c.intermediateSize)]
+        var rows: [[String: Any]] = []
+        var rng = SplitMix64(seed: 3)
+        for (name, N, K) in shapes {
+            let a = Tensor(shape: [T, K]), w = Tensor(shape: [N, K]), out = Tensor(shape: [T, N])
+            for i in 0..<a.count { a[i] = rng.symmetric() }
+            for i in 0..<w.count { w[i] = rng.symmetric() }
+            let packed = Tensor(shape: [zk_packed_weight_floats(Int32(N), Int32(K))])
+            zk_pack_weight(packed.data, w.data, Int32(N), Int32(K))
+            let flops = 2.0 * Double(T) * Double(N) * Double(K)
+            let zoo = time { zk_linear_packed_forward(out.data, a.data, packed.data, nil, Int32(T), Int32(N), Int32(K), 0) }
+            let blas = time { zk_sgemm_nt(Int32(T), Int32(N), Int32(K), a.data, Int32(K), w.data, Int32(K), 0, out.data, Int32(N)) }
+            rows.append(["shape": name, "M": T, "N": N, "K": K, "zoo_gflops": flops / zoo / 1e9, "openblas_gflops": flops / blas / 1e9])
+        }
+        if args.flag("json") {
+            print(try jsonString(["threads": Runtime.threads, "fma_peak_gflops": peak, "openblas_core": Runtime.blasCoreType, "gemm": rows] as [String: Any]))
+            return
+        }
+        print(String(format: "fp32 FMA peak: %.1f GFLOPS (%d threads, %@ FMA loop)", peak, Runtime.threads, zk_cpu_has_avx512() != 0 ? "AVX-512" : "AVX2"))
+        print("GEMM \(g.rawValue), \(T) tokens        zoo packed         OpenBLAS \(Runtime.blasCoreType)")
+        for r in rows {
+            let z = r["zoo_gflops"] as! Double, o = r["openblas_gflops"] as! Double
+            print(String(format: "  %-9@ %5d x %4d   %6.1f GFLOPS %3.0f%%   %6.1f GFLOPS %3.0f%%", r["shape"] as! String, r["N"] as! Int, r["K"] as! Int,
+                         z, 100 * z / peak, o, 100 * o / peak))
+        }
+    }
+
+    /// Median seconds of a few runs after a warm-up.
+    static func time(_ body: () -> Void) -> Double {
+        body()
+        var t: [Double] = []
+        let start = Date()
+        while t.count < 3 || (t.count < 50 && Date().timeIntervalSince(start) < 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            t.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return t.sorted()[t.count / 2]
+    }
+}
