@@ -3,6 +3,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include <malloc.h>
 #include <immintrin.h>
 
 extern char *openblas_get_corename(void);
@@ -20,6 +21,7 @@ void zk_set_threads(int n) {
     openblas_set_num_threads(1);
 }
 int zk_get_threads(void) { return g_threads; }
+void zk_configure_allocator(void) { mallopt(M_MMAP_THRESHOLD, 1 << 20); }
 const char *zk_blas_corename(void) { return openblas_get_corename(); }
 const char *zk_blas_config(void) { return openblas_get_config(); }
 
@@ -57,13 +59,17 @@ double zk_fma_peak_gflops(long iters) {
     const int avx512 = zk_cpu_has_avx512(), lanes = avx512 ? 16 : 8;
     if (!avx512 && !zk_cpu_has_avx2()) return 0;
     volatile float sink = 0;
-    const double t0 = omp_get_wtime();
-    #pragma omp parallel num_threads(g_threads)
-    { float s = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
-      #pragma omp atomic
-      sink += s; }
-    const double dt = omp_get_wtime() - t0;
-    return (double)g_threads * iters * 12 * lanes * 2 / dt / 1e9;
+    double best = 0;
+    for (int run = 0; run < 3; run++) {   // best of 3: the peak is what the machine can do
+        const double t0 = omp_get_wtime();
+        #pragma omp parallel num_threads(g_threads)
+        { float s = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+          #pragma omp atomic
+          sink += s; }
+        const double gflops = (double)g_threads * iters * 12 * lanes * 2 / (omp_get_wtime() - t0) / 1e9;
+        if (gflops > best) best = gflops;
+    }
+    return best;
 }
 
 // ---- GEMM --------------------------------------------------------------------------------------
@@ -273,15 +279,14 @@ void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
 }
 
 // ---- embeddings / pooling ----------------------------------------------------------------------
-void zk_embedding_forward(float *out, const int32_t *ids, const int32_t *type_ids, int B, int S,
-                          const float *word, const float *position, const float *type_emb, int H) {
+void zk_embedding_forward(float *x, const int32_t *type_ids, int B, int S, const float *position,
+                          const float *type_emb, int H) {
     #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * S; bt++) {
-        const int t = bt % S;
-        const float *w = word + (size_t)ids[bt] * H, *p = position + (size_t)t * H;
+        const float *p = position + (size_t)(bt % S) * H;
         const float *ty = type_emb + (size_t)(type_ids ? type_ids[bt] : 0) * H;
-        float *o = out + (size_t)bt * H;
-        for (int j = 0; j < H; j++) o[j] = w[j] + ty[j] + p[j];
+        float *o = x + (size_t)bt * H;
+        for (int j = 0; j < H; j++) o[j] = (o[j] + ty[j]) + p[j];   // HF's order: (word + type) + position
     }
 }
 

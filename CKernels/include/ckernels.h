@@ -9,6 +9,8 @@
 // ---- runtime / machine -------------------------------------------------------------------------
 void zk_set_threads(int n);            // OpenMP and OpenBLAS thread counts together
 int zk_get_threads(void);
+// glibc: allocations of 1 MiB and more get their own mapping (returned to the system when freed).
+void zk_configure_allocator(void);
 const char *zk_blas_corename(void);    // the OpenBLAS kernel family actually in use ("SkylakeX", "Prescott", …)
 const char *zk_blas_config(void);
 int zk_cpu_has_avx512(void);           // avx512f + avx512bw + avx512vl + avx512dq
@@ -64,9 +66,10 @@ void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
                           int B, int S, int heads, int head_dim, float *scratch);
 
 // ---- embeddings --------------------------------------------------------------------------------
-// out[b·S+t] = word[ids] + position[t] + type[type_ids]   (LayerNorm applied separately)
-void zk_embedding_forward(float *out, const int32_t *ids, const int32_t *type_ids, int B, int S,
-                          const float *word, const float *position, const float *type_emb, int H);
+// x[b·S+t] holds the word embedding of its token (gathered by the caller); this adds
+// type[type_ids] and position[t] (LayerNorm applied separately).
+void zk_embedding_forward(float *x, const int32_t *type_ids, int B, int S, const float *position,
+                          const float *type_emb, int H);
 
 // ---- reductions used by pooling --------------------------------------------------------------
 // out[b,H] = mean over t < lengths[b] of hidden[b·S+t, :]

@@ -23,6 +23,20 @@ public enum Bench {
         return Double(c.numHiddenLayers) * (linear + attention)
     }
 
+    /// Whole passes over `batches` (e.g. a dev set in length-sorted, dynamically padded batches).
+    /// Returns the median seconds of a pass.
+    public static func passes(_ model: Model, batches: [Batch], runs: Int = 3) throws -> (median: Double, min: Double) {
+        for b in batches.prefix(2) { _ = try model.forward(b) }
+        var t: [Double] = []
+        for _ in 0..<runs {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for b in batches { _ = try model.forward(b) }
+            t.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        t.sort()
+        return (t[t.count / 2], t[0])
+    }
+
     public static func run(_ model: Model, batch: Batch, warmup: Int = 2, iterations: Int? = nil, minSeconds: Double = 2) throws -> BenchResult {
         for _ in 0..<warmup { _ = try model.forward(batch) }
         var times: [Double] = []

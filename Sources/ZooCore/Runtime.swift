@@ -32,10 +32,25 @@ public enum Runtime {
         // execv only returns on failure: carry on with whatever OpenBLAS picked.
     }
 
+    /// Large buffers (weights, activations) get their own mappings and go back to the system when
+    /// freed, instead of fragmenting the heap (glibc would otherwise raise its mmap threshold after
+    /// the first large free and keep later ones on the heap).
+    public static func configureAllocator() {
+        zk_configure_allocator()
+    }
+
     public static var blasCoreType: String { String(cString: zk_blas_corename()) }
 
     public static func setThreads(_ n: Int?) {
         zk_set_threads(Int32(n ?? defaultThreads))
+    }
+
+    /// This process's peak resident memory (VmHWM), in bytes; 0 where /proc is not available.
+    public static var peakRSS: Int {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
+        return kb * 1024
     }
 
     public static var threads: Int { Int(zk_get_threads()) }

@@ -140,6 +140,7 @@ public final class SafeTensors {
         let t = Tensor(shape: e.shape)
         let src = try rawPointer(name)
         let n = e.count
+        defer { release(e) }
         switch e.dtype {
         case .F32:
             memcpy(t.data, src, n * 4)
@@ -155,6 +156,27 @@ public final class SafeTensors {
             throw ZooError.badFile(path: path, problem: "tensor '\(name)' has dtype \(e.dtype.rawValue); expected a float type (F32, F16, BF16) or I8")
         }
         return t
+    }
+
+    /// An embedding table whose rows are read from the file when used (float32 only; any other
+    /// dtype is converted into memory). A vocabulary table is mostly rows no input touches, so it
+    /// is not kept resident.
+    public func rows(_ name: String, shape expected: [Int]) throws -> RowTable {
+        let e = try entry(name)
+        guard e.dtype == .F32, e.shape == expected, expected.count == 2 else { return .memory(try tensor(name, shape: expected)) }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw ZooError.badFile(path: path, problem: "cannot reopen: \(String(cString: strerror(errno)))") }
+        return .file(FileRows(fd: fd, path: path, offset: dataStart + e.range.lowerBound, rows: expected[0], width: expected[1]))
+    }
+
+    /// Drops the file pages of a tensor already converted, so loading a model does not keep the
+    /// whole file resident beside the converted copy. (Read-only private mapping: pages read again
+    /// later are simply faulted in from the file.)
+    private func release(_ e: Entry) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (dataStart + e.range.lowerBound + page - 1) / page * page
+        let end = (dataStart + e.range.upperBound) / page * page
+        if end > start { madvise(base + start, end - start, Int32(MADV_DONTNEED)) }
     }
 
     /// Writes tensors as a safetensors file (F32 only), atomically.
@@ -174,5 +196,50 @@ public final class SafeTensors {
         out.append(json)
         for (_, t) in tensors { out.append(Data(bytes: t.data, count: t.count * 4)) }
         try writeAtomically(out, to: url)
+    }
+}
+
+/// Rows of a [rows, width] float32 table, in memory or read on demand from a file.
+public enum RowTable {
+    case memory(Tensor)
+    case file(FileRows)
+
+    public var count: Int {
+        switch self {
+        case .memory(let t): return t.count
+        case .file(let f): return f.rows * f.width
+        }
+    }
+
+    /// dst[i] = row ids[i], for every i.
+    public func gather(_ ids: UnsafeBufferPointer<Int32>, into dst: UnsafeMutablePointer<Float>) throws {
+        switch self {
+        case .memory(let t):
+            let w = t.shape[1]
+            for (i, id) in ids.enumerated() { (dst + i * w).update(from: t.data + Int(id) * w, count: w) }
+        case .file(let f):
+            try f.gather(ids, into: dst)
+        }
+    }
+}
+
+public final class FileRows {
+    let fd: Int32
+    let path: String
+    let offset: Int
+    public let rows: Int, width: Int
+
+    init(fd: Int32, path: String, offset: Int, rows: Int, width: Int) {
+        (self.fd, self.path, self.offset, self.rows, self.width) = (fd, path, offset, rows, width)
+    }
+
+    deinit { close(fd) }
+
+    func gather(_ ids: UnsafeBufferPointer<Int32>, into dst: UnsafeMutablePointer<Float>) throws {
+        let bytes = width * 4
+        for (i, id) in ids.enumerated() {
+            let n = pread(fd, dst + i * width, bytes, off_t(offset + Int(id) * bytes))
+            guard n == bytes else { throw ZooError.badFile(path: path, problem: "short read of embedding row \(id)") }
+        }
     }
 }

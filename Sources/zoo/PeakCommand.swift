@@ -18,8 +18,7 @@ struct PeakCommand: Command {
         Runtime.setThreads(try args.int("threads"))
         guard let g = Geometry(rawValue: args["geometry"] ?? "bert-base") else { throw ZooError.usage("unknown geometry '\(args["geometry"]!)'") }
         let T = try args.int("tokens", default: 4096)!
-        _ = zk_fma_peak_gflops(1_000_000)
-        let peak = zk_fma_peak_gflops(50_000_000)
+        let peak = zk_fma_peak_gflops(100_000_000)
         let c = g.config
         let shapes = [("qkv", 3 * c.hiddenSize, c.hiddenSize), ("attn-out", c.hiddenSize, c.hiddenSize),
                       ("ffn-up", c.intermediateSize, c.hiddenSize), ("ffn-down", c.hiddenSize, c.intermediateSize)]

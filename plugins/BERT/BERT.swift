@@ -49,7 +49,8 @@ struct Linear {
 
 public final class BertEncoder: Model {
     public let config: BertConfig
-    let word: Tensor, position: Tensor, tokenType: Tensor, embG: Tensor, embB: Tensor
+    let word: RowTable
+    let position: Tensor, tokenType: Tensor, embG: Tensor, embB: Tensor
     let layers: [LayerWeights]
     private var workspace = Workspace()
 
@@ -66,7 +67,8 @@ public final class BertEncoder: Model {
         let (H, I) = (c.hiddenSize, c.intermediateSize)
         func t(_ name: String, _ shape: [Int]) throws -> Tensor { try st.tensor(prefix + name, shape: shape) }
         config = c
-        word = try t("embeddings.word_embeddings.weight", [c.vocabSize, H])
+        // The word embedding table stays in the file; rows are read as tokens need them.
+        word = try st.rows(prefix + "embeddings.word_embeddings.weight", shape: [c.vocabSize, H])
         position = try t("embeddings.position_embeddings.weight", [c.maxPositionEmbeddings, H])
         tokenType = try t("embeddings.token_type_embeddings.weight", [c.typeVocabSize, H])
         embG = try t("embeddings.LayerNorm.weight", [H])
@@ -96,7 +98,7 @@ public final class BertEncoder: Model {
         func ones(_ n: Int) -> Tensor { Tensor(shape: [n], values: [Float](repeating: 1, count: n)) }
         let (H, I) = (c.hiddenSize, c.intermediateSize)
         config = c
-        word = r([c.vocabSize, H]); position = r([c.maxPositionEmbeddings, H]); tokenType = r([c.typeVocabSize, H])
+        word = .memory(r([c.vocabSize, H])); position = r([c.maxPositionEmbeddings, H]); tokenType = r([c.typeVocabSize, H])
         embG = ones(H); embB = r([H])
         layers = (0..<c.numHiddenLayers).map { _ in
             LayerWeights(qkv: Linear(weight: r([3 * H, H]), bias: r([3 * H])), out: Linear(weight: r([H, H]), bias: r([H])),
@@ -105,9 +107,15 @@ public final class BertEncoder: Model {
         }
     }
 
+    /// Sequences are run through all layers in chunks of at most `chunkTokens` tokens, so the
+    /// activation buffers stay small (and in cache) whatever the batch size. Each chunk streams all
+    /// weights once, so wide models take larger chunks (measured with `zoo bench`: 256 tokens is
+    /// fastest for MiniLM-L6 and tinybert, 1024 for bert-base).
+    public lazy var chunkTokens = config.hiddenSize >= 768 ? 1024 : 256
+
     public func forward(_ batch: Batch) throws -> Tensor {
         let c = config
-        let (B, S, H, I) = (batch.size, batch.seqLen, c.hiddenSize, c.intermediateSize)
+        let (B, S, H) = (batch.size, batch.seqLen, c.hiddenSize)
         guard S <= c.maxPositionEmbeddings else {
             throw ZooError.usage("sequence length \(S) exceeds max_position_embeddings \(c.maxPositionEmbeddings)")
         }
@@ -117,17 +125,30 @@ public final class BertEncoder: Model {
         if let bad = batch.tokenTypeIds.first(where: { $0 < 0 || Int($0) >= c.typeVocabSize }) {
             throw ZooError.usage("token type id \(bad) is outside type_vocab_size (\(c.typeVocabSize))")
         }
+        let out = Tensor(shape: [B * S, H])
+        let perChunk = max(1, chunkTokens / max(S, 1))
+        for b0 in stride(from: 0, to: B, by: perChunk) {
+            let n = min(perChunk, B - b0)
+            try encode(batch, sequences: b0..<(b0 + n), into: out.data + b0 * S * H)
+        }
+        return out
+    }
+
+    /// Runs sequences `range` of the batch through the encoder, writing their last hidden states.
+    private func encode(_ batch: Batch, sequences range: Range<Int>, into result: UnsafeMutablePointer<Float>) throws {
+        let c = config
+        let (B, S, H, I) = (range.count, batch.seqLen, c.hiddenSize, c.intermediateSize)
         let T = B * S
         let ws = workspace.reserve(tokens: T, hidden: H, intermediate: I, seqLen: S, headDim: c.headDim)
         let eps = Float(c.layerNormEps)
-        let (x, qkv, ctx, a, h) = (ws.x, ws.qkv, ws.ctx, ws.a, ws.h)
-        batch.inputIds.withUnsafeBufferPointer { ids in
-            batch.tokenTypeIds.withUnsafeBufferPointer { types in
-                zk_embedding_forward(x, ids.baseAddress, types.baseAddress, Int32(B), Int32(S), word.data, position.data, tokenType.data, Int32(H))
-            }
+        let (x, qkv, ctx, a, h) = (result, ws.qkv, ws.ctx, ws.a, ws.h)
+        let tokens = (range.lowerBound * S)..<(range.upperBound * S)
+        try batch.inputIds[tokens].withUnsafeBufferPointer { try word.gather($0, into: x) }
+        batch.tokenTypeIds[tokens].withUnsafeBufferPointer { types in
+            zk_embedding_forward(x, types.baseAddress, Int32(B), Int32(S), position.data, tokenType.data, Int32(H))
         }
         zk_layernorm_forward(x, nil, nil, x, embG.data, embB.data, Int32(T), Int32(H), eps)
-        batch.lengths.withUnsafeBufferPointer { lengths in
+        batch.lengths[range].withUnsafeBufferPointer { lengths in
             for l in layers {
                 l.qkv.forward(qkv, x, rows: T)
                 zk_attention_forward(ctx, qkv, lengths.baseAddress, Int32(B), Int32(S), Int32(c.numAttentionHeads), Int32(c.headDim), ws.scratch)
@@ -138,9 +159,6 @@ public final class BertEncoder: Model {
                 zk_bias_residual_layernorm_forward(x, l.down.bias.data, a, l.ln2G.data, l.ln2B.data, Int32(T), Int32(H), eps)
             }
         }
-        let out = Tensor(shape: [T, H])
-        out.data.update(from: x, count: T * H)
-        return out
     }
 }
 
@@ -155,16 +173,16 @@ func concat(_ parts: [Tensor], shape: [Int]) -> Tensor {
 struct Workspace {
     private var storage: Tensor?
     private var capacity = 0
-    struct Buffers { let x, qkv, ctx, a, h, scratch: UnsafeMutablePointer<Float> }
+    struct Buffers { let qkv, ctx, a, h, scratch: UnsafeMutablePointer<Float> }
 
     mutating func reserve(tokens T: Int, hidden H: Int, intermediate I: Int, seqLen S: Int, headDim: Int) -> Buffers {
         let scratch = zk_attention_scratch_floats(Int32(S), Int32(headDim))
-        let sizes = [T * H, T * 3 * H, T * H, T * H, T * I, scratch].map { ($0 + 15) / 16 * 16 }
+        let sizes = [T * 3 * H, T * H, T * H, T * I, scratch].map { ($0 + 15) / 16 * 16 }
         let need = sizes.reduce(0, +)
         if need > capacity { storage = Tensor(shape: [need]); capacity = need }
         var p = storage!.data
         var ptrs: [UnsafeMutablePointer<Float>] = []
         for s in sizes { ptrs.append(p); p += s }
-        return Buffers(x: ptrs[0], qkv: ptrs[1], ctx: ptrs[2], a: ptrs[3], h: ptrs[4], scratch: ptrs[5])
+        return Buffers(qkv: ptrs[0], ctx: ptrs[1], a: ptrs[2], h: ptrs[3], scratch: ptrs[4])
     }
 }
