@@ -78,6 +78,30 @@ final class ErrorTests: XCTestCase {
         XCTAssertNotEqual(rows[0], rows[1])
     }
 
+    /// `BertFor*` checkpoints: names with the `bert.` prefix, plus head tensors the encoder ignores.
+    func testBertForPrefixedNamesLoadTheSameEncoder() throws {
+        let plain = try zoo(["embed", "bert", "--weights", try checkpoint().path], stdin: Data("hello world\n".utf8))
+        let prefixed = ErrorTests.tensors().map { ("bert." + $0.0, $0.1) } + [("classifier.weight", Tensor(shape: [2, 8])), ("classifier.bias", Tensor(shape: [2]))]
+        let r = try zoo(["embed", "bert", "--weights", try checkpoint(tensors: prefixed).path], stdin: Data("hello world\n".utf8))
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(r.out, plain.out)
+    }
+
+    /// F16, BF16 and I8 tensors convert to the float32 values they encode.
+    func testDtypeConversions() throws {
+        let url = try tempDir().appendingPathComponent("t.safetensors")
+        var data = Data()
+        for h: Float16 in [1.5, -2.25, 65504] { withUnsafeBytes(of: h.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        for b: Float in [3.0, -0.5] { withUnsafeBytes(of: UInt16(b.bitPattern >> 16).littleEndian) { data.append(contentsOf: $0) } }
+        data.append(contentsOf: [0x7F, 0x80, 0x00].map { UInt8($0) })
+        try writeRaw(["h": ["dtype": "F16", "shape": [3], "data_offsets": [0, 6]], "b": ["dtype": "BF16", "shape": [2], "data_offsets": [6, 10]],
+                      "i": ["dtype": "I8", "shape": [3], "data_offsets": [10, 13]]], data: data, to: url)
+        let st = try SafeTensors(url: url)
+        XCTAssertEqual(try st.tensor("h").array, [1.5, -2.25, 65504])
+        XCTAssertEqual(try st.tensor("b").array, [3.0, -0.5])
+        XCTAssertEqual(try st.tensor("i").array, [127, -128, 0])
+    }
+
     func testTruncatedSafetensors() throws {
         let dir = try checkpoint()
         try Data([1, 2, 3]).write(to: dir.appendingPathComponent("model.safetensors"))
