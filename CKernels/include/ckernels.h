@@ -1,4 +1,5 @@
-// CKernels — the zoo's C kernel target: row-major GEMM on OpenBLAS and OpenMP-parallel fused kernels.
+// CKernels — the zoo's C kernel target: a packed-weight AVX-512 GEMM, row-major GEMM on OpenBLAS, and
+// OpenMP-parallel fused kernels.
 // Every buffer is flat, row-major, float32 unless said otherwise. Names follow `x_forward` (and later
 // `x_backward`) so a reader finds each kernel's pair in one place.
 #ifndef ZOO_CKERNELS_H
