@@ -76,4 +76,32 @@ void zk_embedding_forward(float *x, const int32_t *type_ids, int B, int S, const
 // out[b,H] = mean over t < lengths[b] of hidden[b·S+t, :]
 void zk_mean_pool_forward(float *out, const float *hidden, const int32_t *lengths, int B, int S, int H);
 
+// ---- training (train.c): backward passes, dropout, losses, AdamW ------------------------------------
+// Each backward overwrites the input gradient it produces and accumulates (+=) parameter gradients.
+// Linear: dinp = dout·W, dweight += doutᵀ·inp, dbias += Σ_rows dout (any of the three may be NULL).
+void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, int M, int N, int K);
+void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+// mean/rstd as saved by zk_layernorm_forward.
+void zk_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *rstd, int M, int N);
+// Attention for training: the forward keeps probs [B·heads, S, S]; the backward writes dqkv [B·S, 3H].
+// scratch: zk_attention_backward_scratch_floats(S) floats.
+size_t zk_attention_backward_scratch_floats(int S);
+void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths,
+                                int B, int S, int heads, int head_dim);
+void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
+                           const int32_t *lengths, int B, int S, int heads, int head_dim, float *scratch);
+void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
+                           const int32_t *type_ids, int B, int S, int H);
+// Inverted dropout with rate p; element i is kept by a hash of (seed, i), so no mask is stored.
+void zk_dropout_forward(float *x, size_t n, float p, uint64_t seed);
+void zk_dropout_backward(float *dx, size_t n, float p, uint64_t seed);
+// Mean losses over the batch; the gradient (may be NULL) is of the mean.
+float zk_cross_entropy_forward_backward(float *dlogits, const float *logits, const int32_t *labels, int B, int C);
+float zk_mse_forward_backward(float *dpred, const float *pred, const float *target, int B);
+// AdamW (torch.optim.AdamW semantics), `step` counted from 1.
+void zk_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                     float beta2, float eps, float weight_decay, int step);
+
 #endif

@@ -1,0 +1,222 @@
+// Training kernels: the backward half of each forward kernel in kernels.c, plus dropout, losses and
+// AdamW. Plain C over flat buffers (llm.c style); each backward overwrites the input gradient it
+// produces and accumulates (+=) into parameter gradients.
+#include "ckernels.h"
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+// ---- Linear ------------------------------------------------------------------------------------
+void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, int M, int N, int K) {
+    if (dinp) zk_sgemm_nn(M, K, N, dout, N, weight, K, 0.0f, dinp, K);                           // dX = dY·W
+    if (dweight) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);  // dW += dYᵀ·X
+    if (dbias) {
+        #pragma omp parallel for schedule(static)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int i = 0; i < M; i++) s += dout[(size_t)i * N + j];
+            dbias[j] += (float)s;
+        }
+    }
+}
+
+// ---- GELU (erf form) -------------------------------------------------------------------------------
+// d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
+void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+        const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+        dinp[i] = dout[i] * (cdf + x * pdf);
+    }
+}
+
+// ---- LayerNorm -------------------------------------------------------------------------------------
+// With x̂ = (x − mean)·rstd: dx = rstd·(g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)).
+void zk_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *rstd, int M, int N) {
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < M; i++) {
+        const float *dy = dout + (size_t)i * N, *x = inp + (size_t)i * N;
+        float *dx = dinp + (size_t)i * N;
+        double a = 0, b = 0;
+        for (int j = 0; j < N; j++) {
+            const float xh = (x[j] - mean[i]) * rstd[i], g = gamma[j] * dy[j];
+            a += g; b += g * xh;
+        }
+        const float ma = (float)(a / N), mb = (float)(b / N);
+        for (int j = 0; j < N; j++) {
+            const float xh = (x[j] - mean[i]) * rstd[i];
+            dx[j] = rstd[i] * (gamma[j] * dy[j] - ma - xh * mb);
+        }
+    }
+    // Parameter gradients: a reduction over rows, split by columns so threads never share a slot.
+    #pragma omp parallel for schedule(static)
+    for (int j = 0; j < N; j++) {
+        double dg = 0, db = 0;
+        for (int i = 0; i < M; i++) {
+            const float dy = dout[(size_t)i * N + j];
+            dg += dy * (inp[(size_t)i * N + j] - mean[i]) * rstd[i];
+            db += dy;
+        }
+        dgamma[j] += (float)dg;
+        dbeta[j] += (float)db;
+    }
+}
+
+// ---- attention --------------------------------------------------------------------------------------
+// Training forward: like zk_attention_forward but keeps the probabilities, probs[b][h][i][j] (S×S per
+// head, zero past the sequence's length), which the backward pass needs.
+void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths,
+                                int B, int S, int heads, int head_dim) {
+    const int H = heads * head_dim, ld = 3 * H;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    #pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * heads; bh++) {
+        const int b = bh / heads, h = bh % heads;
+        int L = lengths[b];
+        if (L < 1 || L > S) L = S;
+        const float *q = qkv + (size_t)b * S * ld + h * head_dim, *k = q + H, *v = q + 2 * H;
+        float *P = probs + (size_t)bh * S * S;
+        for (int i = 0; i < S; i++) {
+            float *p = P + (size_t)i * S, mx = -INFINITY;
+            for (int j = 0; j < L; j++) {
+                float s = 0;
+                for (int d = 0; d < head_dim; d++) s += q[(size_t)i * ld + d] * k[(size_t)j * ld + d];
+                p[j] = s * scale;
+                if (p[j] > mx) mx = p[j];
+            }
+            float sum = 0;
+            for (int j = 0; j < L; j++) { p[j] = expf(p[j] - mx); sum += p[j]; }
+            for (int j = 0; j < L; j++) p[j] /= sum;
+            for (int j = L; j < S; j++) p[j] = 0;
+            float *o = out + ((size_t)b * S + i) * H + h * head_dim;
+            for (int d = 0; d < head_dim; d++) {
+                float acc = 0;
+                for (int j = 0; j < L; j++) acc += p[j] * v[(size_t)j * ld + d];
+                o[d] = acc;
+            }
+        }
+    }
+}
+
+size_t zk_attention_backward_scratch_floats(int S) { return (size_t)S * omp_get_max_threads(); }
+
+// O = P·V, P = softmax(scale·Q·Kᵀ):  dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+// dQ = scale·dS·K,  dK = scale·dSᵀ·Q.  dqkv is overwritten.
+void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
+                           const int32_t *lengths, int B, int S, int heads, int head_dim, float *scratch) {
+    const int H = heads * head_dim, ld = 3 * H;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    #pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * heads; bh++) {
+        const int b = bh / heads, h = bh % heads;
+        int L = lengths[b];
+        if (L < 1 || L > S) L = S;
+        const float *q = qkv + (size_t)b * S * ld + h * head_dim, *k = q + H, *v = q + 2 * H;
+        float *dq = dqkv + (size_t)b * S * ld + h * head_dim, *dk = dq + H, *dv = dq + 2 * H;
+        const float *P = probs + (size_t)bh * S * S;
+        float *dp = scratch + (size_t)omp_get_thread_num() * S;
+        for (int t = 0; t < S; t++)
+            for (int d = 0; d < head_dim; d++) { dq[(size_t)t * ld + d] = 0; dk[(size_t)t * ld + d] = 0; dv[(size_t)t * ld + d] = 0; }
+        for (int i = 0; i < S; i++) {
+            const float *p = P + (size_t)i * S, *go = dout + ((size_t)b * S + i) * H + h * head_dim;
+            float dot = 0;
+            for (int j = 0; j < L; j++) {
+                float s = 0;
+                for (int d = 0; d < head_dim; d++) {
+                    s += go[d] * v[(size_t)j * ld + d];
+                    dv[(size_t)j * ld + d] += p[j] * go[d];
+                }
+                dp[j] = s;
+                dot += p[j] * s;
+            }
+            for (int j = 0; j < L; j++) {
+                const float ds = p[j] * (dp[j] - dot) * scale;
+                for (int d = 0; d < head_dim; d++) {
+                    dq[(size_t)i * ld + d] += ds * k[(size_t)j * ld + d];
+                    dk[(size_t)j * ld + d] += ds * q[(size_t)i * ld + d];
+                }
+            }
+        }
+    }
+}
+
+// ---- embeddings ------------------------------------------------------------------------------------
+// Scatter-add of the embedding output gradient into the three tables (serial over tokens: rows of
+// the word table repeat, so a parallel loop would race; split by columns instead).
+void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
+                           const int32_t *type_ids, int B, int S, int H) {
+    #pragma omp parallel for schedule(static)
+    for (int j = 0; j < H; j++)
+        for (int bt = 0; bt < B * S; bt++) {
+            const float g = dout[(size_t)bt * H + j];
+            dword[(size_t)ids[bt] * H + j] += g;
+            dpos[(size_t)(bt % S) * H + j] += g;
+            dtype[(size_t)(type_ids ? type_ids[bt] : 0) * H + j] += g;
+        }
+}
+
+// ---- dropout ---------------------------------------------------------------------------------------
+// The keep decision of element i is a hash of (seed, i): forward and backward agree without storing
+// a mask, and a run is reproducible whatever the thread count.
+static inline int keep(uint64_t seed, size_t i, float p) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+void zk_dropout_forward(float *x, size_t n, float p, uint64_t seed) {
+    if (p <= 0) return;
+    const float s = 1.0f / (1.0f - p);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = keep(seed, i, p) ? x[i] * s : 0.0f;
+}
+
+void zk_dropout_backward(float *dx, size_t n, float p, uint64_t seed) { zk_dropout_forward(dx, n, p, seed); }
+
+// ---- losses ----------------------------------------------------------------------------------------
+float zk_cross_entropy_forward_backward(float *dlogits, const float *logits, const int32_t *labels, int B, int C) {
+    double loss = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * C;
+        float mx = z[0];
+        for (int c = 1; c < C; c++) if (z[c] > mx) mx = z[c];
+        double sum = 0;
+        for (int c = 0; c < C; c++) sum += exp((double)z[c] - mx);
+        loss += log(sum) + mx - z[labels[b]];
+        if (dlogits)
+            for (int c = 0; c < C; c++)
+                dlogits[(size_t)b * C + c] = (float)((exp((double)z[c] - mx) / sum - (c == labels[b])) / B);
+    }
+    return (float)(loss / B);
+}
+
+float zk_mse_forward_backward(float *dpred, const float *pred, const float *target, int B) {
+    double loss = 0;
+    for (int b = 0; b < B; b++) {
+        const double d = (double)pred[b] - target[b];
+        loss += d * d;
+        if (dpred) dpred[b] = (float)(2 * d / B);
+    }
+    return (float)(loss / B);
+}
+
+// ---- AdamW -----------------------------------------------------------------------------------------
+// Decoupled weight decay (Loshchilov & Hutter), bias-corrected moments, as torch.optim.AdamW.
+void zk_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                     float beta2, float eps, float weight_decay, int step) {
+    const float c1 = 1.0f - powf(beta1, (float)step), c2 = 1.0f - powf(beta2, (float)step);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        param[i] -= lr * weight_decay * param[i];
+        m[i] = beta1 * m[i] + (1 - beta1) * grad[i];
+        v[i] = beta2 * v[i] + (1 - beta2) * grad[i] * grad[i];
+        param[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+    }
+}
