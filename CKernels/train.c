@@ -67,11 +67,32 @@ void zk_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float
     }
 }
 
+// ---- dropout ---------------------------------------------------------------------------------------
+// The keep decision of element i is a hash of (seed, i): forward and backward agree without storing
+// a mask, and a run is reproducible whatever the thread count.
+static inline int keep(uint64_t seed, size_t i, float p) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+void zk_dropout_forward(float *x, size_t n, float p, uint64_t seed) {
+    if (p <= 0) return;
+    const float s = 1.0f / (1.0f - p);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = keep(seed, i, p) ? x[i] * s : 0.0f;
+}
+
+void zk_dropout_backward(float *dx, size_t n, float p, uint64_t seed) { zk_dropout_forward(dx, n, p, seed); }
+
 // ---- attention --------------------------------------------------------------------------------------
-// Training forward: like zk_attention_forward but keeps the probabilities, probs[b][h][i][j] (S×S per
-// head, zero past the sequence's length), which the backward pass needs.
+// Training forward: like zk_attention_forward, plus dropout (rate p, keyed by seed and the element's
+// index in probs) on the probabilities, as HF does; keeps the probabilities before dropout,
+// probs[b·heads+h][i][j] (zero past the sequence's length), which the backward pass needs.
 void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths,
-                                int B, int S, int heads, int head_dim) {
+                                int B, int S, int heads, int head_dim, float p_drop, uint64_t seed) {
     const int H = heads * head_dim, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)head_dim);
     #pragma omp parallel for schedule(static)
@@ -94,10 +115,12 @@ void zk_attention_train_forward(float *out, float *probs, const float *qkv, cons
             for (int j = 0; j < L; j++) p[j] /= sum;
             for (int j = L; j < S; j++) p[j] = 0;
             float *o = out + ((size_t)b * S + i) * H + h * head_dim;
-            for (int d = 0; d < head_dim; d++) {
-                float acc = 0;
-                for (int j = 0; j < L; j++) acc += p[j] * v[(size_t)j * ld + d];
-                o[d] = acc;
+            const size_t row = ((size_t)bh * S + i) * S;
+            const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
+            for (int d = 0; d < head_dim; d++) o[d] = 0;
+            for (int j = 0; j < L; j++) {
+                const float pj = p_drop > 0 ? (keep(seed, row + j, p_drop) ? p[j] * ks : 0.0f) : p[j];
+                for (int d = 0; d < head_dim; d++) o[d] += pj * v[(size_t)j * ld + d];
             }
         }
     }
@@ -105,10 +128,11 @@ void zk_attention_train_forward(float *out, float *probs, const float *qkv, cons
 
 size_t zk_attention_backward_scratch_floats(int S) { return (size_t)S * omp_get_max_threads(); }
 
-// O = P·V, P = softmax(scale·Q·Kᵀ):  dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),
-// dQ = scale·dS·K,  dK = scale·dSᵀ·Q.  dqkv is overwritten.
+// O = D(P)·V, P = softmax(scale·Q·Kᵀ), D = dropout:  dV = D(P)ᵀ·dO,  dP = D'(dO·Vᵀ),
+// dS = P ⊙ (dP − rowsum(P ⊙ dP)),  dQ = scale·dS·K,  dK = scale·dSᵀ·Q.  dqkv is overwritten.
 void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                           const int32_t *lengths, int B, int S, int heads, int head_dim, float *scratch) {
+                           const int32_t *lengths, int B, int S, int heads, int head_dim, float p_drop,
+                           uint64_t seed, float *scratch) {
     const int H = heads * head_dim, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)head_dim);
     #pragma omp parallel for schedule(static)
@@ -124,15 +148,18 @@ void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, con
             for (int d = 0; d < head_dim; d++) { dq[(size_t)t * ld + d] = 0; dk[(size_t)t * ld + d] = 0; dv[(size_t)t * ld + d] = 0; }
         for (int i = 0; i < S; i++) {
             const float *p = P + (size_t)i * S, *go = dout + ((size_t)b * S + i) * H + h * head_dim;
+            const size_t row = ((size_t)bh * S + i) * S;
+            const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
             float dot = 0;
             for (int j = 0; j < L; j++) {
+                const float m = p_drop > 0 ? (keep(seed, row + j, p_drop) ? ks : 0.0f) : 1.0f;   // dropout factor
                 float s = 0;
                 for (int d = 0; d < head_dim; d++) {
                     s += go[d] * v[(size_t)j * ld + d];
-                    dv[(size_t)j * ld + d] += p[j] * go[d];
+                    dv[(size_t)j * ld + d] += m * p[j] * go[d];
                 }
-                dp[j] = s;
-                dot += p[j] * s;
+                dp[j] = m * s;
+                dot += p[j] * dp[j];
             }
             for (int j = 0; j < L; j++) {
                 const float ds = p[j] * (dp[j] - dot) * scale;
@@ -159,26 +186,6 @@ void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float 
             dtype[(size_t)(type_ids ? type_ids[bt] : 0) * H + j] += g;
         }
 }
-
-// ---- dropout ---------------------------------------------------------------------------------------
-// The keep decision of element i is a hash of (seed, i): forward and backward agree without storing
-// a mask, and a run is reproducible whatever the thread count.
-static inline int keep(uint64_t seed, size_t i, float p) {
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
-}
-
-void zk_dropout_forward(float *x, size_t n, float p, uint64_t seed) {
-    if (p <= 0) return;
-    const float s = 1.0f / (1.0f - p);
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = keep(seed, i, p) ? x[i] * s : 0.0f;
-}
-
-void zk_dropout_backward(float *dx, size_t n, float p, uint64_t seed) { zk_dropout_forward(dx, n, p, seed); }
 
 // ---- losses ----------------------------------------------------------------------------------------
 float zk_cross_entropy_forward_backward(float *dlogits, const float *logits, const int32_t *labels, int B, int C) {

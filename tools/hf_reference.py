@@ -5,7 +5,8 @@
     python tools/hf_reference.py encoder  --out DIR   # -> DIR/encoder.safetensors (HF last hidden states, poolings)
     python tools/hf_reference.py stsb     --out DIR   # -> DIR/stsb.json (zero-shot STS-B dev in PyTorch)
     python tools/hf_reference.py metrics  --out DIR   # -> DIR/metrics/ (random predictions + sklearn/scipy scores)
-    python tools/hf_reference.py all      --out DIR   # the last three
+    python tools/hf_reference.py train-step --out DIR # -> DIR/train_step.safetensors (loss, grads, AdamW step)
+    python tools/hf_reference.py all      --out DIR   # the last four
 
 Weights default to weights/minilm-l6 (`zoo weights fetch minilm-l6`), GLUE to $ZOO_GLUE_DIR.
 Pinned versions: tools/requirements.txt (transformers 4.x: its BertTokenizer is the original Python one).
@@ -204,18 +205,69 @@ def cmd_metrics(a):
     print(f"metrics: {len(expected)} tasks -> {out_dir}", file=sys.stderr)
 
 
+def cmd_train_step(a):
+    """One BertForSequenceClassification training step from all-MiniLM-L6-v2 without dropout:
+    the loss, every parameter's gradient, and the parameters after one AdamW step (lr 5e-5, weight
+    decay 0.01 except biases and LayerNorm, eps 1e-8), with the batch and the freshly initialised
+    pooler/classifier weights, so the zoo can start from the same state."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertForSequenceClassification
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    tok = tokenizer(a.weights)
+    out = {}
+    for labels_kind, num_labels in (("cls", 2), ("reg", 1)):
+        torch.manual_seed(0)
+        model = BertForSequenceClassification.from_pretrained(a.weights, num_labels=num_labels, attn_implementation="eager")
+        model.eval()  # no dropout: the two frameworks' dropout masks cannot agree
+        with open(ENCODER_INPUTS, encoding="utf-8") as f:
+            lines = [l.rstrip("\n").split("\t") for l in f][:6]
+        firsts = [l[0] for l in lines]
+        seconds = [l[1] if len(l) > 1 else None for l in lines]
+        if any(seconds):
+            seconds = [s or "" for s in seconds]
+            e = tok(firsts, seconds, truncation=True, max_length=64, padding=True, return_tensors="pt")
+        else:
+            e = tok(firsts, truncation=True, max_length=64, padding=True, return_tensors="pt")
+        labels = torch.tensor([0, 1, 1, 0, 1, 0]) if num_labels == 2 else torch.tensor([0.5, 4.0, 2.5, 1.0, 3.0, 5.0])
+        init = {k: v.detach().clone() for k, v in model.named_parameters() if k.startswith(("bert.pooler", "classifier"))}
+        res = model(**e, labels=labels)
+        res.loss.backward()
+        decay = [p for n, p in model.named_parameters() if n.endswith(".weight") and "LayerNorm" not in n]
+        no_decay = [p for n, p in model.named_parameters() if not (n.endswith(".weight") and "LayerNorm" not in n)]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=5e-5, eps=1e-8)
+        pre = f"{labels_kind}."
+        out[pre + "input_ids"] = e["input_ids"].to(torch.int32).contiguous()
+        out[pre + "token_type_ids"] = e["token_type_ids"].to(torch.int32).contiguous()
+        out[pre + "lengths"] = e["attention_mask"].sum(1).to(torch.int32).contiguous()
+        out[pre + "labels"] = labels.to(torch.float32)
+        out[pre + "loss"] = res.loss.detach().reshape(1)
+        out[pre + "logits"] = res.logits.detach().contiguous()
+        for k, v in init.items():
+            out[pre + "init." + k] = v.contiguous()
+        for n, p in model.named_parameters():
+            out[pre + "grad." + n] = p.grad.detach().clone().contiguous()
+        opt.step()
+        for n, p in model.named_parameters():
+            out[pre + "after." + n] = p.detach().clone().contiguous()
+    os.makedirs(a.out, exist_ok=True)
+    save_file(out, os.path.join(a.out, "train_step.safetensors"))
+    print(f"train-step: {a.out}/train_step.safetensors", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "all"])
+    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "all"])
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
     ap.add_argument("--out", default=os.path.join(ROOT, ".cache", "ref"))
     a = ap.parse_args()
     if a.what == "tokenizer-fixture":
         cmd_tokenizer_fixture(a)
-    for w in ["encoder", "stsb", "metrics"]:
+    for w in ["encoder", "stsb", "metrics", "train-step"]:
         if a.what in (w, "all"):
-            globals()["cmd_" + w](a)
+            globals()["cmd_" + w.replace("-", "_")](a)
 
 
 if __name__ == "__main__":

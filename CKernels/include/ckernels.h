@@ -85,13 +85,15 @@ void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n
 // mean/rstd as saved by zk_layernorm_forward.
 void zk_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                            const float *gamma, const float *mean, const float *rstd, int M, int N);
-// Attention for training: the forward keeps probs [B·heads, S, S]; the backward writes dqkv [B·S, 3H].
+// Attention for training, with dropout (rate p_drop, keyed by seed) on the probabilities: the forward
+// keeps probs [B·heads, S, S] (before dropout); the backward writes dqkv [B·S, 3H].
 // scratch: zk_attention_backward_scratch_floats(S) floats.
 size_t zk_attention_backward_scratch_floats(int S);
 void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths,
-                                int B, int S, int heads, int head_dim);
+                                int B, int S, int heads, int head_dim, float p_drop, uint64_t seed);
 void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                           const int32_t *lengths, int B, int S, int heads, int head_dim, float *scratch);
+                           const int32_t *lengths, int B, int S, int heads, int head_dim, float p_drop,
+                           uint64_t seed, float *scratch);
 void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
                            const int32_t *type_ids, int B, int S, int H);
 // Inverted dropout with rate p; element i is kept by a hash of (seed, i), so no mask is stored.

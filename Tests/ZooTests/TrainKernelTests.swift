@@ -68,24 +68,30 @@ final class TrainKernelTests: XCTestCase {
     }
 
     func testAttentionBackward() {
+        attentionBackward(dropout: 0)
+        attentionBackward(dropout: 0.3)
+    }
+
+    func attentionBackward(dropout: Float) {
         let (B, S, heads, dh) = (2, 5, 2, 3)
         let H = heads * dh
         let qkv = random(B * S * 3 * H), lengths: [Int32] = [5, 3], dout = random(B * S * H)
         func fwd(_ v: [Float]) -> [Float] {
             var out = [Float](repeating: 0, count: B * S * H), probs = [Float](repeating: 0, count: B * heads * S * S)
-            zk_attention_train_forward(&out, &probs, v, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh))
+            zk_attention_train_forward(&out, &probs, v, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), dropout, 7)
             return out
         }
         var out = [Float](repeating: 0, count: B * S * H), probs = [Float](repeating: 0, count: B * heads * S * S)
-        zk_attention_train_forward(&out, &probs, qkv, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh))
-        // The training forward equals the inference kernel.
-        var inference = [Float](repeating: 0, count: B * S * H)
-        var scratch = [Float](repeating: 0, count: zk_attention_scratch_floats(Int32(S), Int32(dh)))
-        zk_attention_forward(&inference, qkv, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), &scratch)
-        for i in out.indices { XCTAssertEqual(out[i], inference[i], accuracy: 1e-5) }
+        zk_attention_train_forward(&out, &probs, qkv, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), dropout, 7)
+        if dropout == 0 {   // without dropout the training forward equals the inference kernel
+            var inference = [Float](repeating: 0, count: B * S * H)
+            var scratch = [Float](repeating: 0, count: zk_attention_scratch_floats(Int32(S), Int32(dh)))
+            zk_attention_forward(&inference, qkv, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), &scratch)
+            for i in out.indices { XCTAssertEqual(out[i], inference[i], accuracy: 1e-5) }
+        }
         var dqkv = [Float](repeating: .nan, count: qkv.count), s2 = [Float](repeating: 0, count: zk_attention_backward_scratch_floats(Int32(S)))
-        zk_attention_backward(&dqkv, dout, qkv, probs, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), &s2)
-        check("dqkv", qkv, dqkv, dout: dout, f: fwd)
+        zk_attention_backward(&dqkv, dout, qkv, probs, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), dropout, 7, &s2)
+        check("dqkv p=\(dropout)", qkv, dqkv, dout: dout, f: fwd)
     }
 
     func testEmbeddingBackward() {
