@@ -95,6 +95,18 @@ void zk_sgemm_nt(int M, int N, int K, const float *A, int lda, const float *B, i
 void zk_sgemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     sgemm_split(0, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
+
+// C[M,N] = A[K,M]ᵀ · B[K,N] + beta·C, the rows of C (columns of A) split across threads.
+void zk_sgemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    int parts = g_threads;
+    if (M < 16 * parts || (double)M * N * K < 2e5 || omp_in_parallel()) parts = 1;
+    #pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
+    for (int p = 0; p < parts; p++) {
+        const int m0 = (int)((long)M * p / parts) / 16 * 16;
+        const int m1 = p == parts - 1 ? M : (int)((long)M * (p + 1) / parts) / 16 * 16;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m1 - m0, N, K, 1.0f, A + m0, lda, B, ldb, beta, C + (size_t)m0 * ldc, ldc);
+    }
+}
 void zk_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int N, int K) {
     zk_sgemm_nt(M, N, K, inp, K, weight, K, 0.0f, out, N);
     if (bias) zk_bias_forward(out, bias, M, N);

@@ -2,16 +2,16 @@
 // AdamW. Plain C over flat buffers (llm.c style); each backward overwrites the input gradient it
 // produces and accumulates (+=) into parameter gradients.
 #include "ckernels.h"
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---- Linear ------------------------------------------------------------------------------------
 void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, int M, int N, int K) {
     if (dinp) zk_sgemm_nn(M, K, N, dout, N, weight, K, 0.0f, dinp, K);                           // dX = dY·W
-    if (dweight) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, inp, K, 1.0f, dweight, K);  // dW += dYᵀ·X
+    if (dweight) zk_sgemm_tn(N, K, M, dout, N, inp, K, 1.0f, dweight, K);                           // dW += dYᵀ·X
     if (dbias) {
         #pragma omp parallel for schedule(static)
         for (int j = 0; j < N; j++) {
@@ -95,34 +95,43 @@ void zk_attention_train_forward(float *out, float *probs, const float *qkv, cons
                                 int B, int S, int heads, int head_dim, float p_drop, uint64_t seed) {
     const int H = heads * head_dim, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)head_dim);
-    #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * heads; bh++) {
-        const int b = bh / heads, h = bh % heads;
-        int L = lengths[b];
-        if (L < 1 || L > S) L = S;
-        const float *q = qkv + (size_t)b * S * ld + h * head_dim, *k = q + H, *v = q + 2 * H;
-        float *P = probs + (size_t)bh * S * S;
-        for (int i = 0; i < S; i++) {
-            float *p = P + (size_t)i * S, mx = -INFINITY;
-            for (int j = 0; j < L; j++) {
-                float s = 0;
-                for (int d = 0; d < head_dim; d++) s += q[(size_t)i * ld + d] * k[(size_t)j * ld + d];
-                p[j] = s * scale;
-                if (p[j] > mx) mx = p[j];
-            }
-            float sum = 0;
-            for (int j = 0; j < L; j++) { p[j] = expf(p[j] - mx); sum += p[j]; }
-            for (int j = 0; j < L; j++) p[j] /= sum;
-            for (int j = L; j < S; j++) p[j] = 0;
-            float *o = out + ((size_t)b * S + i) * H + h * head_dim;
-            const size_t row = ((size_t)bh * S + i) * S;
-            const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
-            for (int d = 0; d < head_dim; d++) o[d] = 0;
-            for (int j = 0; j < L; j++) {
-                const float pj = p_drop > 0 ? (keep(seed, row + j, p_drop) ? p[j] * ks : 0.0f) : p[j];
-                for (int d = 0; d < head_dim; d++) o[d] += pj * v[(size_t)j * ld + d];
+    const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
+    #pragma omp parallel
+    {
+        float *kT = malloc(sizeof(float) * (size_t)head_dim * S);   // this head's keys, transposed
+        #pragma omp for schedule(static)
+        for (int bh = 0; bh < B * heads; bh++) {
+            const int b = bh / heads, h = bh % heads;
+            int L = lengths[b];
+            if (L < 1 || L > S) L = S;
+            const float *q = qkv + (size_t)b * S * ld + h * head_dim, *k = q + H, *v = q + 2 * H;
+            for (int j = 0; j < L; j++)
+                for (int d = 0; d < head_dim; d++) kT[(size_t)d * L + j] = k[(size_t)j * ld + d];
+            float *P = probs + (size_t)bh * S * S;
+            for (int i = 0; i < S; i++) {
+                float *p = P + (size_t)i * S;
+                for (int j = 0; j < L; j++) p[j] = 0;
+                for (int d = 0; d < head_dim; d++) {
+                    const float qd = q[(size_t)i * ld + d] * scale, *kd = kT + (size_t)d * L;
+                    for (int j = 0; j < L; j++) p[j] += qd * kd[j];
+                }
+                float mx = -INFINITY, sum = 0;
+                for (int j = 0; j < L; j++) mx = p[j] > mx ? p[j] : mx;
+                for (int j = 0; j < L; j++) { p[j] = expf(p[j] - mx); sum += p[j]; }
+                const float inv = 1.0f / sum;
+                for (int j = 0; j < L; j++) p[j] *= inv;
+                for (int j = L; j < S; j++) p[j] = 0;
+                float *o = out + ((size_t)b * S + i) * H + h * head_dim;
+                const size_t row = ((size_t)bh * S + i) * S;
+                for (int d = 0; d < head_dim; d++) o[d] = 0;
+                for (int j = 0; j < L; j++) {
+                    const float pj = p_drop > 0 ? (keep(seed, row + j, p_drop) ? p[j] * ks : 0.0f) : p[j];
+                    const float *vj = v + (size_t)j * ld;
+                    for (int d = 0; d < head_dim; d++) o[d] += pj * vj[d];
+                }
             }
         }
+        free(kT);
     }
 }
 
@@ -135,40 +144,53 @@ void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, con
                            uint64_t seed, float *scratch) {
     const int H = heads * head_dim, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)head_dim);
-    #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * heads; bh++) {
-        const int b = bh / heads, h = bh % heads;
-        int L = lengths[b];
-        if (L < 1 || L > S) L = S;
-        const float *q = qkv + (size_t)b * S * ld + h * head_dim, *k = q + H, *v = q + 2 * H;
-        float *dq = dqkv + (size_t)b * S * ld + h * head_dim, *dk = dq + H, *dv = dq + 2 * H;
-        const float *P = probs + (size_t)bh * S * S;
-        float *dp = scratch + (size_t)omp_get_thread_num() * S;
-        for (int t = 0; t < S; t++)
-            for (int d = 0; d < head_dim; d++) { dq[(size_t)t * ld + d] = 0; dk[(size_t)t * ld + d] = 0; dv[(size_t)t * ld + d] = 0; }
-        for (int i = 0; i < S; i++) {
-            const float *p = P + (size_t)i * S, *go = dout + ((size_t)b * S + i) * H + h * head_dim;
-            const size_t row = ((size_t)bh * S + i) * S;
-            const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
-            float dot = 0;
-            for (int j = 0; j < L; j++) {
-                const float m = p_drop > 0 ? (keep(seed, row + j, p_drop) ? ks : 0.0f) : 1.0f;   // dropout factor
-                float s = 0;
+    const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
+    (void)scratch;
+    #pragma omp parallel
+    {
+        float *vT = malloc(sizeof(float) * (size_t)head_dim * S);   // this head's values, transposed
+        float *dp = malloc(sizeof(float) * (size_t)S);
+        #pragma omp for schedule(static)
+        for (int bh = 0; bh < B * heads; bh++) {
+            const int b = bh / heads, h = bh % heads;
+            int L = lengths[b];
+            if (L < 1 || L > S) L = S;
+            const float *q = qkv + (size_t)b * S * ld + h * head_dim, *k = q + H, *v = q + 2 * H;
+            float *dq = dqkv + (size_t)b * S * ld + h * head_dim, *dk = dq + H, *dv = dq + 2 * H;
+            const float *P = probs + (size_t)bh * S * S;
+            for (int t = 0; t < S; t++)
+                for (int d = 0; d < head_dim; d++) { dq[(size_t)t * ld + d] = 0; dk[(size_t)t * ld + d] = 0; dv[(size_t)t * ld + d] = 0; }
+            for (int j = 0; j < L; j++)
+                for (int d = 0; d < head_dim; d++) vT[(size_t)d * L + j] = v[(size_t)j * ld + d];
+            for (int i = 0; i < S; i++) {
+                const float *p = P + (size_t)i * S, *go = dout + ((size_t)b * S + i) * H + h * head_dim;
+                const size_t row = ((size_t)bh * S + i) * S;
+                for (int j = 0; j < L; j++) dp[j] = 0;                          // dP = dO·Vᵀ
                 for (int d = 0; d < head_dim; d++) {
-                    s += go[d] * v[(size_t)j * ld + d];
-                    dv[(size_t)j * ld + d] += m * p[j] * go[d];
+                    const float g = go[d], *vd = vT + (size_t)d * L;
+                    for (int j = 0; j < L; j++) dp[j] += g * vd[j];
                 }
-                dp[j] = m * s;
-                dot += p[j] * dp[j];
-            }
-            for (int j = 0; j < L; j++) {
-                const float ds = p[j] * (dp[j] - dot) * scale;
-                for (int d = 0; d < head_dim; d++) {
-                    dq[(size_t)i * ld + d] += ds * k[(size_t)j * ld + d];
-                    dk[(size_t)j * ld + d] += ds * q[(size_t)i * ld + d];
+                float dot = 0;
+                for (int j = 0; j < L; j++) {
+                    const float m = p_drop > 0 ? (keep(seed, row + j, p_drop) ? ks : 0.0f) : 1.0f;   // dropout factor
+                    float *dvj = dv + (size_t)j * ld;
+                    const float w = m * p[j];
+                    for (int d = 0; d < head_dim; d++) dvj[d] += w * go[d];       // dV += D(P)ᵀ·dO
+                    dp[j] *= m;
+                    dot += p[j] * dp[j];
+                }
+                float *dqi = dq + (size_t)i * ld;
+                const float *qi = q + (size_t)i * ld;
+                for (int j = 0; j < L; j++) {
+                    const float ds = p[j] * (dp[j] - dot) * scale;
+                    const float *kj = k + (size_t)j * ld;
+                    float *dkj = dk + (size_t)j * ld;
+                    for (int d = 0; d < head_dim; d++) { dqi[d] += ds * kj[d]; dkj[d] += ds * qi[d]; }
                 }
             }
         }
+        free(vT);
+        free(dp);
     }
 }
 

@@ -29,6 +29,8 @@ double zk_fma_peak_gflops(long iters);
 void zk_sgemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 // C[M,N] = A[M,K] · B[K,N] + beta·C.
 void zk_sgemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+// C[M,N] = A[K,M]^T · B[K,N] + beta·C.
+void zk_sgemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 // out[M,N] = inp[M,K] · weight[N,K]^T + bias[N]   (bias may be NULL)
 void zk_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int N, int K);
 

@@ -122,45 +122,67 @@ struct EvalCommand: Command {
     static let name = "eval"
     static let summary = "evaluate a variant on a GLUE task"
     static let help = """
-    zoo eval <variant> --task T [--weights DIR] [--data DIR] [--zero-shot] [--json FILE]
-             [--split dev] [--batch B] [--max-len N] [--threads N]
+    zoo eval <variant> --task T [--weights DIR] [--data DIR] [--json FILE] [--split dev|test]
+             [--predictions-out DIR] [--zero-shot] [--batch B] [--max-len N] [--threads N]
+      Fine-tuned checkpoints (a classifier head, from `zoo finetune`): dev metrics with the official
+      definitions; --split test --predictions-out DIR writes the leaderboard file (<Task>.tsv).
       --zero-shot (STS-B): cosine similarity of mean-pooled sentence embeddings against the gold
       scores, Pearson and Spearman ×100. --json FILE writes {variant, task, split, metrics, examples,
-      seconds}. Evaluation of fine-tuned classifiers arrives with `zoo finetune`.
+      seconds}.
     """
-    static let options: Set<String> = ["task", "weights", "data", "json", "split", "batch", "max-len", "threads"]
+    static let options: Set<String> = ["task", "weights", "data", "json", "split", "batch", "max-len", "threads", "predictions-out"]
     static let flags: Set<String> = ["zero-shot"]
 
     static func run(_ args: Arguments) throws {
         let variant = try registry.variant(try args.onlyPositional("variant name"))
         let task = try GLUETask.named(try args.required("task"))
-        guard (args["split"] ?? "dev") == "dev" else { throw ZooError.usage("only --split dev is scored (test labels are not public)") }
-        guard args.flag("zero-shot") else {
-            throw ZooError.usage("only --zero-shot evaluation exists so far (a fine-tuned classifier head needs `zoo finetune`, not built yet)")
+        guard let split = Split(rawValue: args["split"] ?? "dev"), split != .train else {
+            throw ZooError.usage("--split takes dev or test, got '\(args["split"]!)'")
         }
-        guard task.name == "stsb" else { throw ZooError.usage("--zero-shot is defined for STS-B (sentence similarity); got \(task.glueName)") }
+        if split == .test && args["predictions-out"] == nil { throw ZooError.usage("--split test needs --predictions-out DIR (test labels are not public)") }
         let batchSize = try args.int("batch", default: 32)!
         let maxLen = try args.int("max-len", default: 128, range: 2...100_000)!
         Runtime.setThreads(try args.int("threads"))
-        let examples = try task.load(.dev, from: glueDirectory(args["data"]))
+        let examples = try task.load(split, from: glueDirectory(args["data"]))
         let (model, ckpt) = try loadModel(variant, weights: args["weights"])
         let tok = try ckpt!.tokenizer()
         let start = Date()
-        let texts = examples.flatMap { [$0.textA, $0.textB ?? ""] }
-        let encodings = texts.map { tok.encode($0, maxLength: maxLen) }
         let progress = Progress("eval \(variant.name) \(task.glueName)")
-        let emb: [[Float]] = try inLengthSortedBatches(encodings, batchSize: batchSize, progress: progress.update) { batch in
-            let e = try model.embed(batch, pooling: .mean)
-            return (0..<batch.size).map { e.row($0) }
+        let predictions: [Double]
+        let mode: String
+        if args.flag("zero-shot") {
+            guard task.name == "stsb" else { throw ZooError.usage("--zero-shot is defined for STS-B (sentence similarity); got \(task.glueName)") }
+            let encodings = examples.flatMap { [tok.encode($0.textA, maxLength: maxLen), tok.encode($0.textB ?? "", maxLength: maxLen)] }
+            let emb: [[Float]] = try inLengthSortedBatches(encodings, batchSize: batchSize, progress: progress.update) { batch in
+                let e = try model.embed(batch, pooling: .mean)
+                return (0..<batch.size).map { e.row($0) }
+            }
+            predictions = examples.indices.map { cosine(emb[2 * $0], emb[2 * $0 + 1]) }
+            mode = "zero-shot"
+        } else {
+            let head = try ClassificationHead(ckpt!)
+            guard head.numLabels == task.numLabels else {
+                throw ZooError.badFile(path: ckpt!.dir.path, problem: "classifier has \(head.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
+            }
+            let encodings = examples.map { tok.encode($0.textA, $0.textB, maxLength: maxLen) }
+            predictions = try inLengthSortedBatches(encodings, batchSize: batchSize, progress: progress.update) { batch in
+                head.logits(try model.forward(batch), batch).map { ClassificationHead.prediction($0, regression: task.isRegression) }
+            }
+            mode = "fine-tuned"
         }
-        let sims = examples.indices.map { cosine(emb[2 * $0], emb[2 * $0 + 1]) }
-        let result = TaskResult(task: task, predictions: sims, labels: examples.map(labelValue))
         let seconds = Date().timeIntervalSince(start)
-        print("\(variant.name) \(task.glueName) dev zero-shot (\(examples.count) pairs, \(String(format: "%.1f", seconds)) s)")
+        if let dir = args["predictions-out"] {
+            let url = try Leaderboard.write(task, predictions: examples.map { ($0.index, predictions[$0.index]) }, to: URL(fileURLWithPath: dir))
+            log("wrote \(url.path)")
+        }
+        guard split == .dev else { return }
+        let result = TaskResult(task: task, predictions: predictions, labels: examples.map(labelValue))
+        print("\(variant.name) \(task.glueName) dev \(mode) (\(examples.count) examples, \(String(format: "%.1f", seconds)) s)")
         for (k, v) in result.metrics.sorted(by: { $0.key < $1.key }) { print(String(format: "  %-9@ %.2f", k, v)) }
+        if task.metrics.count > 1 { print(String(format: "  score     %.2f", result.score)) }
         if let path = args["json"] {
-            let obj: [String: Any] = ["variant": variant.name, "task": task.name, "split": "dev", "mode": "zero-shot",
-                                      "metrics": result.metrics, "examples": examples.count, "seconds": seconds]
+            let obj: [String: Any] = ["variant": variant.name, "task": task.name, "split": "dev", "mode": mode,
+                                      "metrics": result.metrics, "score": result.score, "examples": examples.count, "seconds": seconds]
             try writeAtomically(Data((try jsonString(obj) + "\n").utf8), to: URL(fileURLWithPath: path))
         }
     }

@@ -54,7 +54,7 @@ final class TrainingTests: XCTestCase {
                     err = max(err, abs(model.grads[s.offset + i] - want[i]))
                 }
                 let rel = Double(err) / Double(max(scale, 1e-12))
-                if rel > worstRel.0 { worstRel = (rel, s.name) }
+                if scale > 1e-6 && rel > worstRel.0 { worstRel = (rel, s.name) }   // (key biases have zero gradient in exact arithmetic)
                 XCTAssertLessThanOrEqual(err, 1e-4 * scale + 1e-7, "\(kind) grad \(s.name): max err \(err), max |g| \(scale)")
             }
             print("\(kind): worst gradient error \(worstRel.0) of its tensor's max, in \(worstRel.1)")

@@ -15,6 +15,9 @@ public final class AdamW {
         v = Tensor(shape: [parameterCount])
     }
 
+    /// Continues a run whose optimizer had taken `step` steps (moments restored by the caller).
+    public func restore(step: Int) { self.step = step }
+
     public func update(_ model: BertClassifier) {
         step += 1
         for s in model.slots {

@@ -1,0 +1,62 @@
+import Foundation
+import ZooCore
+
+struct FinetuneCommand: Command {
+    static let name = "finetune"
+    static let summary = "fine-tune a BERT checkpoint on a GLUE task (resumable)"
+    static let help = """
+    zoo finetune --base DIR --task T [--epochs N] [--lr X] [--batch B] [--max-len L] [--warmup F]
+                 [--weight-decay W] [--seed S] [--out DIR] [--resume] [--save-every N] [--limit N]
+                 [--data DIR] [--threads N]
+      Trains BertForSequenceClassification from the checkpoint in --base on the task's train split
+      (AdamW, linear warm-up over fraction F of the steps then linear decay, gradient clipping at 1.0,
+      dropout from config.json, seeded shuffling and dropout). Evaluates on dev after every epoch.
+      --out (default runs/<task>) receives an HF-compatible checkpoint (config.json, model.safetensors,
+      vocab.txt) and metrics.json. Checkpoints at each epoch end and every --save-every steps
+      (default 500) are written atomically; --resume continues the last one with the same recipe.
+      Defaults: 3 epochs, lr 5e-5, batch 32, max length 128, warm-up 0.1, weight decay 0.01, seed 42.
+    """
+    static let options: Set<String> = ["base", "task", "epochs", "lr", "batch", "max-len", "warmup", "weight-decay", "seed", "out",
+                                       "save-every", "limit", "data", "threads"]
+    static let flags: Set<String> = ["resume"]
+
+    static func run(_ args: Arguments) throws {
+        guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
+        let task = try GLUETask.named(try args.required("task"))
+        var o = FinetuneOptions()
+        o.epochs = try args.int("epochs", default: o.epochs)!
+        o.batch = try args.int("batch", default: o.batch)!
+        o.maxLen = try args.int("max-len", default: o.maxLen, range: 2...512)!
+        o.saveEvery = try args.int("save-every", default: o.saveEvery, range: 0...Int.max)!
+        o.limit = try args.int("limit")
+        if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; o.seed = v }
+        func float(_ name: String, _ d: Float, _ range: ClosedRange<Float>) throws -> Float {
+            guard let s = args[name] else { return d }
+            guard let v = Float(s), range.contains(v) else { throw ZooError.usage("--\(name) takes a number in \(range), got '\(s)'") }
+            return v
+        }
+        o.lr = try float("lr", o.lr, 0...1)
+        o.warmup = try float("warmup", o.warmup, 0...1)
+        o.weightDecay = try float("weight-decay", o.weightDecay, 0...10)
+        Runtime.setThreads(try args.int("threads"))
+        let out = URL(fileURLWithPath: args["out"] ?? "runs/\(task.name)")
+        let base = try Checkpoint(dir: URL(fileURLWithPath: try args.required("base")))
+        let tuner = try Finetuner(base: base, task: task, glue: glueDirectory(args["data"]), options: o, out: out)
+        if args.flag("resume") {
+            guard FileManager.default.fileExists(atPath: tuner.checkpointURL.path) else {
+                throw ZooError.failed("\(tuner.checkpointURL.path): nothing to resume (no checkpoint)")
+            }
+            try tuner.resume()
+            log("resumed from \(tuner.checkpointURL.path)")
+        }
+        log("fine-tuning \(base.dir.lastPathComponent) on \(task.glueName): \(tuner.batchesPerEpoch) steps/epoch × \(o.epochs) epochs, \(Runtime.threads) threads")
+        var progress = Progress("train")
+        var lastPosition = Int.max
+        try tuner.run(log: log) { done, total in
+            if done < lastPosition { progress = Progress("train") }
+            lastPosition = done
+            progress.update(done, total)
+        }
+        log("wrote \(out.path) (config.json, model.safetensors, vocab.txt, metrics.json)")
+    }
+}
