@@ -236,6 +236,21 @@ float zk_mse_forward_backward(float *dpred, const float *pred, const float *targ
     return (float)(loss / B);
 }
 
+// ---- gradient clipping ----------------------------------------------------------------------------
+// Scales x to global L2 norm at most max_norm (torch.nn.utils.clip_grad_norm_: coefficient
+// max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping.
+float zk_clip_grad_norm(float *x, size_t n, float max_norm) {
+    double sq = 0;
+    #pragma omp parallel for schedule(static) reduction(+:sq)
+    for (size_t i = 0; i < n; i++) sq += (double)x[i] * x[i];
+    const float norm = (float)sqrt(sq), coef = max_norm / (norm + 1e-6f);
+    if (coef < 1) {
+        #pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) x[i] *= coef;
+    }
+    return norm;
+}
+
 // ---- AdamW -----------------------------------------------------------------------------------------
 // Decoupled weight decay (Loshchilov & Hutter), bias-corrected moments, as torch.optim.AdamW.
 void zk_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,

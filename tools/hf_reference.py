@@ -7,6 +7,7 @@
     python tools/hf_reference.py metrics  --out DIR   # -> DIR/metrics/ (random predictions + sklearn/scipy scores)
     python tools/hf_reference.py train-step --out DIR # -> DIR/train_step.safetensors (loss, grads, AdamW step)
     python tools/hf_reference.py all      --out DIR   # the last four
+    python tools/hf_reference.py roundtrip --model DIR < lines   # HF logits of a zoo-fine-tuned model
 
 Weights default to weights/minilm-l6 (`zoo weights fetch minilm-l6`), GLUE to $ZOO_GLUE_DIR.
 Pinned versions: tools/requirements.txt (transformers 4.x: its BertTokenizer is the original Python one).
@@ -256,15 +257,34 @@ def cmd_train_step(a):
     print(f"train-step: {a.out}/train_step.safetensors", file=sys.stderr)
 
 
+def cmd_roundtrip(a):
+    """Loads a zoo-fine-tuned directory with BertForSequenceClassification.from_pretrained and prints
+    the logits of the given TAB-separated lines (stdin) as JSON: the round-trip check."""
+    import torch
+    from transformers import BertForSequenceClassification
+    model = BertForSequenceClassification.from_pretrained(a.model, attn_implementation="eager")
+    model.eval()
+    tok = tokenizer(a.model)
+    rows = []
+    for line in sys.stdin.read().splitlines():
+        e = tok(*line.split("\t"), truncation=True, max_length=128, return_tensors="pt")
+        with torch.no_grad():
+            rows.append(model(**e).logits[0].tolist())
+    json.dump(rows, sys.stdout)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "all"])
+    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "roundtrip", "all"])
+    ap.add_argument("--model", help="roundtrip: a fine-tuned checkpoint directory")
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
     ap.add_argument("--out", default=os.path.join(ROOT, ".cache", "ref"))
     a = ap.parse_args()
     if a.what == "tokenizer-fixture":
         cmd_tokenizer_fixture(a)
+    if a.what == "roundtrip":
+        cmd_roundtrip(a)
     for w in ["encoder", "stsb", "metrics", "train-step"]:
         if a.what in (w, "all"):
             globals()["cmd_" + w.replace("-", "_")](a)

@@ -104,6 +104,8 @@ void zk_dropout_backward(float *dx, size_t n, float p, uint64_t seed);
 // Mean losses over the batch; the gradient (may be NULL) is of the mean.
 float zk_cross_entropy_forward_backward(float *dlogits, const float *logits, const int32_t *labels, int B, int C);
 float zk_mse_forward_backward(float *dpred, const float *pred, const float *target, int B);
+// Clips x to global L2 norm max_norm (torch's clip_grad_norm_); returns the norm before clipping.
+float zk_clip_grad_norm(float *x, size_t n, float max_norm);
 // AdamW (torch.optim.AdamW semantics), `step` counted from 1.
 void zk_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int step);

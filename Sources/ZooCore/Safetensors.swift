@@ -58,12 +58,13 @@ public final class SafeTensors {
     deinit { munmap(base, mappedSize) }
 
     private static func parseHeader(base: UnsafeRawPointer, size: Int, path: String) throws -> ([String: Entry], [String: String], Int) {
-        let magic = base.load(as: (UInt8, UInt8).self)
-        if magic == (0x50, 0x4B) || magic.0 == 0x80 {
-            throw ZooError.badFile(path: path, problem: "this is a PyTorch pickle/zip checkpoint, not safetensors; zoo never unpickles. Convert it with: python -c \"from transformers import AutoModel; AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"")
-        }
         let headerLen = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
         guard headerLen <= UInt64(size - 8) else {
+            // Not a safetensors header; say so plainly if it is PyTorch's zip or pickle format.
+            let magic = base.load(as: (UInt8, UInt8).self)
+            if magic == (0x50, 0x4B) || (magic.0 == 0x80 && (2...5).contains(magic.1)) {
+                throw ZooError.badFile(path: path, problem: "this is a PyTorch pickle/zip checkpoint, not safetensors; zoo never unpickles. Convert it with: python -c \"from transformers import AutoModel; AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"")
+            }
             throw ZooError.badFile(path: path, problem: "header length \(headerLen) runs past the end of the file (\(size) bytes)")
         }
         guard headerLen <= 100_000_000 else { throw ZooError.badFile(path: path, problem: "header length \(headerLen) is implausibly large") }

@@ -141,10 +141,10 @@ struct EvalCommand: Command {
         }
         if split == .test && args["predictions-out"] == nil { throw ZooError.usage("--split test needs --predictions-out DIR (test labels are not public)") }
         let batchSize = try args.int("batch", default: 32)!
-        let maxLen = try args.int("max-len", default: 128, range: 2...100_000)!
         Runtime.setThreads(try args.int("threads"))
         let examples = try task.load(split, from: glueDirectory(args["data"]))
         let (model, ckpt) = try loadModel(variant, weights: args["weights"])
+        let maxLen = min(try args.int("max-len", default: 128, range: 2...100_000)!, model.config.maxPositionEmbeddings)
         let tok = try ckpt!.tokenizer()
         let start = Date()
         let progress = Progress("eval \(variant.name) \(task.glueName)")

@@ -5,42 +5,9 @@ import XCTest
 /// Bad input: a one-line error naming the file or field, exit code 1 (bad data) or 2 (bad usage),
 /// nothing on stdout and no output file left behind. Checked through the real CLI.
 final class ErrorTests: XCTestCase {
-    static let config: [String: Any] = [
-        "model_type": "bert", "vocab_size": 12, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "intermediate_size": 16, "max_position_embeddings": 16, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
-    ]
-    static let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "a", "b", "##s", ".", ","]
-
-    /// The tensors of a tiny BERT matching `config`.
-    static func tensors() -> [(String, Tensor)] {
-        var rng = SplitMix64(seed: 5)
-        func t(_ shape: [Int]) -> Tensor {
-            let x = Tensor(shape: shape)
-            for i in 0..<x.count { x[i] = rng.symmetric() * 0.1 }
-            return x
-        }
-        var out: [(String, Tensor)] = [
-            ("embeddings.word_embeddings.weight", t([12, 8])), ("embeddings.position_embeddings.weight", t([16, 8])),
-            ("embeddings.token_type_embeddings.weight", t([2, 8])), ("embeddings.LayerNorm.weight", t([8])), ("embeddings.LayerNorm.bias", t([8])),
-        ]
-        let p = "encoder.layer.0."
-        for n in ["query", "key", "value"] { out += [(p + "attention.self.\(n).weight", t([8, 8])), (p + "attention.self.\(n).bias", t([8]))] }
-        out += [(p + "attention.output.dense.weight", t([8, 8])), (p + "attention.output.dense.bias", t([8])),
-                (p + "attention.output.LayerNorm.weight", t([8])), (p + "attention.output.LayerNorm.bias", t([8])),
-                (p + "intermediate.dense.weight", t([16, 8])), (p + "intermediate.dense.bias", t([16])),
-                (p + "output.dense.weight", t([8, 16])), (p + "output.dense.bias", t([8])),
-                (p + "output.LayerNorm.weight", t([8])), (p + "output.LayerNorm.bias", t([8]))]
-        return out
-    }
-
-    /// A valid tiny checkpoint directory; `edit` may then break one part of it.
-    func checkpoint(config: [String: Any] = ErrorTests.config, vocab: [String] = ErrorTests.vocab,
-                    tensors: [(String, Tensor)] = ErrorTests.tensors()) throws -> URL {
-        let dir = try tempDir()
-        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
-        try (vocab.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
-        try SafeTensors.write(tensors, to: dir.appendingPathComponent("model.safetensors"))
-        return dir
+    func checkpoint(config: [String: Any] = Tiny.config, vocab: [String] = Tiny.vocab,
+                    tensors: [(String, Tensor)] = Tiny.tensors()) throws -> URL {
+        try Tiny.checkpoint(config: config, vocab: vocab, tensors: tensors)
     }
 
     /// Writes a safetensors file from a header object and a data section (optionally lying about the header length).
@@ -81,7 +48,7 @@ final class ErrorTests: XCTestCase {
     /// `BertFor*` checkpoints: names with the `bert.` prefix, plus head tensors the encoder ignores.
     func testBertForPrefixedNamesLoadTheSameEncoder() throws {
         let plain = try zoo(["embed", "bert", "--weights", try checkpoint().path], stdin: Data("hello world\n".utf8))
-        let prefixed = ErrorTests.tensors().map { ("bert." + $0.0, $0.1) } + [("classifier.weight", Tensor(shape: [2, 8])), ("classifier.bias", Tensor(shape: [2]))]
+        let prefixed = Tiny.tensors().map { ("bert." + $0.0, $0.1) } + [("classifier.weight", Tensor(shape: [2, 8])), ("classifier.bias", Tensor(shape: [2]))]
         let r = try zoo(["embed", "bert", "--weights", try checkpoint(tensors: prefixed).path], stdin: Data("hello world\n".utf8))
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertEqual(r.out, plain.out)
@@ -135,7 +102,7 @@ final class ErrorTests: XCTestCase {
     }
 
     func testShapeMismatchAgainstConfig() throws {
-        var t = ErrorTests.tensors()
+        var t = Tiny.tensors()
         t[0] = (t[0].0, Tensor(shape: [12, 9]))
         try assertEmbedFails(try checkpoint(tensors: t), mentions: ["embeddings.word_embeddings.weight", "[12, 9]", "config.json implies [12, 8]"])
     }
@@ -144,7 +111,7 @@ final class ErrorTests: XCTestCase {
         let dir = try checkpoint()
         var header: [String: Any] = [:]
         var offset = 0
-        for (name, t) in ErrorTests.tensors() {
+        for (name, t) in Tiny.tensors() {
             let bytes = name == "embeddings.LayerNorm.bias" ? t.count * 8 : t.count * 4
             header[name] = ["dtype": name == "embeddings.LayerNorm.bias" ? "I64" : "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]]
             offset += bytes
@@ -154,7 +121,7 @@ final class ErrorTests: XCTestCase {
     }
 
     func testMissingTensor() throws {
-        let t = ErrorTests.tensors().filter { $0.0 != "encoder.layer.0.output.dense.bias" }
+        let t = Tiny.tensors().filter { $0.0 != "encoder.layer.0.output.dense.bias" }
         try assertEmbedFails(try checkpoint(tensors: t), mentions: ["model.safetensors", "missing tensor 'encoder.layer.0.output.dense.bias'"])
     }
 
@@ -162,16 +129,16 @@ final class ErrorTests: XCTestCase {
         let dir = try checkpoint()
         try Data("{\"hidden_size\": 8,".utf8).write(to: dir.appendingPathComponent("config.json"))
         try assertEmbedFails(dir, mentions: ["config.json", "invalid JSON"])
-        var c = ErrorTests.config
+        var c = Tiny.config
         c.removeValue(forKey: "hidden_size")
         try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "missing field 'hidden_size'"])
-        c = ErrorTests.config
+        c = Tiny.config
         c["num_attention_heads"] = 3
         try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "not divisible"])
     }
 
     func testOtherModelTypesSayNotSupportedYet() throws {
-        var c = ErrorTests.config
+        var c = Tiny.config
         c["model_type"] = "distilbert"
         try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "distilbert", "not supported yet"])
         c["model_type"] = "albert"
@@ -185,9 +152,15 @@ final class ErrorTests: XCTestCase {
         try assertEmbedFails(dir, mentions: ["pytorch_model.bin", "never unpickles", "safe_serialization=True"])
     }
 
+    func testPickleNamedSafetensorsRefused() throws {
+        let dir = try checkpoint()
+        try Data([0x80, 0x02, 0x63, 0x63, 0x6f, 0x6c, 0x6c, 0x65, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x73]).write(to: dir.appendingPathComponent("model.safetensors"))
+        try assertEmbedFails(dir, mentions: ["model.safetensors", "PyTorch pickle", "never unpickles"])
+    }
+
     func testVocabWithoutSpecialTokens() throws {
-        try assertEmbedFails(try checkpoint(vocab: ErrorTests.vocab.filter { $0 != "[UNK]" }), mentions: ["vocab.txt", "no [UNK] token"])
-        let r = try zoo(["tokenize", "--vocab", try checkpoint(vocab: ErrorTests.vocab.filter { $0 != "[CLS]" }).appendingPathComponent("vocab.txt").path],
+        try assertEmbedFails(try checkpoint(vocab: Tiny.vocab.filter { $0 != "[UNK]" }), mentions: ["vocab.txt", "no [UNK] token"])
+        let r = try zoo(["tokenize", "--vocab", try checkpoint(vocab: Tiny.vocab.filter { $0 != "[CLS]" }).appendingPathComponent("vocab.txt").path],
                         stdin: Data("a\n".utf8))
         assertFailure(r, code: 1, mentions: ["vocab.txt", "no [CLS] token"])
     }

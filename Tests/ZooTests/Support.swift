@@ -78,3 +78,45 @@ func maxAbsDiff(_ a: Tensor, _ b: Tensor, offset: Int = 0) -> Float {
     for i in 0..<b.count { m = max(m, abs(a[offset + i] - b[i])) }
     return m
 }
+
+/// A tiny BERT (1 layer, hidden 8, vocabulary of 12) for tests that need a checkpoint but not real weights.
+enum Tiny {
+    static let config: [String: Any] = [
+        "model_type": "bert", "vocab_size": 12, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 16, "max_position_embeddings": 16, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+    ]
+    static let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "a", "b", "##s", ".", ","]
+
+    /// The tensors of a tiny BERT matching `config`.
+    static func tensors() -> [(String, Tensor)] {
+        var rng = SplitMix64(seed: 5)
+        func t(_ shape: [Int]) -> Tensor {
+            let x = Tensor(shape: shape)
+            for i in 0..<x.count { x[i] = rng.symmetric() * 0.1 }
+            return x
+        }
+        var out: [(String, Tensor)] = [
+            ("embeddings.word_embeddings.weight", t([12, 8])), ("embeddings.position_embeddings.weight", t([16, 8])),
+            ("embeddings.token_type_embeddings.weight", t([2, 8])), ("embeddings.LayerNorm.weight", t([8])), ("embeddings.LayerNorm.bias", t([8])),
+        ]
+        let p = "encoder.layer.0."
+        for n in ["query", "key", "value"] { out += [(p + "attention.self.\(n).weight", t([8, 8])), (p + "attention.self.\(n).bias", t([8]))] }
+        out += [(p + "attention.output.dense.weight", t([8, 8])), (p + "attention.output.dense.bias", t([8])),
+                (p + "attention.output.LayerNorm.weight", t([8])), (p + "attention.output.LayerNorm.bias", t([8])),
+                (p + "intermediate.dense.weight", t([16, 8])), (p + "intermediate.dense.bias", t([16])),
+                (p + "output.dense.weight", t([8, 16])), (p + "output.dense.bias", t([8])),
+                (p + "output.LayerNorm.weight", t([8])), (p + "output.LayerNorm.bias", t([8]))]
+        return out
+    }
+
+    /// A valid tiny checkpoint directory (tests then break one part of it).
+    static func checkpoint(config: [String: Any] = Tiny.config, vocab: [String] = Tiny.vocab,
+                           tensors: [(String, Tensor)] = Tiny.tensors()) throws -> URL {
+        let dir = try tempDir()
+        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
+        try (vocab.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        try SafeTensors.write(tensors, to: dir.appendingPathComponent("model.safetensors"))
+        return dir
+    }
+
+}

@@ -108,14 +108,7 @@ public final class Finetuner {
     }
 
     /// Global-norm clipping at `maxGradNorm` (torch.nn.utils.clip_grad_norm_).
-    func clipGradients() {
-        var sq = 0.0
-        let g = model.grads.data
-        for i in 0..<model.grads.count { sq += Double(g[i]) * Double(g[i]) }
-        let norm = Float(sq.squareRoot())
-        let coef = options.maxGradNorm / (norm + 1e-6)
-        if coef < 1 { for i in 0..<model.grads.count { g[i] *= coef } }
-    }
+    func clipGradients() { _ = zk_clip_grad_norm(model.grads.data, model.grads.count, options.maxGradNorm) }
 
     /// Dev predictions: argmax of the logits, or the score for regression.
     public func predict(_ encodings: [WordPieceTokenizer.Encoding]) -> [Double] {

@@ -1,0 +1,121 @@
+import Foundation
+import XCTest
+@testable import ZooCore
+
+/// `zoo finetune` end to end on a tiny BERT and a small RTE-format task: exact resume after SIGKILL,
+/// the output loads in HF transformers with the same logits, `zoo eval` scores it.
+final class FinetuneTests: XCTestCase {
+    /// A GLUE directory with an RTE train/dev/test split made of the tiny vocabulary's words.
+    func tinyGLUE(train: Int = 96) throws -> URL {
+        let dir = try tempDir()
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("RTE"), withIntermediateDirectories: true)
+        var rng = SplitMix64(seed: 11)
+        let words = ["hello", "world", "a", "b", "as", "bs", "."]
+        func sentence() -> String { (0..<(2 + Int(rng.next() % 9))).map { _ in words[Int(rng.next() % UInt64(words.count))] }.joined(separator: " ") }
+        for (split, n) in [("train", train), ("dev", 24), ("test", 10)] {
+            var text = "index\tsentence1\tsentence2" + (split == "test" ? "\n" : "\tlabel\n")
+            for i in 0..<n {
+                let a = sentence(), b = sentence()
+                text += "\(i)\t\(a)\t\(b)" + (split == "test" ? "\n" : "\t" + (a.count % 2 == 0 ? "entailment" : "not_entailment") + "\n")
+            }
+            try text.write(to: dir.appendingPathComponent("RTE/\(split).tsv"), atomically: true, encoding: .utf8)
+        }
+        return dir
+    }
+
+    func finetuneArgs(base: URL, glue: URL, out: URL) -> [String] {
+        ["finetune", "--base", base.path, "--task", "rte", "--data", glue.path, "--out", out.path, "--epochs", "3", "--batch", "8",
+         "--lr", "1e-3", "--save-every", "1", "--threads", "2", "--seed", "7"]
+    }
+
+    func testResumeAfterSIGKILLIsBitIdentical() throws {
+        let base = try Tiny.checkpoint(), glue = try tinyGLUE(train: 400)
+        let full = try tempDir().appendingPathComponent("full")
+        let r = try zoo(finetuneArgs(base: base, glue: glue, out: full))
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: full.appendingPathComponent("metrics.json"))) as! [String: Any]
+        XCTAssertEqual((metrics["epochs"] as! [Any]).count, 3)
+        XCTAssertEqual(metrics["steps"] as? Int, 150)
+
+        // Kill a second run with SIGKILL after it has written some checkpoints, at an arbitrary moment.
+        let cut = try tempDir().appendingPathComponent("cut")
+        var killedMidway = false
+        for delayMs in [400, 250, 700, 150] {
+            try? FileManager.default.removeItem(at: cut)
+            let p = Process()
+            p.executableURL = Paths.zoo
+            p.arguments = finetuneArgs(base: base, glue: glue, out: cut)
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let ckpt = cut.appendingPathComponent("checkpoint.safetensors")
+            let deadline = Date().addingTimeInterval(30)
+            while !FileManager.default.fileExists(atPath: ckpt.path) && Date() < deadline { usleep(2000) }
+            usleep(useconds_t(delayMs * 1000))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            if !FileManager.default.fileExists(atPath: cut.appendingPathComponent("model.safetensors").path) { killedMidway = true; break }
+        }
+        XCTAssertTrue(killedMidway, "could not interrupt a run before it finished")
+        // Whatever the moment, the checkpoint is whole (never torn) and the run resumes to the same end.
+        XCTAssertNoThrow(try SafeTensors(url: cut.appendingPathComponent("checkpoint.safetensors")))
+        let resumed = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume"])
+        XCTAssertEqual(resumed.code, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resumed from"))
+        XCTAssertEqual(try Data(contentsOf: cut.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),
+                       "resumed weights must be bit-identical to the uninterrupted run")
+
+        // A different recipe is refused.
+        let other = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume", "--lr", "2e-3"])
+        XCTAssertEqual(other.code, 2)
+        XCTAssertTrue(other.stderr.contains("same recipe"), other.stderr)
+    }
+
+    func testFineTunedModelLoadsInHFWithSameLogitsAndEvaluates() throws {
+        let base = try Tiny.checkpoint(), glue = try tinyGLUE()
+        let out = try tempDir().appendingPathComponent("rte")
+        let r = try zoo(finetuneArgs(base: base, glue: glue, out: out))
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as! [String: Any]
+        XCTAssertEqual(config["num_labels"] as? Int, 2)
+        XCTAssertEqual((config["id2label"] as? [String: String])?["1"], "not_entailment")
+        XCTAssertEqual(config["problem_type"] as? String, "single_label_classification")
+
+        // The dev accuracy that finetune reported equals what `zoo eval` computes from the saved model.
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("metrics.json"))) as! [String: Any]
+        let last = (metrics["epochs"] as! [[String: Any]]).last!
+        let evalJSON = try tempDir().appendingPathComponent("e.json")
+        let e = try zoo(["eval", "bert", "--task", "rte", "--weights", out.path, "--data", glue.path, "--json", evalJSON.path])
+        XCTAssertEqual(e.code, 0, e.stderr)
+        let ev = try JSONSerialization.jsonObject(with: Data(contentsOf: evalJSON)) as! [String: Any]
+        XCTAssertEqual((ev["metrics"] as! [String: Double])["accuracy"]!, (last["dev"] as! [String: Double])["accuracy"]!, accuracy: 1e-9)
+        let preds = try tempDir()
+        let t = try zoo(["eval", "bert", "--task", "rte", "--weights", out.path, "--data", glue.path, "--split", "test", "--predictions-out", preds.path])
+        XCTAssertEqual(t.code, 0, t.stderr)
+        let lines = try String(contentsOf: preds.appendingPathComponent("RTE.tsv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 11)
+        XCTAssertEqual(lines[0], "index\tprediction")
+
+        // HF transformers loads it and gives the same logits (tolerance 1e-4).
+        let python = ProcessInfo.processInfo.environment["ZOO_PYTHON"] ?? Fetch.cacheDir.appendingPathComponent("venv/bin/python").path
+        try require(URL(fileURLWithPath: python), "the tools venv (make setup) or ZOO_PYTHON")
+        let inputs = "hello world\ta b\nb a .\thello\nworld world world\tas bs\n"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [Paths.root.appendingPathComponent("tools/hf_reference.py").path, "roundtrip", "--model", out.path]
+        let i = Pipe(), o = Pipe()
+        p.standardInput = i; p.standardOutput = o; p.standardError = FileHandle.nullDevice
+        try p.run()
+        i.fileHandleForWriting.write(Data(inputs.utf8)); try i.fileHandleForWriting.close()
+        let hf = try JSONSerialization.jsonObject(with: o.fileHandleForReading.readDataToEndOfFile()) as! [[Double]]
+        p.waitUntilExit()
+        let ckpt = try Checkpoint(dir: out)
+        let model = BertClassifier(config: ckpt.config, numLabels: 2)
+        try model.load(ckpt.tensors, seed: 0)
+        let tok = try ckpt.tokenizer()
+        for (n, line) in inputs.split(separator: "\n").enumerated() {
+            let parts = line.split(separator: "\t").map(String.init)
+            let logits = model.logits(Batch([tok.encode(parts[0], parts[1])]))
+            for c in 0..<2 { XCTAssertEqual(Double(logits[c]), hf[n][c], accuracy: 1e-4, "line \(n)") }
+        }
+    }
+}
