@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
 #include <immintrin.h>
@@ -112,6 +113,17 @@ void zk_linear_forward(float *out, const float *inp, const float *weight, const 
     if (bias) zk_bias_forward(out, bias, M, N);
 }
 
+// ---- dropout's keep decision ------------------------------------------------------------------------
+// Element i is kept by a hash of (seed, i): forward and backward agree without storing a mask, and
+// a run is reproducible whatever the thread count.
+static inline int zk_keep(uint64_t seed, size_t i, float p) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
 // ---- the two compiled copies of the row workers, and run-time selection --------------------------
 #define ZK(name) name##_generic
 #include "rows.h"
@@ -135,9 +147,15 @@ typedef struct {
     void (*softmax_row)(float *, int, int, float);
     void (*attention_head)(float *, int, const float *, const float *, const float *, int, int, int, int, float, float *);
     void (*linear_tile)(float *, int, const float *, int, int, const float *, int, int, int, const float *, int);
+    void (*gelu_backward_row)(float *, const float *, const float *, int);
+    void (*attention_train_head)(float *, int, float *, const float *, const float *, const float *, int, int, int, int,
+                                 float, float, uint64_t, size_t, float *);
+    void (*attention_backward_head)(float *, float *, float *, const float *, int, const float *, const float *, const float *,
+                                    const float *, int, int, int, int, float, float, uint64_t, size_t, float *);
 } zk_rows;
 
-#define ZK_TABLE(sfx) { gelu_row_##sfx, layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx, linear_tile_##sfx }
+#define ZK_TABLE(sfx) { gelu_row_##sfx, layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx, \
+                       linear_tile_##sfx, gelu_backward_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
 static const zk_rows rows_generic = ZK_TABLE(generic), rows_avx512 = ZK_TABLE(avx512);
 static int g_simd = -1;   // -1: not decided yet; 0: generic; 1: AVX-512
 
@@ -289,6 +307,66 @@ void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
                           scratch + (size_t)omp_get_thread_num() * per_thread);
     }
 }
+
+// ---- training attention, GELU backward, dropout (their SIMD copies live in rows.h) -----------------
+void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    const zk_rows *r = R();
+    const size_t chunk = 4096;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i += chunk) r->gelu_backward_row(dinp + i, inp + i, dout + i, (int)(n - i < chunk ? n - i : chunk));
+}
+
+void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths,
+                                int B, int S, int heads, int head_dim, float p_drop, uint64_t seed) {
+    const int H = heads * head_dim, ld = 3 * H;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const zk_rows *r = R();
+    #pragma omp parallel
+    {
+        float *scratch = malloc(sizeof(float) * (size_t)head_dim * S);
+        #pragma omp for schedule(static)
+        for (int bh = 0; bh < B * heads; bh++) {
+            const int b = bh / heads, h = bh % heads;
+            int L = lengths[b];
+            if (L < 1 || L > S) L = S;
+            const float *q = qkv + (size_t)b * S * ld + h * head_dim;
+            r->attention_train_head(out + (size_t)b * S * H + h * head_dim, H, probs + (size_t)bh * S * S, q, q + H, q + 2 * H, ld,
+                                    S, L, head_dim, scale, p_drop, seed, (size_t)bh * S * S, scratch);
+        }
+        free(scratch);
+    }
+}
+
+void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
+                           const int32_t *lengths, int B, int S, int heads, int head_dim, float p_drop, uint64_t seed) {
+    const int H = heads * head_dim, ld = 3 * H;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const zk_rows *r = R();
+    #pragma omp parallel
+    {
+        float *scratch = malloc(sizeof(float) * ((size_t)head_dim * S + S));
+        #pragma omp for schedule(static)
+        for (int bh = 0; bh < B * heads; bh++) {
+            const int b = bh / heads, h = bh % heads;
+            int L = lengths[b];
+            if (L < 1 || L > S) L = S;
+            const size_t o = (size_t)b * S * ld + h * head_dim;
+            r->attention_backward_head(dqkv + o, dqkv + o + H, dqkv + o + 2 * H, dout + (size_t)b * S * H + h * head_dim, H,
+                                       probs + (size_t)bh * S * S, qkv + o, qkv + o + H, qkv + o + 2 * H, ld, S, L, head_dim,
+                                       scale, p_drop, seed, (size_t)bh * S * S, scratch);
+        }
+        free(scratch);
+    }
+}
+
+void zk_dropout_forward(float *x, size_t n, float p, uint64_t seed) {
+    if (p <= 0) return;
+    const float s = 1.0f / (1.0f - p);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = zk_keep(seed, i, p) ? x[i] * s : 0.0f;
+}
+
+void zk_dropout_backward(float *dx, size_t n, float p, uint64_t seed) { zk_dropout_forward(dx, n, p, seed); }
 
 // ---- embeddings / pooling ----------------------------------------------------------------------
 void zk_embedding_forward(float *x, const int32_t *type_ids, int B, int S, const float *position,

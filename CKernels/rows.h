@@ -197,3 +197,80 @@ static void ZK(attention_head)(float *out, int ldo, const float *q, const float 
             for (int d = 0; d < dh; d++) out[(size_t)(i0 + r) * ldo + d] = ctx[(size_t)r * Dp + d];
     }
 }
+
+// ---- training workers -------------------------------------------------------------------------------
+
+// dx = dy · gelu'(x), gelu'(x) = Φ(x) + x·φ(x)
+static void ZK(gelu_backward_row)(float *dx, const float *restrict x, const float *dy, int n) {
+    for (int j = 0; j < n; j++) {
+        const float cdf = 0.5f * (1.0f + ZK(erff)(x[j] * 0.70710678118654752f));
+        const float pdf = 0.39894228040143268f * ZK(expf)(-0.5f * x[j] * x[j]);
+        dx[j] = dy[j] * (cdf + x[j] * pdf);
+    }
+}
+
+// One (sequence, head) of training attention: probabilities P (S×S, before dropout) kept for the
+// backward pass; out = D(P)·V with inverted dropout D keyed by (seed, index in probs).
+// scratch: head_dim·S floats.
+static void ZK(attention_train_head)(float *out, int ldo, float *P, const float *q, const float *k, const float *v, int ld,
+                                     int S, int L, int dh, float scale, float p_drop, uint64_t seed, size_t base,
+                                     float *scratch) {
+    float *kT = scratch;
+    const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
+    for (int j = 0; j < L; j++)
+        for (int d = 0; d < dh; d++) kT[(size_t)d * L + j] = k[(size_t)j * ld + d];
+    for (int i = 0; i < S; i++) {
+        float *p = P + (size_t)i * S;
+        for (int j = 0; j < L; j++) p[j] = 0;
+        for (int d = 0; d < dh; d++) {
+            const float qd = q[(size_t)i * ld + d] * scale, *kd = kT + (size_t)d * L;
+            for (int j = 0; j < L; j++) p[j] += qd * kd[j];
+        }
+        ZK(softmax_row)(p, S, L, 1.0f);
+        float *o = out + (size_t)i * ldo;
+        for (int d = 0; d < dh; d++) o[d] = 0;
+        for (int j = 0; j < L; j++) {
+            const float pj = p_drop > 0 ? (zk_keep(seed, base + (size_t)i * S + j, p_drop) ? p[j] * ks : 0.0f) : p[j];
+            const float *vj = v + (size_t)j * ld;
+            for (int d = 0; d < dh; d++) o[d] += pj * vj[d];
+        }
+    }
+}
+
+// Its backward: dV = D(P)ᵀ·dO, dP = D'(dO·Vᵀ), dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = scale·dS·K,
+// dK = scale·dSᵀ·Q. dq/dk/dv (rows ld apart) are overwritten. scratch: head_dim·S + S floats.
+static void ZK(attention_backward_head)(float *dq, float *dk, float *dv, const float *dout, int ldo, const float *P,
+                                        const float *q, const float *k, const float *v, int ld, int S, int L, int dh,
+                                        float scale, float p_drop, uint64_t seed, size_t base, float *scratch) {
+    float *vT = scratch, *dp = scratch + (size_t)dh * S;
+    const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
+    for (int t = 0; t < S; t++)
+        for (int d = 0; d < dh; d++) { dq[(size_t)t * ld + d] = 0; dk[(size_t)t * ld + d] = 0; dv[(size_t)t * ld + d] = 0; }
+    for (int j = 0; j < L; j++)
+        for (int d = 0; d < dh; d++) vT[(size_t)d * L + j] = v[(size_t)j * ld + d];
+    for (int i = 0; i < S; i++) {
+        const float *p = P + (size_t)i * S, *go = dout + (size_t)i * ldo;
+        for (int j = 0; j < L; j++) dp[j] = 0;
+        for (int d = 0; d < dh; d++) {
+            const float g = go[d], *vd = vT + (size_t)d * L;
+            for (int j = 0; j < L; j++) dp[j] += g * vd[j];
+        }
+        for (int j = 0; j < L; j++) {
+            const float m = p_drop > 0 ? (zk_keep(seed, base + (size_t)i * S + j, p_drop) ? ks : 0.0f) : 1.0f;
+            float *dvj = dv + (size_t)j * ld;
+            const float w = m * p[j];
+            for (int d = 0; d < dh; d++) dvj[d] += w * go[d];
+            dp[j] *= m;
+        }
+        float dot = 0;
+        for (int j = 0; j < L; j++) dot += p[j] * dp[j];
+        float *dqi = dq + (size_t)i * ld;
+        const float *qi = q + (size_t)i * ld;
+        for (int j = 0; j < L; j++) {
+            const float ds = p[j] * (dp[j] - dot) * scale;
+            const float *kj = k + (size_t)j * ld;
+            float *dkj = dk + (size_t)j * ld;
+            for (int d = 0; d < dh; d++) { dqi[d] += ds * kj[d]; dkj[d] += ds * qi[d]; }
+        }
+    }
+}

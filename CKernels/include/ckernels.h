@@ -78,7 +78,7 @@ void zk_embedding_forward(float *x, const int32_t *type_ids, int B, int S, const
 // out[b,H] = mean over t < lengths[b] of hidden[b·S+t, :]
 void zk_mean_pool_forward(float *out, const float *hidden, const int32_t *lengths, int B, int S, int H);
 
-// ---- training (train.c): backward passes, dropout, losses, AdamW ------------------------------------
+// ---- training: backward passes, dropout, losses, AdamW (train.c; attention, GELU and dropout in kernels.c) ------------------------------------
 // Each backward overwrites the input gradient it produces and accumulates (+=) parameter gradients.
 // Linear: dinp = dout·W, dweight += doutᵀ·inp, dbias += Σ_rows dout (any of the three may be NULL).
 void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -89,13 +89,10 @@ void zk_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float
                            const float *gamma, const float *mean, const float *rstd, int M, int N);
 // Attention for training, with dropout (rate p_drop, keyed by seed) on the probabilities: the forward
 // keeps probs [B·heads, S, S] (before dropout); the backward writes dqkv [B·S, 3H].
-// scratch: zk_attention_backward_scratch_floats(S) floats.
-size_t zk_attention_backward_scratch_floats(int S);
 void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths,
                                 int B, int S, int heads, int head_dim, float p_drop, uint64_t seed);
 void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                           const int32_t *lengths, int B, int S, int heads, int head_dim, float p_drop,
-                           uint64_t seed, float *scratch);
+                           const int32_t *lengths, int B, int S, int heads, int head_dim, float p_drop, uint64_t seed);
 void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
                            const int32_t *type_ids, int B, int S, int H);
 // Inverted dropout with rate p; element i is kept by a hash of (seed, i), so no mask is stored.

@@ -44,10 +44,14 @@ final class TrainKernelTests: XCTestCase {
     }
 
     func testGeluBackward() {
-        let x = random(40, scale: 4), dout = random(40)
-        var dx = [Float](repeating: 0, count: 40)
-        zk_gelu_backward(&dx, x, dout, 40)
-        check("gelu", x, dx, dout: dout) { v in var o = v; zk_gelu_forward(&o, v, v.count); return o }
+        for level: Int32 in zk_cpu_has_avx512() != 0 ? [0, 1] : [0] {
+            zk_set_simd(level)
+            let x = random(40, scale: 4), dout = random(40)
+            var dx = [Float](repeating: 0, count: 40)
+            zk_gelu_backward(&dx, x, dout, 40)
+            check("gelu simd \(level)", x, dx, dout: dout) { v in var o = v; zk_gelu_forward(&o, v, v.count); return o }
+        }
+        zk_set_simd(-1)
     }
 
     func testLayerNormBackward() {
@@ -68,8 +72,12 @@ final class TrainKernelTests: XCTestCase {
     }
 
     func testAttentionBackward() {
-        attentionBackward(dropout: 0)
-        attentionBackward(dropout: 0.3)
+        for level: Int32 in zk_cpu_has_avx512() != 0 ? [0, 1] : [0] {
+            zk_set_simd(level)
+            attentionBackward(dropout: 0)
+            attentionBackward(dropout: 0.3)
+        }
+        zk_set_simd(-1)
     }
 
     func attentionBackward(dropout: Float) {
@@ -89,8 +97,8 @@ final class TrainKernelTests: XCTestCase {
             zk_attention_forward(&inference, qkv, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), &scratch)
             for i in out.indices { XCTAssertEqual(out[i], inference[i], accuracy: 1e-5) }
         }
-        var dqkv = [Float](repeating: .nan, count: qkv.count), s2 = [Float](repeating: 0, count: zk_attention_backward_scratch_floats(Int32(S)))
-        zk_attention_backward(&dqkv, dout, qkv, probs, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), dropout, 7, &s2)
+        var dqkv = [Float](repeating: .nan, count: qkv.count)
+        zk_attention_backward(&dqkv, dout, qkv, probs, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), dropout, 7)
         check("dqkv p=\(dropout)", qkv, dqkv, dout: dout, f: fwd)
     }
 

@@ -7,31 +7,47 @@ public enum Targets {
     case scores([Float])
 }
 
-/// Activations of one forward pass, kept for the backward pass. T = batch·seq tokens.
+/// Activations of one forward pass, kept for the backward pass (T = batch·seq tokens), and the
+/// backward pass's gradient buffers: carved out of one arena that is reused from step to step and
+/// grown only when a larger batch arrives (no allocation, no page faults per step).
 final class Activations {
-    let T: Int, B: Int, S: Int
-    let embSum: Tensor, embMean: Tensor, embRstd: Tensor
-    var xs: [Tensor] = []                     // input of layer l (xs[L] = encoder output)
-    var qkv: [Tensor] = [], probs: [Tensor] = [], ctx: [Tensor] = []
-    var aPre: [Tensor] = [], mean1: [Tensor] = [], rstd1: [Tensor] = [], a: [Tensor] = []
-    var hPre: [Tensor] = [], h: [Tensor] = []
-    var oPre: [Tensor] = [], mean2: [Tensor] = [], rstd2: [Tensor] = []
-    let cls: Tensor, pooledPre: Tensor, pooled: Tensor, logits: Tensor
+    typealias Buffer = UnsafeMutablePointer<Float>
+    private(set) var T = 0, B = 0, S = 0
+    var embSum: Buffer!, embMean: Buffer!, embRstd: Buffer!
+    var xs: [Buffer] = []                     // input of layer l (xs[L] = encoder output)
+    var qkv: [Buffer] = [], probs: [Buffer] = [], ctx: [Buffer] = []
+    var aPre: [Buffer] = [], mean1: [Buffer] = [], rstd1: [Buffer] = [], a: [Buffer] = []
+    var hPre: [Buffer] = [], h: [Buffer] = []
+    var oPre: [Buffer] = [], mean2: [Buffer] = [], rstd2: [Buffer] = []
+    var cls: Buffer!, pooledPre: Buffer!, pooled: Buffer!, dropped: Buffer!, logits: Buffer!
+    // backward
+    var dlogits: Buffer!, dpooled: Buffer!, dcls: Buffer!, dx: Buffer!, dxPrev: Buffer!, dA: Buffer!, dTmpH: Buffer!
+    var dOPre: Buffer!, dAPre: Buffer!, dH: Buffer!, dQKV: Buffer!, dCtx: Buffer!, dEmb: Buffer!
+    private var arena: Tensor?
 
-    init(_ c: BertConfig, B: Int, S: Int, numLabels: Int) {
-        let (H, I, T) = (c.hiddenSize, c.intermediateSize, B * S)
+    func prepare(_ c: BertConfig, B: Int, S: Int, numLabels: Int) {
+        let (H, I, T, L, heads) = (c.hiddenSize, c.intermediateSize, B * S, c.numHiddenLayers, c.numAttentionHeads)
         (self.T, self.B, self.S) = (T, B, S)
-        embSum = Tensor(shape: [T, H]); embMean = Tensor(shape: [T]); embRstd = Tensor(shape: [T])
-        for _ in 0..<c.numHiddenLayers {
-            xs.append(Tensor(shape: [T, H])); qkv.append(Tensor(shape: [T, 3 * H]))
-            probs.append(Tensor(shape: [B * c.numAttentionHeads, S, S])); ctx.append(Tensor(shape: [T, H]))
-            aPre.append(Tensor(shape: [T, H])); mean1.append(Tensor(shape: [T])); rstd1.append(Tensor(shape: [T])); a.append(Tensor(shape: [T, H]))
-            hPre.append(Tensor(shape: [T, I])); h.append(Tensor(shape: [T, I]))
-            oPre.append(Tensor(shape: [T, H])); mean2.append(Tensor(shape: [T])); rstd2.append(Tensor(shape: [T]))
+        var sizes: [Int] = [T * H, T, T]
+        for _ in 0..<L { sizes += [T * H, T * 3 * H, B * heads * S * S, T * H, T * H, T, T, T * H, T * I, T * I, T * H, T, T] }
+        sizes += [T * H, B * H, B * H, B * H, B * H, B * numLabels]
+        sizes += [B * numLabels, B * H, B * H, T * H, T * H, T * H, T * H, T * H, T * H, T * I, T * 3 * H, T * H, T * H]
+        let padded = sizes.map { ($0 + 15) / 16 * 16 }
+        let need = padded.reduce(0, +)
+        if arena == nil || arena!.count < need { arena = Tensor(shape: [need]) }
+        var p = arena!.data
+        var it = padded.makeIterator()
+        func take() -> Buffer { let q = p; p += it.next()!; return q }
+        embSum = take(); embMean = take(); embRstd = take()
+        xs = []; qkv = []; probs = []; ctx = []; aPre = []; mean1 = []; rstd1 = []; a = []; hPre = []; h = []; oPre = []; mean2 = []; rstd2 = []
+        for _ in 0..<L {
+            xs.append(take()); qkv.append(take()); probs.append(take()); ctx.append(take()); aPre.append(take()); mean1.append(take())
+            rstd1.append(take()); a.append(take()); hPre.append(take()); h.append(take()); oPre.append(take()); mean2.append(take()); rstd2.append(take())
         }
-        xs.append(Tensor(shape: [T, H]))
-        cls = Tensor(shape: [B, H]); pooledPre = Tensor(shape: [B, H]); pooled = Tensor(shape: [B, H])
-        logits = Tensor(shape: [B, numLabels])
+        xs.append(take())
+        cls = take(); pooledPre = take(); pooled = take(); dropped = take(); logits = take()
+        dlogits = take(); dpooled = take(); dcls = take(); dx = take(); dxPrev = take(); dA = take(); dTmpH = take()
+        dOPre = take(); dAPre = take(); dH = take(); dQKV = take(); dCtx = take(); dEmb = take()
     }
 }
 
@@ -42,53 +58,59 @@ extension BertClassifier {
         return r.next()
     }
 
-    /// Forward pass of a training step. `dropoutSeed == nil` runs without dropout (evaluation).
+    /// Forward pass of a training step (`seed == nil`: no dropout). The activations live in the
+    /// model's reused arena, valid until the next call.
     func forward(_ batch: Batch, seed: UInt64?) -> Activations {
         let c = config
         let (B, S, H, I) = (batch.size, batch.seqLen, c.hiddenSize, c.intermediateSize)
-        let act = Activations(c, B: B, S: S, numLabels: numLabels)
+        let act = activations
+        act.prepare(c, B: B, S: S, numLabels: numLabels)
         let T = act.T
         let P = params.data
         let eps = Float(c.layerNormEps)
         let pHidden = seed == nil ? 0 : Float(c.hiddenDropoutProb), pAttn = seed == nil ? 0 : Float(c.attentionProbsDropoutProb)
         func site(_ i: Int) -> UInt64 { dropoutSeed(seed ?? 0, site: i) }
 
-        for (i, id) in batch.inputIds.enumerated() { (act.embSum.data + i * H).update(from: P + word + Int(id) * H, count: H) }
-        batch.tokenTypeIds.withUnsafeBufferPointer { zk_embedding_forward(act.embSum.data, $0.baseAddress, Int32(B), Int32(S), P + position, P + tokenType, Int32(H)) }
-        zk_layernorm_forward(act.xs[0].data, act.embMean.data, act.embRstd.data, act.embSum.data, P + embG, P + embB, Int32(T), Int32(H), eps)
-        zk_dropout_forward(act.xs[0].data, T * H, pHidden, site(0))
+        for (i, id) in batch.inputIds.enumerated() { (act.embSum + i * H).update(from: P + word + Int(id) * H, count: H) }
+        batch.tokenTypeIds.withUnsafeBufferPointer { zk_embedding_forward(act.embSum, $0.baseAddress, Int32(B), Int32(S), P + position, P + tokenType, Int32(H)) }
+        zk_layernorm_forward(act.xs[0], act.embMean, act.embRstd, act.embSum, P + embG, P + embB, Int32(T), Int32(H), eps)
+        zk_dropout_forward(act.xs[0], T * H, pHidden, site(0))
         batch.lengths.withUnsafeBufferPointer { lengths in
             for (l, w) in layers.enumerated() {
-                let x = act.xs[l].data
-                zk_linear_forward(act.qkv[l].data, x, P + w.qkvW, P + w.qkvB, Int32(T), Int32(3 * H), Int32(H))
-                zk_attention_train_forward(act.ctx[l].data, act.probs[l].data, act.qkv[l].data, lengths.baseAddress, Int32(B), Int32(S),
+                let x = act.xs[l]
+                zk_linear_forward(act.qkv[l], x, P + w.qkvW, P + w.qkvB, Int32(T), Int32(3 * H), Int32(H))
+                zk_attention_train_forward(act.ctx[l], act.probs[l], act.qkv[l], lengths.baseAddress, Int32(B), Int32(S),
                                            Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, site(10 * l + 1))
-                zk_linear_forward(act.aPre[l].data, act.ctx[l].data, P + w.outW, P + w.outB, Int32(T), Int32(H), Int32(H))
-                zk_dropout_forward(act.aPre[l].data, T * H, pHidden, site(10 * l + 2))
-                zk_residual_forward(act.aPre[l].data, act.aPre[l].data, x, T * H)
-                zk_layernorm_forward(act.a[l].data, act.mean1[l].data, act.rstd1[l].data, act.aPre[l].data, P + w.ln1G, P + w.ln1B, Int32(T), Int32(H), eps)
-                zk_linear_forward(act.hPre[l].data, act.a[l].data, P + w.upW, P + w.upB, Int32(T), Int32(I), Int32(H))
-                zk_gelu_forward(act.h[l].data, act.hPre[l].data, T * I)
-                zk_linear_forward(act.oPre[l].data, act.h[l].data, P + w.downW, P + w.downB, Int32(T), Int32(H), Int32(I))
-                zk_dropout_forward(act.oPre[l].data, T * H, pHidden, site(10 * l + 3))
-                zk_residual_forward(act.oPre[l].data, act.oPre[l].data, act.a[l].data, T * H)
-                zk_layernorm_forward(act.xs[l + 1].data, act.mean2[l].data, act.rstd2[l].data, act.oPre[l].data, P + w.ln2G, P + w.ln2B, Int32(T), Int32(H), eps)
+                zk_linear_forward(act.aPre[l], act.ctx[l], P + w.outW, P + w.outB, Int32(T), Int32(H), Int32(H))
+                zk_dropout_forward(act.aPre[l], T * H, pHidden, site(10 * l + 2))
+                zk_residual_forward(act.aPre[l], act.aPre[l], x, T * H)
+                zk_layernorm_forward(act.a[l], act.mean1[l], act.rstd1[l], act.aPre[l], P + w.ln1G, P + w.ln1B, Int32(T), Int32(H), eps)
+                zk_linear_forward(act.hPre[l], act.a[l], P + w.upW, P + w.upB, Int32(T), Int32(I), Int32(H))
+                zk_gelu_forward(act.h[l], act.hPre[l], T * I)
+                zk_linear_forward(act.oPre[l], act.h[l], P + w.downW, P + w.downB, Int32(T), Int32(H), Int32(I))
+                zk_dropout_forward(act.oPre[l], T * H, pHidden, site(10 * l + 3))
+                zk_residual_forward(act.oPre[l], act.oPre[l], act.a[l], T * H)
+                zk_layernorm_forward(act.xs[l + 1], act.mean2[l], act.rstd2[l], act.oPre[l], P + w.ln2G, P + w.ln2B, Int32(T), Int32(H), eps)
             }
         }
         // Pooler on [CLS], dropout, classifier.
-        let out = act.xs[layers.count].data
-        for b in 0..<B { (act.cls.data + b * H).update(from: out + b * S * H, count: H) }
-        zk_linear_forward(act.pooledPre.data, act.cls.data, P + poolW, P + poolB, Int32(B), Int32(H), Int32(H))
+        let out = act.xs[layers.count]
+        for b in 0..<B { (act.cls + b * H).update(from: out + b * S * H, count: H) }
+        zk_linear_forward(act.pooledPre, act.cls, P + poolW, P + poolB, Int32(B), Int32(H), Int32(H))
         for i in 0..<B * H { act.pooled[i] = tanhf(act.pooledPre[i]) }
-        let dropped = Tensor(shape: [B, H])
-        dropped.data.update(from: act.pooled.data, count: B * H)
-        zk_dropout_forward(dropped.data, B * H, pHidden, site(9999))
-        zk_linear_forward(act.logits.data, dropped.data, P + clsW, P + clsB, Int32(B), Int32(numLabels), Int32(H))
+        act.dropped.update(from: act.pooled, count: B * H)
+        zk_dropout_forward(act.dropped, B * H, pHidden, site(9999))
+        zk_linear_forward(act.logits, act.dropped, P + clsW, P + clsB, Int32(B), Int32(numLabels), Int32(H))
         return act
     }
 
     /// Logits of a batch without dropout: [batch, numLabels].
-    public func logits(_ batch: Batch) -> Tensor { forward(batch, seed: nil).logits }
+    public func logits(_ batch: Batch) -> Tensor {
+        let act = forward(batch, seed: nil)
+        let out = Tensor(shape: [batch.size, numLabels])
+        out.data.update(from: act.logits, count: out.count)
+        return out
+    }
 
     /// One forward + backward pass: returns the mean loss and adds the gradients into `grads`.
     /// `seed == nil` disables dropout.
@@ -102,61 +124,52 @@ extension BertClassifier {
         func site(_ i: Int) -> UInt64 { dropoutSeed(seed ?? 0, site: i) }
 
         // Loss and classifier.
-        let dlogits = Tensor(shape: [B, numLabels])
+        let (dlogits, dpooled, dcls) = (act.dlogits!, act.dpooled!, act.dcls!)
         let loss: Float
         switch targets {
-        case .classes(let y): loss = zk_cross_entropy_forward_backward(dlogits.data, act.logits.data, y, Int32(B), Int32(numLabels))
-        case .scores(let y): loss = zk_mse_forward_backward(dlogits.data, act.logits.data, y, Int32(B))
+        case .classes(let y): loss = zk_cross_entropy_forward_backward(dlogits, act.logits, y, Int32(B), Int32(numLabels))
+        case .scores(let y): loss = zk_mse_forward_backward(dlogits, act.logits, y, Int32(B))
         }
-        let dropped = Tensor(shape: [B, H])
-        dropped.data.update(from: act.pooled.data, count: B * H)
-        zk_dropout_forward(dropped.data, B * H, pHidden, site(9999))
-        let dpooled = Tensor(shape: [B, H])
-        zk_linear_backward(dpooled.data, G + clsW, G + clsB, dlogits.data, dropped.data, P + clsW, Int32(B), Int32(numLabels), Int32(H))
-        zk_dropout_backward(dpooled.data, B * H, pHidden, site(9999))
+        zk_linear_backward(dpooled, G + clsW, G + clsB, dlogits, act.dropped, P + clsW, Int32(B), Int32(numLabels), Int32(H))
+        zk_dropout_backward(dpooled, B * H, pHidden, site(9999))
         for i in 0..<B * H { dpooled[i] *= 1 - act.pooled[i] * act.pooled[i] }   // tanh'
-        let dcls = Tensor(shape: [B, H])
-        zk_linear_backward(dcls.data, G + poolW, G + poolB, dpooled.data, act.cls.data, P + poolW, Int32(B), Int32(H), Int32(H))
+        zk_linear_backward(dcls, G + poolW, G + poolB, dpooled, act.cls, P + poolW, Int32(B), Int32(H), Int32(H))
 
         // Encoder, last layer first. dx: gradient of the current layer's output.
-        var dx = Tensor(shape: [T, H])
-        for b in 0..<B { (dx.data + b * S * H).update(from: dcls.data + b * H, count: H) }
-        let dA = Tensor(shape: [T, H]), dTmpH = Tensor(shape: [T, H]), dH = Tensor(shape: [T, I]), dQKV = Tensor(shape: [T, 3 * H])
-        let dCtx = Tensor(shape: [T, H])
-        let scratch = Tensor(shape: [zk_attention_backward_scratch_floats(Int32(S))])
+        var (dx, dxPrev) = (act.dx!, act.dxPrev!)
+        dx.update(repeating: 0, count: T * H)
+        for b in 0..<B { (dx + b * S * H).update(from: dcls + b * H, count: H) }
+        let (dA, dTmpH, dH, dQKV, dCtx, dOPre, dAPre) = (act.dA!, act.dTmpH!, act.dH!, act.dQKV!, act.dCtx!, act.dOPre!, act.dAPre!)
         batch.lengths.withUnsafeBufferPointer { lengths in
             for l in layers.indices.reversed() {
                 let w = layers[l]
                 // x_{l+1} = LN2(dropout(h·Wd + bd) + a)
-                let dOPre = Tensor(shape: [T, H])
-                zk_layernorm_backward(dOPre.data, G + w.ln2G, G + w.ln2B, dx.data, act.oPre[l].data, P + w.ln2G, act.mean2[l].data, act.rstd2[l].data, Int32(T), Int32(H))
-                dA.data.update(from: dOPre.data, count: T * H)                                  // residual into a
-                zk_dropout_backward(dOPre.data, T * H, pHidden, site(10 * l + 3))
-                zk_linear_backward(dH.data, G + w.downW, G + w.downB, dOPre.data, act.h[l].data, P + w.downW, Int32(T), Int32(H), Int32(I))
-                zk_gelu_backward(dH.data, act.hPre[l].data, dH.data, T * I)
-                zk_linear_backward(dTmpH.data, G + w.upW, G + w.upB, dH.data, act.a[l].data, P + w.upW, Int32(T), Int32(I), Int32(H))
-                zk_residual_forward(dA.data, dA.data, dTmpH.data, T * H)
+                zk_layernorm_backward(dOPre, G + w.ln2G, G + w.ln2B, dx, act.oPre[l], P + w.ln2G, act.mean2[l], act.rstd2[l], Int32(T), Int32(H))
+                dA.update(from: dOPre, count: T * H)                                  // residual into a
+                zk_dropout_backward(dOPre, T * H, pHidden, site(10 * l + 3))
+                zk_linear_backward(dH, G + w.downW, G + w.downB, dOPre, act.h[l], P + w.downW, Int32(T), Int32(H), Int32(I))
+                zk_gelu_backward(dH, act.hPre[l], dH, T * I)
+                zk_linear_backward(dTmpH, G + w.upW, G + w.upB, dH, act.a[l], P + w.upW, Int32(T), Int32(I), Int32(H))
+                zk_residual_forward(dA, dA, dTmpH, T * H)
                 // a = LN1(dropout(ctx·Wo + bo) + x_l)
-                let dAPre = Tensor(shape: [T, H])
-                zk_layernorm_backward(dAPre.data, G + w.ln1G, G + w.ln1B, dA.data, act.aPre[l].data, P + w.ln1G, act.mean1[l].data, act.rstd1[l].data, Int32(T), Int32(H))
-                let dxPrev = Tensor(shape: [T, H])
-                dxPrev.data.update(from: dAPre.data, count: T * H)                              // residual into x_l
-                zk_dropout_backward(dAPre.data, T * H, pHidden, site(10 * l + 2))
-                zk_linear_backward(dCtx.data, G + w.outW, G + w.outB, dAPre.data, act.ctx[l].data, P + w.outW, Int32(T), Int32(H), Int32(H))
-                zk_attention_backward(dQKV.data, dCtx.data, act.qkv[l].data, act.probs[l].data, lengths.baseAddress, Int32(B), Int32(S),
-                                      Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, site(10 * l + 1), scratch.data)
-                zk_linear_backward(dTmpH.data, G + w.qkvW, G + w.qkvB, dQKV.data, act.xs[l].data, P + w.qkvW, Int32(T), Int32(3 * H), Int32(H))
-                zk_residual_forward(dxPrev.data, dxPrev.data, dTmpH.data, T * H)
-                dx = dxPrev
+                zk_layernorm_backward(dAPre, G + w.ln1G, G + w.ln1B, dA, act.aPre[l], P + w.ln1G, act.mean1[l], act.rstd1[l], Int32(T), Int32(H))
+                dxPrev.update(from: dAPre, count: T * H)                              // residual into x_l
+                zk_dropout_backward(dAPre, T * H, pHidden, site(10 * l + 2))
+                zk_linear_backward(dCtx, G + w.outW, G + w.outB, dAPre, act.ctx[l], P + w.outW, Int32(T), Int32(H), Int32(H))
+                zk_attention_backward(dQKV, dCtx, act.qkv[l], act.probs[l], lengths.baseAddress, Int32(B), Int32(S),
+                                      Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, site(10 * l + 1))
+                zk_linear_backward(dTmpH, G + w.qkvW, G + w.qkvB, dQKV, act.xs[l], P + w.qkvW, Int32(T), Int32(3 * H), Int32(H))
+                zk_residual_forward(dxPrev, dxPrev, dTmpH, T * H)
+                swap(&dx, &dxPrev)
             }
         }
         // Embeddings: xs[0] = dropout(LN(word + type + position)).
-        zk_dropout_backward(dx.data, T * H, pHidden, site(0))
-        let dEmb = Tensor(shape: [T, H])
-        zk_layernorm_backward(dEmb.data, G + embG, G + embB, dx.data, act.embSum.data, P + embG, act.embMean.data, act.embRstd.data, Int32(T), Int32(H))
+        zk_dropout_backward(dx, T * H, pHidden, site(0))
+        let dEmb = act.dEmb!
+        zk_layernorm_backward(dEmb, G + embG, G + embB, dx, act.embSum, P + embG, act.embMean, act.embRstd, Int32(T), Int32(H))
         batch.inputIds.withUnsafeBufferPointer { ids in
             batch.tokenTypeIds.withUnsafeBufferPointer { types in
-                zk_embedding_backward(G + word, G + position, G + tokenType, dEmb.data, ids.baseAddress, types.baseAddress, Int32(B), Int32(S), Int32(H))
+                zk_embedding_backward(G + word, G + position, G + tokenType, dEmb, ids.baseAddress, types.baseAddress, Int32(B), Int32(S), Int32(H))
             }
         }
         return loss

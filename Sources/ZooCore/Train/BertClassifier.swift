@@ -23,6 +23,7 @@ public final class BertClassifier {
     struct Layer { var qkvW = 0, qkvB = 0, outW = 0, outB = 0, ln1G = 0, ln1B = 0, upW = 0, upB = 0, downW = 0, downB = 0, ln2G = 0, ln2B = 0 }
     var word = 0, position = 0, tokenType = 0, embG = 0, embB = 0, poolW = 0, poolB = 0, clsW = 0, clsB = 0
     var layers: [Layer] = []
+    let activations = Activations()
 
     /// Builds the layout; parameters start at zero (`load` / `initialize` fill them).
     public init(config c: BertConfig, numLabels: Int) {
