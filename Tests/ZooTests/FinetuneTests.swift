@@ -118,4 +118,27 @@ final class FinetuneTests: XCTestCase {
             for c in 0..<2 { XCTAssertEqual(Double(logits[c]), hf[n][c], accuracy: 1e-4, "line \(n)") }
         }
     }
+
+    /// MNLI has no train split here; the layout of the official one (12 columns, gold_label last)
+    /// trains like any other, with three classes and the matched dev file.
+    func testMNLISliceTrains() throws {
+        let glue = try tempDir()
+        try FileManager.default.createDirectory(at: glue.appendingPathComponent("MNLI"), withIntermediateDirectories: true)
+        let labels = ["entailment", "neutral", "contradiction"]
+        var train = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n"
+        for i in 0..<40 { train += "\(i)\t1\t1e\tfiction\tx\tx\tx\tx\thello world\ta b \(i % 3 == 0 ? "as" : "bs")\t\(labels[i % 3])\t\(labels[i % 3])\n" }
+        var dev = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label\n"
+        for i in 0..<9 { dev += "\(i)\t1\t1e\tfiction\tx\tx\tx\tx\thello\tb a\t\(labels[i % 3])\tn\tn\tn\tn\t\(labels[i % 3])\n" }
+        try train.write(to: glue.appendingPathComponent("MNLI/train.tsv"), atomically: true, encoding: .utf8)
+        try dev.write(to: glue.appendingPathComponent("MNLI/dev_matched.tsv"), atomically: true, encoding: .utf8)
+        let out = try tempDir().appendingPathComponent("mnli")
+        let r = try zoo(["finetune", "--base", try Tiny.checkpoint().path, "--task", "MNLI-m", "--data", glue.path, "--out", out.path,
+                         "--epochs", "1", "--batch", "8", "--threads", "1"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as! [String: Any]
+        XCTAssertEqual(config["num_labels"] as? Int, 3)
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("metrics.json"))) as! [String: Any]
+        XCTAssertEqual(metrics["steps"] as? Int, 5)
+        XCTAssertNotNil(((metrics["epochs"] as! [[String: Any]])[0]["dev"] as! [String: Double])["accuracy"])
+    }
 }
