@@ -1,11 +1,10 @@
-// Training kernels: the backward half of each forward kernel in kernels.c, plus dropout, losses and
-// AdamW. Plain C over flat buffers (llm.c style); each backward overwrites the input gradient it
-// produces and accumulates (+=) into parameter gradients.
+// Training kernels: the backward halves of the Linear, LayerNorm and embedding forward kernels in
+// kernels.c, losses, gradient clipping and AdamW. (Attention, GELU and dropout have SIMD copies and
+// live with their forward halves in kernels.c / rows.h.) Plain C over flat buffers (llm.c style);
+// each backward overwrites the input gradient it produces and accumulates (+=) parameter gradients.
 #include "ckernels.h"
 #include <math.h>
 #include <omp.h>
-#include <stdlib.h>
-#include <string.h>
 
 // ---- Linear ------------------------------------------------------------------------------------
 void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

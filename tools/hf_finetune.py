@@ -57,6 +57,8 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, help="use only the first N training examples")
+    ap.add_argument("--no-eval", action="store_true", help="skip dev evaluation (speed runs)")
     ap.add_argument("--out")
     a = ap.parse_args()
 
@@ -73,6 +75,8 @@ def main():
     model = BertForSequenceClassification.from_pretrained(a.base, num_labels=num_labels, attn_implementation="eager")
     enc = lambda xs: [tok(*x, truncation=True, max_length=a.max_len) for x in xs]
     train_x, train_y = read(a.glue, a.task, "train")
+    if a.limit:
+        train_x, train_y = train_x[:a.limit], train_y[:a.limit]
     dev_x, dev_y = read(a.glue, a.task, "dev")
     train_e, dev_e = enc(train_x), enc(dev_x)
 
@@ -105,6 +109,8 @@ def main():
             opt.zero_grad()
             tokens += int(mask.sum())
         seconds += time.perf_counter() - t0
+        if a.no_eval:
+            continue
         model.eval()
         preds = []
         with torch.no_grad():
