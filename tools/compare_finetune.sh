@@ -14,7 +14,7 @@ for t in "${tasks[@]}"; do
   epochs=5; [ "$t" = sst2 ] && epochs=3
   [ -f "$OUT/$t/metrics.json" ] || "$ZOO" finetune --base weights/minilm-l6 --task "$t" --epochs $epochs --lr 5e-5 --batch 32 \
       --max-len 128 --warmup 0.1 --weight-decay 0.01 --seed 42 --threads 2 --out "$OUT/$t"
-  [ -f "$OUT/$t.hf.json" ] || "$PY" tools/hf_finetune.py --base weights/minilm-l6 --task "$t" --epochs $epochs --threads 2 --out "$OUT/$t.hf.json"
+  [ -f "$OUT/$t.hf.json" ] || "$PY" tools/hf_finetune.py --base weights/minilm-l6 --task "$t" --epochs $epochs --threads 2 --out "$OUT/$t.hf.json" >/dev/null
 done
 "$PY" - "$OUT" "${tasks[@]}" <<'PYEOF'
 import json, sys
