@@ -83,9 +83,11 @@ final class Progress {
         guard done == total || now.timeIntervalSince(last) > (tty ? 0.2 : 5) else { return }
         last = now
         let el = now.timeIntervalSince(start)
-        let rate = Double(done) / max(el, 1e-9)
-        let eta = rate > 0 ? Double(total - done) / rate : 0
-        let line = String(format: "%@: %d/%d (%.0f%%) %.1f/s, ETA %.0fs", label, done, total, 100 * Double(done) / Double(max(total, 1)), rate, eta)
+        var line = String(format: "%@: %d/%d (%.0f%%)", label, done, total, 100 * Double(done) / Double(max(total, 1)))
+        if el > 0.5 {   // a rate from the first instants would be noise
+            let rate = Double(done) / el
+            line += String(format: " %.1f/s, ETA %.0fs", rate, Double(total - done) / rate)
+        }
         if tty {
             FileHandle.standardError.write(Data(("\r" + line + (done == total ? "\n" : "")).utf8))
         } else {
