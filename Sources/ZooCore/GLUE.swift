@@ -16,6 +16,17 @@ public enum Label: Equatable {
     public var score: Double? { if case .score(let s) = self { return s }; return nil }
 }
 
+extension Example {
+    /// The label as a number metrics take: the class index, or the score; NaN when unlabelled.
+    public var labelValue: Double {
+        switch label {
+        case .classIndex(let i): return Double(i)
+        case .score(let s): return s
+        case nil: return .nan
+        }
+    }
+}
+
 public enum Split: String, CaseIterable {
     case train, dev, test
 }

@@ -99,7 +99,7 @@ struct ScoreCommand: Command {
         let task = try GLUETask.named(try args.required("task"))
         let examples = try task.load(.dev, from: glueDirectory(args["data"]))
         let preds = try Leaderboard.read(task, url: URL(fileURLWithPath: try args.required("predictions")), count: examples.count)
-        let result = TaskResult(task: task, predictions: preds, labels: examples.map(labelValue))
+        let result = TaskResult(task: task, predictions: preds, labels: examples.map(\.labelValue))
         if args.flag("json") {
             print(try jsonString(["task": result.task, "metrics": result.metrics, "score": result.score] as [String: Any]))
         } else {
@@ -110,13 +110,6 @@ struct ScoreCommand: Command {
     }
 }
 
-func labelValue(_ e: Example) -> Double {
-    switch e.label {
-    case .classIndex(let i): return Double(i)
-    case .score(let s): return s
-    case nil: return .nan
-    }
-}
 
 struct EvalCommand: Command {
     static let name = "eval"
@@ -176,7 +169,7 @@ struct EvalCommand: Command {
             log("wrote \(url.path)")
         }
         guard split == .dev else { return }
-        let result = TaskResult(task: task, predictions: predictions, labels: examples.map(labelValue))
+        let result = TaskResult(task: task, predictions: predictions, labels: examples.map(\.labelValue))
         print("\(variant.name) \(task.glueName) dev \(mode) (\(examples.count) examples, \(String(format: "%.1f", seconds)) s)")
         for (k, v) in result.metrics.sorted(by: { $0.key < $1.key }) { print(String(format: "  %-9@ %.2f", k, v)) }
         if task.metrics.count > 1 { print(String(format: "  score     %.2f", result.score)) }

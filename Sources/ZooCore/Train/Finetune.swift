@@ -47,9 +47,9 @@ public final class Finetuner {
         let devExamples = try task.load(.dev, from: glue)
         let enc = { (e: Example) in tokenizer.encode(e.textA, e.textB, maxLength: min(options.maxLen, base.config.maxPositionEmbeddings)) }
         train = trainExamples.map(enc)
-        trainTargets = trainExamples.map { labelOf($0) }
+        trainTargets = trainExamples.map(\.labelValue)
         dev = devExamples.map(enc)
-        devLabels = devExamples.map { labelOf($0) }
+        devLabels = devExamples.map(\.labelValue)
         guard !train.isEmpty else { throw ZooError.failed("\(task.glueName): the train split is empty") }
         model = BertClassifier(config: base.config, numLabels: task.numLabels)
         try model.load(base.tensors, seed: options.seed)
@@ -175,13 +175,5 @@ public final class Finetuner {
                                       "train_tokens": trainedTokens, "train_seconds": trainSeconds,
                                       "tokens_per_s": Double(trainedTokens) / max(trainSeconds, 1e-9), "threads": Runtime.threads]
         try writeAtomically(try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("metrics.json"))
-    }
-}
-
-func labelOf(_ e: Example) -> Double {
-    switch e.label {
-    case .classIndex(let i): return Double(i)
-    case .score(let s): return s
-    case nil: return .nan
     }
 }
