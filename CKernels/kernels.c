@@ -8,7 +8,6 @@
 #include <immintrin.h>
 
 extern char *openblas_get_corename(void);
-extern char *openblas_get_config(void);
 extern void openblas_set_num_threads(int);
 
 static int g_threads = 1;
@@ -24,7 +23,12 @@ void zk_set_threads(int n) {
 int zk_get_threads(void) { return g_threads; }
 void zk_configure_allocator(void) { mallopt(M_MMAP_THRESHOLD, 1 << 20); }
 const char *zk_blas_corename(void) { return openblas_get_corename(); }
-const char *zk_blas_config(void) { return openblas_get_config(); }
+
+// Part p of `parts` of [0, n): boundaries rounded down to multiples of `align`, the last part to n.
+static inline void slice(int n, int p, int parts, int align, int *lo, int *hi) {
+    *lo = (int)((long)n * p / parts) / align * align;
+    *hi = p == parts - 1 ? n : (int)((long)n * (p + 1) / parts) / align * align;
+}
 
 int zk_cpu_has_avx512(void) {
     __builtin_cpu_init();
@@ -32,7 +36,6 @@ int zk_cpu_has_avx512(void) {
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 int zk_cpu_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-int zk_cpu_has_vnni(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx512vnni"); }
 
 // ---- peak ------------------------------------------------------------------------------------
 // fp32 FMA peak: every thread runs `iters` rounds of 12 independent 16-wide FMAs. Returns GFLOPS.
@@ -82,8 +85,8 @@ static void sgemm_split(int trans_b, int M, int N, int K, const float *A, int ld
     if (N < 32 * parts || (double)M * N * K < 2e5 || omp_in_parallel()) parts = 1;
     #pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
     for (int p = 0; p < parts; p++) {
-        const int n0 = (int)((long)N * p / parts) / 16 * 16;
-        const int n1 = p == parts - 1 ? N : (int)((long)N * (p + 1) / parts) / 16 * 16;
+        int n0, n1;
+        slice(N, p, parts, 16, &n0, &n1);
         const float *Bp = trans_b ? B + (size_t)n0 * ldb : B + n0;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, n1 - n0, K, 1.0f,
                     A, lda, Bp, ldb, beta, C + n0, ldc);
@@ -103,8 +106,8 @@ void zk_sgemm_tn(int M, int N, int K, const float *A, int lda, const float *B, i
     if (M < 16 * parts || (double)M * N * K < 2e5 || omp_in_parallel()) parts = 1;
     #pragma omp parallel for schedule(static) num_threads(parts) if (parts > 1)
     for (int p = 0; p < parts; p++) {
-        const int m0 = (int)((long)M * p / parts) / 16 * 16;
-        const int m1 = p == parts - 1 ? M : (int)((long)M * (p + 1) / parts) / 16 * 16;
+        int m0, m1;
+        slice(M, p, parts, 16, &m0, &m1);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m1 - m0, N, K, 1.0f, A + m0, lda, B, ldb, beta, C + (size_t)m0 * ldc, ldc);
     }
 }
@@ -164,7 +167,6 @@ static const zk_rows *R(void) {
     return g_simd ? &rows_avx512 : &rows_generic;
 }
 void zk_set_simd(int level) { g_simd = level < 0 ? zk_cpu_has_avx512() : (level && zk_cpu_has_avx512()); }
-int zk_get_simd(void) { R(); return g_simd; }
 
 // ---- packed-weight GEMM (the encoder's Linear layers) ---------------------------------------------
 // Weights are packed once at load into panels of 32 output features: panel p holds, for every k,
@@ -219,11 +221,12 @@ void zk_linear_packed_forward(float *out, const float *inp, const float *packed,
     {
         const int nth = omp_get_num_threads(), t = omp_get_thread_num();
         if (M >= ZK_MC * nth) {   // many rows: each thread takes its own rows, all panels
-            const int m0 = (int)((long)M * t / nth) / ZK_MR * ZK_MR;
-            const int m1 = t == nth - 1 ? M : (int)((long)M * (t + 1) / nth) / ZK_MR * ZK_MR;
+            int m0, m1;
+            slice(M, t, nth, ZK_MR, &m0, &m1);
             linear_block(r, out, inp, packed, bias, N, K, gelu, m0, m1, 0, panels);
         } else {                  // few rows: each thread takes its own panels, all rows
-            const int p0 = panels * t / nth, p1 = panels * (t + 1) / nth;
+            int p0, p1;
+            slice(panels, t, nth, 1, &p0, &p1);
             linear_block(r, out, inp, packed, bias, N, K, gelu, 0, M, p0, p1);
         }
     }

@@ -13,13 +13,10 @@ int zk_get_threads(void);
 // glibc: allocations of 1 MiB and more get their own mapping (returned to the system when freed).
 void zk_configure_allocator(void);
 const char *zk_blas_corename(void);    // the OpenBLAS kernel family actually in use ("SkylakeX", "Prescott", …)
-const char *zk_blas_config(void);
 int zk_cpu_has_avx512(void);           // avx512f + avx512bw + avx512vl + avx512dq
 int zk_cpu_has_avx2(void);
-int zk_cpu_has_vnni(void);             // avx512_vnni
 // Row kernels: 1 = AVX-512 copy, 0 = baseline copy (the portable fallback); -1 = pick by CPU.
 void zk_set_simd(int level);
-int zk_get_simd(void);
 
 // fp32 FMA peak of this machine at the current thread count (GFLOPS), by a register-only FMA loop.
 double zk_fma_peak_gflops(long iters);

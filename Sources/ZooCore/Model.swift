@@ -143,6 +143,17 @@ extension Model {
     }
 }
 
+extension Model {
+    /// Pooled sentence embeddings of `encodings`, in input order (length-sorted batches inside).
+    public func embeddings(_ encodings: [WordPieceTokenizer.Encoding], pooling: Pooling, batchSize: Int,
+                           progress: ((Int, Int) -> Void)? = nil) throws -> [[Float]] {
+        try inLengthSortedBatches(encodings, batchSize: batchSize, progress: progress) { batch in
+            let e = try embed(batch, pooling: pooling)
+            return (0..<batch.size).map { e.row($0) }
+        }
+    }
+}
+
 /// Runs `body` over `items` in length-sorted batches (dynamic padding), returning results in input order.
 public func inLengthSortedBatches<R>(_ encodings: [WordPieceTokenizer.Encoding], batchSize: Int,
                                      progress: ((Int, Int) -> Void)? = nil,

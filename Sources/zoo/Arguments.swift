@@ -54,6 +54,12 @@ struct Arguments {
         return v
     }
 
+    func float(_ name: String, default d: Float, range: ClosedRange<Float>) throws -> Float {
+        guard let s = values[name] else { return d }
+        guard let v = Float(s), range.contains(v) else { throw ZooError.usage("--\(name) takes a number in \(range), got '\(s)'") }
+        return v
+    }
+
     func required(_ name: String) throws -> String {
         guard let v = values[name] else { throw ZooError.usage("missing required option --\(name)") }
         return v

@@ -73,10 +73,7 @@ struct EmbedCommand: Command {
             return tok.encode(a, b, maxLength: min(maxLen, model.config.maxPositionEmbeddings))
         }
         let progress = Progress("embed")
-        let rows: [[Float]] = try inLengthSortedBatches(encodings, batchSize: batchSize, progress: lines.count > 1000 ? progress.update : nil) { batch in
-            let e = try model.embed(batch, pooling: pooling)
-            return (0..<batch.size).map { e.row($0) }
-        }
+        let rows = try model.embeddings(encodings, pooling: pooling, batchSize: batchSize, progress: lines.count > 1000 ? progress.update : nil)
         var out = ""
         for r in rows { out += "[" + r.map { "\($0)" }.joined(separator: ",") + "]\n" }
         FileHandle.standardOutput.write(Data(out.utf8))
@@ -146,10 +143,7 @@ struct EvalCommand: Command {
         if args.flag("zero-shot") {
             guard task.name == "stsb" else { throw ZooError.usage("--zero-shot is defined for STS-B (sentence similarity); got \(task.glueName)") }
             let encodings = examples.flatMap { [tok.encode($0.textA, maxLength: maxLen), tok.encode($0.textB ?? "", maxLength: maxLen)] }
-            let emb: [[Float]] = try inLengthSortedBatches(encodings, batchSize: batchSize, progress: progress.update) { batch in
-                let e = try model.embed(batch, pooling: .mean)
-                return (0..<batch.size).map { e.row($0) }
-            }
+            let emb = try model.embeddings(encodings, pooling: .mean, batchSize: batchSize, progress: progress.update)
             predictions = examples.indices.map { cosine(emb[2 * $0], emb[2 * $0 + 1]) }
             mode = "zero-shot"
         } else {

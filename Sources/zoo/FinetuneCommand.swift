@@ -30,14 +30,9 @@ struct FinetuneCommand: Command {
         o.saveEvery = try args.int("save-every", default: o.saveEvery, range: 0...Int.max)!
         o.limit = try args.int("limit")
         if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; o.seed = v }
-        func float(_ name: String, _ d: Float, _ range: ClosedRange<Float>) throws -> Float {
-            guard let s = args[name] else { return d }
-            guard let v = Float(s), range.contains(v) else { throw ZooError.usage("--\(name) takes a number in \(range), got '\(s)'") }
-            return v
-        }
-        o.lr = try float("lr", o.lr, 0...1)
-        o.warmup = try float("warmup", o.warmup, 0...1)
-        o.weightDecay = try float("weight-decay", o.weightDecay, 0...10)
+        o.lr = try args.float("lr", default: o.lr, range: 0...1)
+        o.warmup = try args.float("warmup", default: o.warmup, range: 0...1)
+        o.weightDecay = try args.float("weight-decay", default: o.weightDecay, range: 0...10)
         Runtime.setThreads(try args.int("threads"))
         let out = URL(fileURLWithPath: args["out"] ?? "runs/\(task.name)")
         let base = try Checkpoint(dir: URL(fileURLWithPath: try args.required("base")))

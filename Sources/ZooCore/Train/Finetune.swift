@@ -114,10 +114,7 @@ public final class Finetuner {
     public func predict(_ encodings: [WordPieceTokenizer.Encoding]) -> [Double] {
         inLengthSortedBatches(encodings, batchSize: 64) { batch in
             let logits = model.logits(batch)
-            return (0..<batch.size).map { b in
-                let row = (0..<model.numLabels).map { logits[b * model.numLabels + $0] }
-                return task.isRegression ? Double(row[0]) : Double(row.indices.max { row[$0] < row[$1] }!)
-            }
+            return (0..<batch.size).map { ClassificationHead.prediction(logits.row($0), regression: task.isRegression) }
         }
     }
 
