@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "internal.h"
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -167,6 +168,7 @@ static const zk_rows *R(void) {
     return g_simd ? &rows_avx512 : &rows_generic;
 }
 void zk_set_simd(int level) { g_simd = level < 0 ? zk_cpu_has_avx512() : (level && zk_cpu_has_avx512()); }
+void zk__gelu_row(float *x, int n) { R()->gelu_row(x, NULL, n); }
 
 // ---- packed-weight GEMM (the encoder's Linear layers) ---------------------------------------------
 // Weights are packed once at load into panels of 32 output features: panel p holds, for every k,

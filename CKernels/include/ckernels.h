@@ -104,4 +104,26 @@ float zk_clip_grad_norm(float *x, size_t n, float max_norm);
 void zk_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int step);
 
+// ---- int8 Linear (Q-BERT; int8.c) ----------------------------------------------------------------
+// u8×s8→s32 GEMM with AVX-512 VNNI, or an exact scalar fallback (bit-identical int32 results).
+int zk_cpu_has_vnni(void);             // avx512f/bw/vl/dq + avx512vnni
+void zk_set_int8_kernel(int level);    // 1 = VNNI, 0 = scalar fallback, -1 = pick by CPU
+int zk_int8_kernel(void);              // the one in use
+int zk_qpad_k(int K);                  // K rounded up to a multiple of 4 (row stride of quantized activations)
+// Weights int8 W[N,K] (any bit width ≤ 8, held as int8 values), packed once into panels of 64 output
+// features; colsum[N] = Σ_k W[n,k] (the compensation for the +128 activation shift).
+size_t zk_qpacked_weight_bytes(int N, int K);
+void zk_qpack_weight(int8_t *packed, int32_t *colsum, const int8_t *W, int N, int K);
+// Per-row (per-token) symmetric quantization: q[M, zk_qpad_k(K)] = round(x·127/max|x|) + 128, scale = max|x|/127.
+void zk_quantize_rows(uint8_t *q, float *scale, const float *x, int M, int K);
+// Exact: C[M,N] = Σ_k (A[m,k] − 128)·W[n,k], A as written by zk_quantize_rows.
+void zk_qgemm_s32(int32_t *C, const uint8_t *A, const int8_t *packed, const int32_t *colsum, int M, int N, int K);
+// out[M,N] = ascale[m]·wscale[n]·Σ_k q[m,k]·W[n,k] + bias[n] (bias may be NULL), then GELU when `gelu`;
+// inp is quantized into qbuf [M, zk_qpad_k(K)] bytes and qscale [M] first.
+void zk_qlinear_forward(float *out, const float *inp, uint8_t *qbuf, float *qscale, const int8_t *packed,
+                        const int32_t *colsum, const float *wscale, const float *bias, int M, int N, int K, int gelu);
+// W[N,K] → q (int8 values in ±(2^(bits−1)−1)) and scale[N], one scale per group of `group` rows,
+// the clipping range chosen per group to minimise squared error (absmax at 8 bits).
+void zk_quantize_weight(int8_t *q, float *scale, const float *W, int N, int K, int bits, int group);
+
 #endif

@@ -180,14 +180,20 @@ public final class SafeTensors {
         if end > start { madvise(base + start, end - start, Int32(MADV_DONTNEED)) }
     }
 
-    /// Writes tensors as a safetensors file (F32 only), atomically.
+    /// Writes float32 tensors as a safetensors file, atomically.
     public static func write(_ tensors: [(String, Tensor)], metadata: [String: String] = [:], to url: URL) throws {
+        try write(tensors.map { ($0.0, RawTensor($0.1)) }, metadata: metadata, to: url)
+    }
+
+    /// Writes tensors of any dtype as a safetensors file, atomically.
+    public static func write(_ tensors: [(String, RawTensor)], metadata: [String: String] = [:], to url: URL) throws {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
         for (name, t) in tensors {
-            header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + t.count * 4]] as [String: Any]
-            offset += t.count * 4
+            precondition(t.bytes.count == t.shape.reduce(1, *) * t.dtype.size, "\(name): bytes do not match shape")
+            header[name] = ["dtype": t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.count]] as [String: Any]
+            offset += t.bytes.count
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while (8 + json.count) % 8 != 0 { json.append(0x20) }
@@ -195,9 +201,29 @@ public final class SafeTensors {
         var len = UInt64(json.count).littleEndian
         withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
         out.append(json)
-        for (_, t) in tensors { out.append(Data(bytes: t.data, count: t.count * 4)) }
+        for (_, t) in tensors { out.append(t.bytes) }
         try writeAtomically(out, to: url)
     }
+
+    /// The stored bytes of a tensor, checked to have the given dtype and shape.
+    public func raw(_ name: String, dtype: DType, shape expected: [Int]) throws -> RawTensor {
+        let e = try entry(name)
+        guard e.dtype == dtype, e.shape == expected else {
+            throw ZooError.badFile(path: path, problem: "tensor '\(name)' is \(e.dtype.rawValue) \(e.shape), expected \(dtype.rawValue) \(expected)")
+        }
+        defer { release(e) }
+        return RawTensor(dtype: dtype, shape: expected, bytes: Data(bytes: try rawPointer(name), count: e.range.count))
+    }
+}
+
+/// A tensor as stored in a file: dtype, shape and little-endian bytes.
+public struct RawTensor {
+    public let dtype: DType
+    public let shape: [Int]
+    public let bytes: Data
+
+    public init(dtype: DType, shape: [Int], bytes: Data) { (self.dtype, self.shape, self.bytes) = (dtype, shape, bytes) }
+    public init(_ t: Tensor) { self.init(dtype: .F32, shape: t.shape, bytes: Data(bytes: t.data, count: t.count * 4)) }
 }
 
 /// Rows of a [rows, width] float32 table, in memory or read on demand from a file.

@@ -9,7 +9,9 @@ struct PeakCommand: Command {
     zoo peak [--threads N] [--geometry bert-base|minilm-l6|tinybert-4l] [--tokens T] [--json]
       Runs a register-only FMA loop (the machine's fp32 peak), then times the encoder's four Linear
       shapes (QKV, attention output, FFN up, FFN down) for T tokens (default 4096 = 32×128) with zoo's
-      packed-weight kernel and with OpenBLAS, and prints GFLOPS and the fraction of peak for each.
+      packed-weight kernel and with OpenBLAS, and prints GFLOPS and the fraction of peak for each;
+      then the int8 Linear (quantize activations + VNNI GEMM + dequantize, as qbert-int8 runs it)
+      in GOPS and as a ratio to zoo's fp32 kernel.
     """
     static let options: Set<String> = ["threads", "geometry", "tokens"]
     static let flags: Set<String> = ["json"]
@@ -33,18 +35,21 @@ struct PeakCommand: Command {
             let flops = 2.0 * Double(T) * Double(N) * Double(K)
             let zoo = time { zk_linear_packed_forward(out.data, a.data, packed.data, nil, Int32(T), Int32(N), Int32(K), 0) }
             let blas = time { zk_sgemm_nt(Int32(T), Int32(N), Int32(K), a.data, Int32(K), w.data, Int32(K), 0, out.data, Int32(N)) }
-            rows.append(["shape": name, "M": T, "N": N, "K": K, "zoo_gflops": flops / zoo / 1e9, "openblas_gflops": flops / blas / 1e9])
+            let q = QuantizedLinearBench(weight: w, tokens: T)
+            let int8 = time { q.run(a, out) }
+            rows.append(["shape": name, "M": T, "N": N, "K": K, "zoo_gflops": flops / zoo / 1e9, "openblas_gflops": flops / blas / 1e9,
+                         "int8_gops": flops / int8 / 1e9])
         }
         if args.flag("json") {
             print(try jsonString(["threads": Runtime.threads, "fma_peak_gflops": peak, "openblas_core": Runtime.blasCoreType, "gemm": rows] as [String: Any]))
             return
         }
         print(String(format: "fp32 FMA peak: %.1f GFLOPS (%d threads, %@ FMA loop)", peak, Runtime.threads, zk_cpu_has_avx512() != 0 ? "AVX-512" : "AVX2"))
-        print("GEMM \(g.rawValue), \(T) tokens        zoo packed         OpenBLAS \(Runtime.blasCoreType)")
+        print("GEMM \(g.rawValue), \(T) tokens        zoo packed         OpenBLAS \(Runtime.blasCoreType)     int8 (\(zk_int8_kernel() != 0 ? "VNNI" : "scalar"))")
         for r in rows {
-            let z = r["zoo_gflops"] as! Double, o = r["openblas_gflops"] as! Double
-            print(String(format: "  %-9@ %5d x %4d   %6.1f GFLOPS %3.0f%%   %6.1f GFLOPS %3.0f%%", r["shape"] as! String, r["N"] as! Int, r["K"] as! Int,
-                         z, 100 * z / peak, o, 100 * o / peak))
+            let z = r["zoo_gflops"] as! Double, o = r["openblas_gflops"] as! Double, i = r["int8_gops"] as! Double
+            print(String(format: "  %-9@ %5d x %4d   %6.1f GFLOPS %3.0f%%   %6.1f GFLOPS %3.0f%%   %6.1f GOPS %4.2fx fp32", r["shape"] as! String, r["N"] as! Int, r["K"] as! Int,
+                         z, 100 * z / peak, o, 100 * o / peak, i, i / z))
         }
     }
 
@@ -59,5 +64,31 @@ struct PeakCommand: Command {
             t.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
         return t.sorted()[t.count / 2]
+    }
+}
+
+/// One int8 Linear of random weights, run the way qbert-int8 runs it (quantize the fp32 input per
+/// row, VNNI GEMM, dequantizing epilogue), for `zoo peak`.
+final class QuantizedLinearBench {
+    let N: Int, K: Int, T: Int
+    let packed: UnsafeMutablePointer<Int8>, colsum: UnsafeMutablePointer<Int32>, scale: UnsafeMutablePointer<Float>
+    let qbuf: UnsafeMutablePointer<UInt8>, qscale: UnsafeMutablePointer<Float>
+
+    init(weight w: Tensor, tokens: Int) {
+        (N, K, T) = (w.shape[0], w.shape[1], tokens)
+        let q = UnsafeMutablePointer<Int8>.allocate(capacity: N * K)
+        defer { q.deallocate() }
+        scale = .allocate(capacity: N)
+        zk_quantize_weight(q, scale, w.data, Int32(N), Int32(K), 8, 1)
+        packed = .allocate(capacity: zk_qpacked_weight_bytes(Int32(N), Int32(K)))
+        colsum = .allocate(capacity: N)
+        zk_qpack_weight(packed, colsum, q, Int32(N), Int32(K))
+        qbuf = .allocate(capacity: T * Int(zk_qpad_k(Int32(K))))
+        qscale = .allocate(capacity: T)
+    }
+    deinit { packed.deallocate(); colsum.deallocate(); scale.deallocate(); qbuf.deallocate(); qscale.deallocate() }
+
+    func run(_ a: Tensor, _ out: Tensor) {
+        zk_qlinear_forward(out.data, a.data, qbuf, qscale, packed, colsum, scale, nil, Int32(T), Int32(N), Int32(K), 0)
     }
 }

@@ -1,0 +1,169 @@
+import CKernels
+import Foundation
+import ZooCore
+
+/// Q-BERT: int8 storage and int8 arithmetic (AVX-512 VNNI) in every encoder Linear, 8-bit (or fewer)
+/// embedding tables. `qbert-int8` loads a checkpoint written by `zoo quantize --method int8`, or
+/// quantizes an fp32 checkpoint as it loads; `qbert-mixed` loads `zoo quantize --method mixed` output
+/// (Hessian-chosen bit widths per layer, group-wise scales).
+public let variants: [Variant] = [
+    Variant(name: "qbert-int8", summary: "Q-BERT 8-bit: int8 weights (per-channel scales) and per-token int8 activations in every Linear, int8 embeddings; VNNI GEMM") { source in
+        switch source {
+        case .checkpoint(let ckpt):
+            let q = try QuantSpec.load(ckpt)
+            if let q, q.method != "int8" {
+                throw ZooError.badFile(path: ckpt.dir.path, problem: "this checkpoint was quantized with --method \(q.method); evaluate it as qbert-\(q.method)")
+            }
+            return try QBertEncoder(checkpoint: ckpt, reader: QuantReader(ckpt: ckpt, spec: q ?? .int8OnTheFly))
+        case .geometry(let g, let seed):
+            return QBertEncoder(randomWith: g.config, seed: seed) { w, b in QLinear(weight: w, bits: 8, group: 1, bias: b) }
+        }
+    },
+    Variant(name: "qbert-mixed", summary: "Q-BERT mixed precision: 2-8-bit weights per layer from Hessian sensitivity, group-wise scales, int8 compute (zoo quantize --method mixed)") { source in
+        switch source {
+        case .checkpoint(let ckpt):
+            guard let q = try QuantSpec.load(ckpt), q.method == "mixed" else {
+                throw ZooError.badFile(path: ckpt.dir.path, problem: "not a mixed-precision checkpoint; make one with `zoo quantize --weights DIR --method mixed --out DIR`")
+            }
+            return try QBertEncoder(checkpoint: ckpt, reader: QuantReader(ckpt: ckpt, spec: q))
+        case .geometry(let g, let seed):
+            return QBertEncoder(randomWith: g.config, seed: seed) { w, b in QLinear(weight: w, bits: 4, group: 64, bias: b) }
+        }
+    },
+]
+
+public typealias QBertEncoder = Encoder<QLinear>
+
+/// The `quantization` entry of a quantized checkpoint's config.json.
+public struct QuantSpec: Codable {
+    public var method: String                 // "int8" | "mixed"
+    public var groupSize: Int                 // rows of a Linear weight sharing one scale (1 = per output channel)
+    public var bits: [String: Int]            // HF tensor prefix (e.g. "bert.encoder.layer.0.intermediate.dense") → weight bits; absent = 8
+    public var hessianTopEigenvalue: [String: Double]?
+    enum CodingKeys: String, CodingKey { case method, groupSize = "group_size", bits, hessianTopEigenvalue = "hessian_top_eigenvalue" }
+
+    /// A fp32 checkpoint given to qbert-int8: quantized while loading, 8 bits per output channel.
+    static let int8OnTheFly = QuantSpec(method: "int8", groupSize: 1, bits: [:])
+
+    func bits(_ prefix: String) -> Int { bits[prefix] ?? 8 }
+
+    /// The spec in `ckpt`'s config.json, or nil for an unquantized checkpoint.
+    public static func load(_ ckpt: Checkpoint) throws -> QuantSpec? {
+        let url = ckpt.dir.appendingPathComponent("config.json")
+        guard let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any],
+              let q = json["quantization"] else { return nil }
+        do {
+            return try JSONDecoder().decode(QuantSpec.self, from: JSONSerialization.data(withJSONObject: q))
+        } catch {
+            throw ZooError.badFile(path: url.path, problem: "invalid \"quantization\" entry: \(error)")
+        }
+    }
+}
+
+/// Quantized-activation buffers shared by all Linear layers of one model (grown on demand).
+final class QScratch {
+    private(set) var bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: 1), scales = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var rows = 0, width = 0
+    func reserve(rows m: Int, width k: Int) {
+        guard m * k > rows * width || m > rows else { return }
+        bytes.deallocate(); scales.deallocate()
+        (rows, width) = (max(m, rows), max(k, width))
+        bytes = .allocate(capacity: rows * width)
+        scales = .allocate(capacity: rows)
+    }
+    deinit { bytes.deallocate(); scales.deallocate() }
+}
+
+/// An int8 Linear: weights (any width ≤ 8 bits, held as int8 values) packed for the VNNI GEMM, one
+/// scale per output row; activations quantized per token on the fly.
+public final class QLinear: LinearLayer {
+    public let outFeatures: Int, inFeatures: Int
+    public let bias: Tensor
+    let packed: UnsafeMutablePointer<Int8>, colsum: UnsafeMutablePointer<Int32>, scale: UnsafeMutablePointer<Float>
+    var scratch: QScratch
+
+    /// q: int8 values [N, K]; rowScale: [N].
+    init(q: [Int8], rowScale: [Float], bias: Tensor, outFeatures N: Int, inFeatures K: Int, scratch: QScratch = QScratch()) {
+        (outFeatures, inFeatures, self.bias, self.scratch) = (N, K, bias, scratch)
+        packed = .allocate(capacity: zk_qpacked_weight_bytes(Int32(N), Int32(K)))
+        colsum = .allocate(capacity: N)
+        scale = .allocate(capacity: N)
+        zk_qpack_weight(packed, colsum, q, Int32(N), Int32(K))
+        scale.initialize(from: rowScale, count: N)
+    }
+
+    /// Quantizes an fp32 weight [N, K] (`bits`, one scale per `group` rows).
+    convenience init(weight: Tensor, bits: Int, group: Int, bias: Tensor) {
+        let (q, s) = quantizeWeight(weight, bits: bits, group: group)
+        self.init(q: q, rowScale: s, bias: bias, outFeatures: weight.shape[0], inFeatures: weight.shape[1])
+    }
+
+    deinit { packed.deallocate(); colsum.deallocate(); scale.deallocate() }
+
+    public func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int, withBias: Bool, gelu: Bool) {
+        scratch.reserve(rows: rows, width: Int(zk_qpad_k(Int32(inFeatures))))
+        zk_qlinear_forward(out, inp, scratch.bytes, scratch.scales, packed, colsum, scale, withBias ? bias.data : nil,
+                           Int32(rows), Int32(outFeatures), Int32(inFeatures), gelu ? 1 : 0)
+    }
+}
+
+/// W [N, K] → int8 values and per-row scales (rows of a group share one), by `zk_quantize_weight`.
+func quantizeWeight(_ w: Tensor, bits: Int, group: Int) -> (q: [Int8], rowScale: [Float]) {
+    let (N, K) = (w.shape[0], w.shape[1])
+    var q = [Int8](repeating: 0, count: N * K), s = [Float](repeating: 0, count: N)
+    zk_quantize_weight(&q, &s, w.data, Int32(N), Int32(K), Int32(bits), Int32(group))
+    return (q, s)
+}
+
+/// A word-embedding table of int8 values with one scale per row, dequantized as tokens are gathered.
+struct QuantizedRows: WordEmbeddings {
+    let q: [Int8], scale: [Float], width: Int
+    var count: Int { q.count }
+    func gather(_ ids: UnsafeBufferPointer<Int32>, into dst: UnsafeMutablePointer<Float>) throws {
+        for (i, id) in ids.enumerated() {
+            let row = Int(id) * width, s = scale[Int(id)], d = dst + i * width
+            for j in 0..<width { d[j] = Float(q[row + j]) * s }
+        }
+    }
+}
+
+/// Reads a quantized checkpoint (see `QuantizedFormat`), or quantizes fp32 tensors while loading.
+struct QuantReader: EncoderWeightReader {
+    let ckpt: Checkpoint
+    let spec: QuantSpec
+    let scratch = QScratch()
+
+    func quantized(_ prefix: String, shape: [Int]) throws -> (q: [Int8], rowScale: [Float]) {
+        let st = ckpt.tensors
+        if st.entries[prefix + ".weight_scale"] == nil {
+            return quantizeWeight(try st.tensor(prefix + ".weight", shape: shape), bits: spec.bits(prefix), group: 1)
+        }
+        return try QuantizedFormat.read(st, prefix: prefix, shape: shape, bits: spec.bits(prefix))
+    }
+
+    func linear(_ prefixes: [String], outFeatures: [Int], inFeatures: Int) throws -> QLinear {
+        var q: [Int8] = [], s: [Float] = [], b: [Tensor] = []
+        for (p, n) in zip(prefixes, outFeatures) {
+            let part = try quantized(p, shape: [n, inFeatures])
+            q += part.q; s += part.rowScale
+            b.append(try ckpt.tensors.tensor(p + ".bias", shape: [n]))
+        }
+        let n = outFeatures.reduce(0, +)
+        return QLinear(q: q, rowScale: s, bias: concat(b, shape: [n]), outFeatures: n, inFeatures: inFeatures, scratch: scratch)
+    }
+
+    func wordEmbeddings(_ name: String, shape: [Int]) throws -> WordEmbeddings {
+        let t = try quantized(String(name.dropLast(".weight".count)), shape: shape)
+        return QuantizedRows(q: t.q, scale: t.rowScale, width: shape[1])
+    }
+
+    /// Position/type tables come back dequantized; LayerNorm and biases are stored as float32.
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
+        let prefix = String(name.dropLast(".weight".count))
+        guard name.hasSuffix("_embeddings.weight") else { return try ckpt.tensors.tensor(name, shape: shape) }
+        let t = try quantized(prefix, shape: shape)
+        let out = Tensor(shape: shape)
+        for r in 0..<shape[0] { for j in 0..<shape[1] { out[r * shape[1] + j] = Float(t.q[r * shape[1] + j]) * t.rowScale[r] } }
+        return out
+    }
+}

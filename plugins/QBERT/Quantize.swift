@@ -1,0 +1,235 @@
+import CKernels
+import Foundation
+import ZooCore
+
+/// How quantized tensors are stored in model.safetensors. For a weight `<p>.weight` [N, K]:
+/// - 8 bits: `<p>.weight` I8 [N, K];
+/// - b < 8 bits: `<p>.weight` U8 [N, ⌈K·b/8⌉], each row a little-endian bit stream of q + 2^(b−1);
+/// - `<p>.weight_scale` F32 [G]: one scale per group of ⌈N/G⌉ rows (value = q · scale).
+/// Biases, LayerNorm and the classification head (pooler, classifier) stay float32.
+public enum QuantizedFormat {
+    static func packedWidth(_ K: Int, bits: Int) -> Int { (K * bits + 7) / 8 }
+
+    static func write(q: [Int8], rowScale: [Float], N: Int, K: Int, bits: Int, group: Int) -> (weight: RawTensor, scale: RawTensor) {
+        let groups = (N + group - 1) / group
+        let scales = (0..<groups).map { rowScale[$0 * group] }
+        let scale = RawTensor(dtype: .F32, shape: [groups], bytes: scales.withUnsafeBytes { Data($0) })
+        if bits == 8 { return (RawTensor(dtype: .I8, shape: [N, K], bytes: q.withUnsafeBytes { Data($0) }), scale) }
+        let W = packedWidth(K, bits: bits), offset = 1 << (bits - 1)
+        var out = [UInt8](repeating: 0, count: N * W)
+        for n in 0..<N {
+            var bit = 0
+            for k in 0..<K {
+                let u = Int(q[n * K + k]) + offset
+                for t in 0..<bits where u >> t & 1 == 1 { out[n * W + (bit + t) / 8] |= UInt8(1 << ((bit + t) % 8)) }
+                bit += bits
+            }
+        }
+        return (RawTensor(dtype: .U8, shape: [N, W], bytes: Data(out)), scale)
+    }
+
+    /// int8 values [N·K] and per-row scales [N] of `<prefix>.weight`, stored with `bits` bits.
+    static func read(_ st: SafeTensors, prefix: String, shape: [Int], bits: Int) throws -> (q: [Int8], rowScale: [Float]) {
+        let (N, K) = (shape[0], shape[1])
+        guard (2...8).contains(bits) else { throw ZooError.badFile(path: st.path, problem: "'\(prefix)': \(bits) bits per weight is outside 2...8") }
+        let se = try st.entry(prefix + ".weight_scale")
+        guard se.dtype == .F32, se.shape.count == 1, let groups = se.shape.first, groups > 0, groups <= N,
+              (N + (N + groups - 1) / groups - 1) / ((N + groups - 1) / groups) == groups else {
+            throw ZooError.badFile(path: st.path, problem: "'\(prefix).weight_scale' is \(se.dtype.rawValue) \(se.shape); expected F32 [G] with G groups of rows of \(N)")
+        }
+        let group = (N + groups - 1) / groups
+        let scales = try st.tensor(prefix + ".weight_scale").array
+        let rowScale = (0..<N).map { scales[$0 / group] }
+        if bits == 8 {
+            let raw = try st.raw(prefix + ".weight", dtype: .I8, shape: shape)
+            return (raw.bytes.withUnsafeBytes { Array($0.bindMemory(to: Int8.self)) }, rowScale)
+        }
+        let W = packedWidth(K, bits: bits), offset = 1 << (bits - 1)
+        let raw = try st.raw(prefix + ".weight", dtype: .U8, shape: [N, W])
+        var q = [Int8](repeating: 0, count: N * K)
+        raw.bytes.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
+            for n in 0..<N {
+                var bit = 0
+                for k in 0..<K {
+                    var u = 0
+                    for t in 0..<bits where b[n * W + (bit + t) / 8] >> ((bit + t) % 8) & 1 == 1 { u |= 1 << t }
+                    q[n * K + k] = Int8(u - offset)
+                    bit += bits
+                }
+            }
+        }
+        return (q, rowScale)
+    }
+}
+
+/// Post-training quantization of an fp32 checkpoint (`zoo quantize`).
+public struct Quantizer {
+    public enum Method: String { case int8, mixed }
+
+    public struct Options {
+        public var method = Method.int8
+        public var budgetBits = 5.0          // mixed: mean bits per quantized weight, scales included
+        public var group = 1                 // rows sharing one weight scale (1 = per output channel)
+        public var calibExamples = 64        // mixed: training examples the Hessian is estimated on
+        public var iterations = 8            // mixed: power-iteration steps per layer
+        public init() {}
+    }
+
+    /// One unit of the bit allocation: the embedding tables, or one encoder layer's Linear weights.
+    public struct Unit {
+        public let name: String              // "embeddings" or "bert.encoder.layer.i"
+        public let prefixes: [String]        // tensors (`<prefix>.weight`) it holds
+        public var eigenvalue = 0.0
+        public var bits = 8
+    }
+
+    let ckpt: Checkpoint
+    let options: Options
+    let prefix: String
+    public private(set) var units: [Unit]
+
+    public init(checkpoint: Checkpoint, options: Options) throws {
+        if try QuantSpec.load(checkpoint) != nil {
+            throw ZooError.badFile(path: checkpoint.dir.path, problem: "already quantized; quantize the fp32 checkpoint it came from")
+        }
+        ckpt = checkpoint
+        self.options = options
+        prefix = checkpoint.tensors.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        let p = prefix
+        units = [Unit(name: p + "embeddings", prefixes: ["word", "position", "token_type"].map { p + "embeddings.\($0)_embeddings" })]
+            + (0..<checkpoint.config.numHiddenLayers).map { i in
+                let l = p + "encoder.layer.\(i)"
+                return Unit(name: l, prefixes: ["attention.self.query", "attention.self.key", "attention.self.value",
+                                                "attention.output.dense", "intermediate.dense", "output.dense"].map { l + "." + $0 })
+            }
+    }
+
+    func weight(_ prefix: String) throws -> Tensor {
+        let e = try ckpt.tensors.entry(prefix + ".weight")
+        guard e.shape.count == 2 else { throw ZooError.badFile(path: ckpt.tensors.path, problem: "'\(prefix).weight' is not 2-D") }
+        return try ckpt.tensors.tensor(prefix + ".weight")
+    }
+
+    /// Embedding tables always take one scale per row (a row is what a token reads).
+    func group(_ prefix: String) -> Int { prefix.hasSuffix("_embeddings") ? 1 : options.group }
+
+    /// Top Hessian eigenvalue of the task loss for each unit's weights, by power iteration on
+    /// Hessian-vector products. Hv = (∇L(w + εv) − ∇L(w − εv)) / 2ε over the calibration batches
+    /// (central differences of the engine's exact gradients, dropout off).
+    public mutating func estimateSensitivity(calibration: [WordPieceTokenizer.Encoding], targets: [Double], isRegression: Bool,
+                                             log: (String) -> Void) throws {
+        let numLabels = ckpt.config.numLabels ?? 2
+        guard ckpt.tensors.entries["classifier.weight"] != nil else {
+            throw ZooError.badFile(path: ckpt.tensors.path, problem: "no classifier head; Hessian sensitivity needs a fine-tuned checkpoint (zoo finetune)")
+        }
+        let model = BertClassifier(config: ckpt.config, numLabels: numLabels)
+        try model.load(ckpt.tensors, seed: 0)
+        let batches = stride(from: 0, to: calibration.count, by: 32).map { s -> (Batch, Targets) in
+            let idx = s..<min(s + 32, calibration.count)
+            let t: Targets = isRegression ? .scores(idx.map { Float(targets[$0]) }) : .classes(idx.map { Int32(targets[$0]) })
+            return (Batch(Array(calibration[idx])), t)
+        }
+        func gradient() -> Tensor {
+            model.zeroGrad()
+            for (b, t) in batches { model.backward(b, targets: t, seed: nil) }
+            return model.grads
+        }
+        var rng = SplitMix64(seed: 7)
+        for u in units.indices {
+            let slots = units[u].prefixes.map { p in model.slot((p.hasPrefix("bert.") ? p : "bert." + p) + ".weight")! }
+            let n = slots.map(\.count).reduce(0, +)
+            func gather(_ t: Tensor) -> [Float] { slots.flatMap { Array(UnsafeBufferPointer(start: t.data + $0.offset, count: $0.count)) } }
+            func add(_ v: [Float], _ scale: Float) {
+                var i = 0
+                for s in slots { for j in 0..<s.count { model.params[s.offset + j] += scale * v[i]; i += 1 } }
+            }
+            let w = gather(model.params)
+            let eps = 1e-3 * Float(sqrt(w.reduce(0.0) { $0 + Double($1 * $1) }))
+            var v = (0..<n).map { _ in rng.normal() }
+            var lambda = 0.0
+            for it in 0..<options.iterations {
+                let norm = Float(sqrt(v.reduce(0.0) { $0 + Double($1 * $1) }))
+                v = v.map { $0 / norm }
+                add(v, eps); let gp = gather(gradient())
+                add(v, -2 * eps); let gm = gather(gradient())
+                add(v, eps)
+                let hv = zip(gp, gm).map { ($0 - $1) / (2 * eps) }
+                lambda = zip(v, hv).reduce(0.0) { $0 + Double($1.0 * $1.1) }
+                v = hv
+                log("hessian \(units[u].name): iteration \(it + 1)/\(options.iterations), top eigenvalue ≈ \(String(format: "%.4g", lambda))")
+            }
+            units[u].eigenvalue = max(lambda, 0)
+            // Restore exactly (the ± steps may not cancel bit for bit).
+            var i = 0
+            for s in slots { for j in 0..<s.count { model.params[s.offset + j] = w[i]; i += 1 } }
+        }
+    }
+
+    static let candidateBits = [8, 6, 5, 4, 3, 2]
+
+    /// Per-unit bit widths under the budget: start at 8 bits everywhere, then repeatedly lower the
+    /// unit whose next step down costs the least predicted loss per bit saved. Predicted loss of a
+    /// unit at b bits: ½·λ_max·‖Q_b(W) − W‖² (second-order bound along the top eigendirection).
+    public mutating func allocateBits(log: (String) -> Void) throws {
+        var cost: [[Int: Double]] = [], size: [[Int: Double]] = []
+        var total = 0.0
+        for u in units {
+            var c: [Int: Double] = [:], s: [Int: Double] = [:]
+            let ws = try u.prefixes.map { try weight($0) }
+            for b in Self.candidateBits {
+                var err = 0.0, bitsUsed = 0.0
+                for (p, w) in zip(u.prefixes, ws) {
+                    let (q, rs) = quantizeWeight(w, bits: b, group: group(p))
+                    let K = w.shape[1]
+                    for i in 0..<w.count { let d = Double(w[i]) - Double(q[i]) * Double(rs[i / K]); err += d * d }
+                    bitsUsed += Double(w.count * b) + Double((w.shape[0] + group(p) - 1) / group(p) * 32)
+                }
+                c[b] = 0.5 * u.eigenvalue * err
+                s[b] = bitsUsed
+            }
+            total += Double(ws.map(\.count).reduce(0, +))
+            cost.append(c); size.append(s)
+        }
+        func used() -> Double { units.indices.map { size[$0][units[$0].bits]! }.reduce(0, +) }
+        while used() > options.budgetBits * total {
+            var best: (u: Int, b: Int, ratio: Double)?
+            for u in units.indices {
+                guard let i = Self.candidateBits.firstIndex(of: units[u].bits), i + 1 < Self.candidateBits.count else { continue }
+                let b = Self.candidateBits[i + 1]
+                let ratio = (cost[u][b]! - cost[u][units[u].bits]!) / (size[u][units[u].bits]! - size[u][b]!)
+                if best == nil || ratio < best!.ratio { best = (u, b, ratio) }
+            }
+            guard let best else { throw ZooError.usage("--budget-bits \(options.budgetBits) is below what 2-bit weights reach") }
+            units[best.u].bits = best.b
+        }
+        for u in units { log("bits \(u.name): \(u.bits) (λ_max \(String(format: "%.4g", u.eigenvalue)))") }
+    }
+
+    /// Writes the quantized checkpoint: config.json (with "quantization"), model.safetensors, vocab.txt.
+    public func write(to out: URL) throws {
+        var tensors: [(String, RawTensor)] = []
+        var bits: [String: Int] = [:]
+        let quantized = Set(units.flatMap(\.prefixes).map { $0 + ".weight" })
+        for u in units {
+            for p in u.prefixes {
+                let w = try weight(p)
+                let (q, rs) = quantizeWeight(w, bits: u.bits, group: group(p))
+                let (wt, st) = QuantizedFormat.write(q: q, rowScale: rs, N: w.shape[0], K: w.shape[1], bits: u.bits, group: group(p))
+                tensors += [(p + ".weight", wt), (p + ".weight_scale", st)]
+                if u.bits != 8 { bits[p] = u.bits }
+            }
+        }
+        for name in ckpt.tensors.entries.keys.sorted() where !quantized.contains(name) {
+            tensors.append((name, RawTensor(try ckpt.tensors.tensor(name))))
+        }
+        let spec = QuantSpec(method: options.method.rawValue, groupSize: options.group, bits: bits,
+                             hessianTopEigenvalue: options.method == .mixed ? Dictionary(uniqueKeysWithValues: units.map { ($0.name, $0.eigenvalue) }) : nil)
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: ckpt.dir.appendingPathComponent("config.json"))) as! [String: Any]
+        config["quantization"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(spec))
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try SafeTensors.write(tensors, metadata: ["format": "zoo-qbert"], to: out.appendingPathComponent("model.safetensors"))
+        try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                            to: out.appendingPathComponent("config.json"))
+        try writeAtomically(try Data(contentsOf: ckpt.vocabURL), to: out.appendingPathComponent("vocab.txt"))
+    }
+}
