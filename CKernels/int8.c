@@ -97,7 +97,7 @@ static void quantize_row_avx512(uint8_t *q, float *scale, const float *x, int K,
 }
 
 void zk_quantize_rows(uint8_t *q, float *scale, const float *x, int M, int K) {
-    const int K4 = zk_qpad_k(K), avx = zk_cpu_has_avx512();
+    const int K4 = zk_qpad_k(K), avx = use_vnni();   // the fallback path is portable C throughout
     #pragma omp parallel for schedule(static) if (M > 16 && !omp_in_parallel())
     for (int i = 0; i < M; i++)
         (avx ? quantize_row_avx512 : quantize_row_generic)(q + (size_t)i * K4, scale + i, x + (size_t)i * K, K, K4);

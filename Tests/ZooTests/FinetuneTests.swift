@@ -6,7 +6,7 @@ import XCTest
 /// the output loads in HF transformers with the same logits, `zoo eval` scores it.
 final class FinetuneTests: XCTestCase {
     /// A GLUE directory with an RTE train/dev/test split made of the tiny vocabulary's words.
-    func tinyGLUE(train: Int = 96) throws -> URL {
+    static func tinyGLUE(train: Int = 96) throws -> URL {
         let dir = try tempDir()
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("RTE"), withIntermediateDirectories: true)
         var rng = SplitMix64(seed: 11)
@@ -29,7 +29,7 @@ final class FinetuneTests: XCTestCase {
     }
 
     func testResumeAfterSIGKILLIsBitIdentical() throws {
-        let base = try Tiny.checkpoint(), glue = try tinyGLUE(train: 400)
+        let base = try Tiny.checkpoint(), glue = try Self.tinyGLUE(train: 400)
         let full = try tempDir().appendingPathComponent("full")
         let r = try zoo(finetuneArgs(base: base, glue: glue, out: full))
         XCTAssertEqual(r.code, 0, r.stderr)
@@ -71,7 +71,7 @@ final class FinetuneTests: XCTestCase {
     }
 
     func testFineTunedModelLoadsInHFWithSameLogitsAndEvaluates() throws {
-        let base = try Tiny.checkpoint(), glue = try tinyGLUE()
+        let base = try Tiny.checkpoint(), glue = try Self.tinyGLUE()
         let out = try tempDir().appendingPathComponent("rte")
         let r = try zoo(finetuneArgs(base: base, glue: glue, out: out))
         XCTAssertEqual(r.code, 0, r.stderr)

@@ -113,8 +113,8 @@ public struct Quantizer {
     /// Embedding tables always take one scale per row (a row is what a token reads).
     func group(_ prefix: String) -> Int { prefix.hasSuffix("_embeddings") ? 1 : options.group }
 
-    /// Top Hessian eigenvalue of the task loss for each unit's weights, by power iteration on
-    /// Hessian-vector products. Hv = (∇L(w + εv) − ∇L(w − εv)) / 2ε over the calibration batches
+    /// Top (largest-magnitude) Hessian eigenvalue of the task loss for each unit's weights, by power
+    /// iteration on Hessian-vector products. Hv = (∇L(w + εv) − ∇L(w − εv)) / 2ε over the calibration batches
     /// (central differences of the engine's exact gradients, dropout off).
     public mutating func estimateSensitivity(calibration: [WordPieceTokenizer.Encoding], targets: [Double], isRegression: Bool,
                                              log: (String) -> Void) throws {
@@ -158,7 +158,7 @@ public struct Quantizer {
                 v = hv
                 log("hessian \(units[u].name): iteration \(it + 1)/\(options.iterations), top eigenvalue ≈ \(String(format: "%.4g", lambda))")
             }
-            units[u].eigenvalue = max(lambda, 0)
+            units[u].eigenvalue = lambda
             // Restore exactly (the ± steps may not cancel bit for bit).
             var i = 0
             for s in slots { for j in 0..<s.count { model.params[s.offset + j] = w[i]; i += 1 } }
@@ -169,7 +169,7 @@ public struct Quantizer {
 
     /// Per-unit bit widths under the budget: start at 8 bits everywhere, then repeatedly lower the
     /// unit whose next step down costs the least predicted loss per bit saved. Predicted loss of a
-    /// unit at b bits: ½·λ_max·‖Q_b(W) − W‖² (second-order bound along the top eigendirection).
+    /// unit at b bits: ½·|λ_max|·‖Q_b(W) − W‖² (the second-order term, bounded by the top eigenvalue).
     public mutating func allocateBits(log: (String) -> Void) throws {
         var cost: [[Int: Double]] = [], size: [[Int: Double]] = []
         var total = 0.0
@@ -184,7 +184,7 @@ public struct Quantizer {
                     for i in 0..<w.count { let d = Double(w[i]) - Double(q[i]) * Double(rs[i / K]); err += d * d }
                     bitsUsed += Double(w.count * b) + Double((w.shape[0] + group(p) - 1) / group(p) * 32)
                 }
-                c[b] = 0.5 * u.eigenvalue * err
+                c[b] = 0.5 * abs(u.eigenvalue) * err
                 s[b] = bitsUsed
             }
             total += Double(ws.map(\.count).reduce(0, +))
@@ -219,8 +219,8 @@ public struct Quantizer {
                 if u.bits != 8 { bits[p] = u.bits }
             }
         }
-        for name in ckpt.tensors.entries.keys.sorted() where !quantized.contains(name) {
-            tensors.append((name, RawTensor(try ckpt.tensors.tensor(name))))
+        for (name, e) in ckpt.tensors.entries.sorted(by: { $0.key < $1.key }) where !quantized.contains(name) {
+            tensors.append((name, try ckpt.tensors.raw(name, dtype: e.dtype, shape: e.shape)))
         }
         let spec = QuantSpec(method: options.method.rawValue, groupSize: options.group, bits: bits,
                              hessianTopEigenvalue: options.method == .mixed ? Dictionary(uniqueKeysWithValues: units.map { ($0.name, $0.eigenvalue) }) : nil)

@@ -1,0 +1,182 @@
+import BERT
+import CKernels
+import Foundation
+import XCTest
+@testable import QBERT
+@testable import ZooCore
+
+/// Q-BERT: the int8 GEMM (VNNI and the scalar fallback) exactly against integer sums written here,
+/// the dequantized Linear within the bound that rounding implies, the bit-packed storage, and the
+/// `zoo quantize` → `qbert-*` round trip on real and tiny checkpoints.
+final class QuantTests: XCTestCase {
+    var rng = SplitMix64(seed: 9)
+
+    override func tearDown() { zk_set_int8_kernel(-1); Runtime.setThreads(nil) }
+
+    /// Runs `body` with each int8 kernel this CPU has (VNNI, scalar) at 1 and 2 threads.
+    func forEachKernel(_ body: (String) throws -> Void) rethrows {
+        for level in zk_cpu_has_vnni() != 0 ? [1, 0] : [0] {
+            for threads in [1, 2] {
+                zk_set_int8_kernel(Int32(level))
+                Runtime.setThreads(threads)
+                try body("\(level == 1 ? "VNNI" : "scalar"), \(threads) threads")
+            }
+        }
+    }
+
+    func testInt8GemmIsExactOnOddShapes() {
+        for (M, N, K) in [(1, 1, 1), (5, 17, 3), (7, 64, 5), (13, 65, 63), (97, 130, 385), (200, 70, 36)] {
+            let K4 = Int(zk_qpad_k(Int32(K)))
+            var a = [UInt8](repeating: 128, count: M * K4)
+            for m in 0..<M { for k in 0..<K { a[m * K4 + k] = UInt8(truncatingIfNeeded: rng.next()) } }
+            // Extreme values included: 0/255 activations against ±127/−128 weights.
+            let w = (0..<(N * K)).map { i in i % 7 == 0 ? Int8(i % 2 == 0 ? 127 : -128) : Int8(truncatingIfNeeded: rng.next()) }
+            var expected = [Int32](repeating: 0, count: M * N)
+            for m in 0..<M { for n in 0..<N {
+                var s: Int32 = 0
+                for k in 0..<K { s += (Int32(a[m * K4 + k]) - 128) * Int32(w[n * K + k]) }
+                expected[m * N + n] = s
+            } }
+            var packed = [Int8](repeating: 0, count: zk_qpacked_weight_bytes(Int32(N), Int32(K))), colsum = [Int32](repeating: 0, count: N)
+            zk_qpack_weight(&packed, &colsum, w, Int32(N), Int32(K))
+            forEachKernel { name in
+                var c = [Int32](repeating: -1, count: M * N)
+                zk_qgemm_s32(&c, a, packed, colsum, Int32(M), Int32(N), Int32(K))
+                XCTAssertEqual(c, expected, "\(M)×\(N)×\(K), \(name)")
+            }
+        }
+    }
+
+    func testActivationQuantizationSameBytesInBothKernels() {
+        let (M, K) = (9, 389)
+        var x = (0..<(M * K)).map { _ in rng.symmetric() * 3 }
+        x[5] = 0.5 / 127 * 3   // a half-way value: both copies round half to even
+        for k in 0..<K { x[2 * K + k] = 0 }   // an all-zero row: scale 0, every byte 128
+        let K4 = Int(zk_qpad_k(Int32(K)))
+        var out: [[UInt8]] = [], scales: [[Float]] = []
+        forEachKernel { _ in
+            var q = [UInt8](repeating: 0, count: M * K4), s = [Float](repeating: -1, count: M)
+            zk_quantize_rows(&q, &s, x, Int32(M), Int32(K))
+            out.append(q); scales.append(s)
+        }
+        for (q, s) in zip(out, scales) { XCTAssertEqual(q, out[0]); XCTAssertEqual(s, scales[0]) }
+        XCTAssertEqual(scales[0][2], 0)
+        XCTAssert(out[0][(2 * K4)..<(3 * K4)].allSatisfy { $0 == 128 })
+        XCTAssertEqual(out[0][K..<K4].count, K4 - K)
+        XCTAssert(out[0][K..<K4].allSatisfy { $0 == 128 }, "padding bytes hold zero (128 after the shift)")
+    }
+
+    /// |y − ŷ| ≤ Σ_k (|x_k|·s_w/2 + |w_k|·s_a/2 + s_a·s_w/4) per output, from |x − x̂| ≤ s_a/2 and
+    /// |w − ŵ| ≤ s_w/2, plus 1e-4 for float rounding.
+    func testDequantizedLinearWithinRoundingBound() {
+        let (M, N, K) = (37, 70, 131)
+        let x = Tensor(shape: [M, K], values: (0..<(M * K)).map { _ in rng.symmetric() * 2 })
+        let w = Tensor(shape: [N, K], values: (0..<(N * K)).map { _ in rng.symmetric() * 0.1 })
+        let bias = Tensor(shape: [N], values: (0..<N).map { _ in rng.symmetric() })
+        let ref = Tensor(shape: [M, N])
+        zk_linear_forward(ref.data, x.data, w.data, bias.data, Int32(M), Int32(N), Int32(K))
+        let layer = QLinear(weight: w, bits: 8, group: 1, bias: bias)
+        forEachKernel { name in
+            let y = Tensor(shape: [M, N])
+            layer.forward(y.data, x.data, rows: M, withBias: true, gelu: false)
+            var worst: Float = 0
+            for m in 0..<M {
+                let sa = (0..<K).map { abs(x[m * K + $0]) }.max()! / 127
+                for n in 0..<N {
+                    let sw = layer.scale[n]
+                    var bound: Float = 1e-4
+                    for k in 0..<K { bound += abs(x[m * K + k]) * sw / 2 + abs(w[n * K + k]) * sa / 2 + sa * sw / 4 }
+                    let err = abs(y[m * N + n] - ref[m * N + n])
+                    worst = max(worst, err / bound)
+                }
+            }
+            XCTAssertLessThanOrEqual(worst, 1, "\(name): worst error / bound")
+        }
+    }
+
+    func testBitPackingRoundTripsEveryWidth() throws {
+        let (N, K) = (6, 11)
+        let w = Tensor(shape: [N, K], values: (0..<(N * K)).map { _ in rng.symmetric() })
+        for bits in 2...8 {
+            let (q, s) = quantizeWeight(w, bits: bits, group: 3)
+            let qmax = (1 << (bits - 1)) - 1
+            XCTAssert(q.allSatisfy { abs(Int($0)) <= qmax }, "\(bits) bits")
+            XCTAssertEqual(s[0], s[2]); XCTAssertEqual(s[3], s[5])
+            let (wt, st) = QuantizedFormat.write(q: q, rowScale: s, N: N, K: K, bits: bits, group: 3)
+            XCTAssertEqual(wt.bytes.count, N * (bits == 8 ? K : (K * bits + 7) / 8))
+            let url = try tempDir().appendingPathComponent("q.safetensors")
+            try SafeTensors.write([("x.weight", wt), ("x.weight_scale", st)], to: url)
+            let back = try QuantizedFormat.read(try SafeTensors(url: url), prefix: "x", shape: [N, K], bits: bits)
+            XCTAssertEqual(back.q, q, "\(bits) bits")
+            XCTAssertEqual(back.rowScale, s)
+        }
+    }
+
+    /// all-MiniLM-L6-v2 through `zoo quantize --method int8`: ≤ 0.27× the fp32 file, and qbert-int8's
+    /// mean-pooled embeddings within cosine 0.99 of the fp32 encoder's (and equal to quantizing on load).
+    func testInt8MiniLMIsSmallAndClose() throws {
+        try require(Paths.weights.appendingPathComponent("model.safetensors"), "make weights")
+        let out = try tempDir().appendingPathComponent("int8")
+        let r = try zoo(["quantize", "--weights", Paths.weights.path, "--method", "int8", "--out", out.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let size = { (u: URL) in try FileManager.default.attributesOfItem(atPath: u.appendingPathComponent("model.safetensors").path)[.size] as! Int }
+        let ratio = Double(try size(out)) / Double(try size(Paths.weights))
+        XCTAssertLessThanOrEqual(ratio, 0.27)
+        XCTAssertGreaterThan(ratio, 0.25)   // int8 of 22.7 M parameters cannot be much smaller
+
+        let fp32 = try BertEncoder(checkpoint: try Checkpoint(dir: Paths.weights))
+        let saved = try QBERT.variants[0].load(.checkpoint(try Checkpoint(dir: out)))
+        let onLoad = try QBERT.variants[0].load(.checkpoint(try Checkpoint(dir: Paths.weights)))
+        XCTAssertEqual(saved.parameterCount, fp32.parameterCount)
+        let tok = try WordPieceTokenizer(vocabURL: Paths.weights.appendingPathComponent("vocab.txt"))
+        let batch = Batch(["A man is playing a guitar.", "The quick brown fox jumps over the lazy dog!", "Quantization keeps 8 bits."]
+            .map { tok.encode($0, nil, maxLength: 128) })
+        let e32 = try fp32.embed(batch, pooling: .mean), e8 = try saved.embed(batch, pooling: .mean), eLoad = try onLoad.embed(batch, pooling: .mean)
+        XCTAssertEqual(e8.array, eLoad.array)
+        for b in 0..<batch.size {
+            XCTAssertGreaterThan(cosine(e32.row(b), e8.row(b)), 0.99, "sentence \(b)")
+        }
+    }
+
+    /// `--method mixed` on a tiny fine-tuned model: Hessian eigenvalues recorded for every unit, bit widths
+    /// under the budget, sub-8-bit tensors stored packed, and qbert-mixed evaluates it.
+    func cosine(_ u: [Float], _ v: [Float]) -> Float {
+        let dot: Float = zip(u, v).map { $0 * $1 }.reduce(0, +)
+        let nu: Float = u.map { $0 * $0 }.reduce(0, +), nv: Float = v.map { $0 * $0 }.reduce(0, +)
+        return dot / (nu * nv).squareRoot()
+    }
+
+    func testMixedPrecisionEndToEnd() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 64)
+        let tuned = try tempDir().appendingPathComponent("tuned")
+        var r = try zoo(["finetune", "--base", try Tiny.checkpoint().path, "--task", "rte", "--data", glue.path, "--out", tuned.path,
+                         "--epochs", "1", "--batch", "8", "--threads", "1"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let out = try tempDir().appendingPathComponent("mixed")
+        r = try zoo(["quantize", "--weights", tuned.path, "--method", "mixed", "--budget-bits", "7", "--group", "4", "--data", glue.path,
+                     "--calib-examples", "16", "--iterations", "4", "--out", out.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let spec = try XCTUnwrap(try QuantSpec.load(try Checkpoint(dir: out)))
+        XCTAssertEqual(spec.method, "mixed")
+        XCTAssertEqual(spec.groupSize, 4)
+        XCTAssertEqual(Set(spec.hessianTopEigenvalue!.keys), ["bert.embeddings", "bert.encoder.layer.0"])
+        XCTAssert(spec.hessianTopEigenvalue!.values.allSatisfy { $0 != 0 && $0.isFinite }, "\(spec.hessianTopEigenvalue!)\n\(r.stderr.suffix(3000))")
+        let st = try SafeTensors(url: out.appendingPathComponent("model.safetensors"))
+        var bits = 0.0, count = 0.0
+        for (name, e) in st.entries where name.hasSuffix(".weight") && st.entries[String(name.dropLast(7)) + ".weight_scale"] != nil {
+            let prefix = String(name.dropLast(7)), b = spec.bits(prefix)
+            XCTAssertEqual(e.dtype, b == 8 ? .I8 : .U8, name)
+            let scales = try st.entry(prefix + ".weight_scale").count
+            let n = e.shape[0] * (b == 8 ? e.shape[1] : e.shape[1] * 8 / b)   // (exact for the tiny widths)
+            bits += Double(n * b + scales * 32); count += Double(n)
+        }
+        XCTAssertLessThanOrEqual(bits / count, 7.0 + 1e-9)
+        XCTAssert(spec.bits.values.contains { $0 < 8 })
+        r = try zoo(["eval", "qbert-mixed", "--task", "rte", "--weights", out.path, "--data", glue.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssert(r.out.contains("accuracy"), r.out)
+        r = try zoo(["eval", "qbert-int8", "--task", "rte", "--weights", out.path, "--data", glue.path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssert(r.stderr.contains("qbert-mixed"), r.stderr)
+    }
+}
