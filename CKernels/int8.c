@@ -120,13 +120,13 @@ typedef struct {
         const qsink *s, const uint8_t *A, int lda, const int8_t *Bp, int K4, const int32_t *colsum,    \
         int i, int n0, int w, int N) {                                                                 \
         __m512i c[R][4];                                                                               \
-        for (int r = 0; r < R; r++)                                                                    \
-            for (int v = 0; v < 4; v++) c[r][v] = _mm512_setzero_si512();                              \
+        _Pragma("unroll") for (int r = 0; r < R; r++)                                                  \
+            _Pragma("unroll") for (int v = 0; v < 4; v++) c[r][v] = _mm512_setzero_si512();            \
         for (int k = 0; k < K4; k += 4) {                                                              \
             const int8_t *b = Bp + (size_t)k * QK_NR;                                                  \
             const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64),                \
                           b2 = _mm512_loadu_si512(b + 128), b3 = _mm512_loadu_si512(b + 192);          \
-            for (int r = 0; r < R; r++) {                                                              \
+            _Pragma("unroll") for (int r = 0; r < R; r++) {                                            \
                 int32_t a4;                                                                            \
                 memcpy(&a4, A + (size_t)r * lda + k, 4);                                               \
                 const __m512i a = _mm512_set1_epi32(a4);                                               \
@@ -136,19 +136,19 @@ typedef struct {
                 c[r][3] = _mm512_dpbusd_epi32(c[r][3], a, b3);                                         \
             }                                                                                          \
         }                                                                                              \
-        for (int v = 0; v < 4; v++) {                                                                  \
+        _Pragma("unroll") for (int v = 0; v < 4; v++) {                                                \
             const int j = 16 * v;                                                                      \
             if (j >= w) break;                                                                         \
             const __mmask16 m = w - j >= 16 ? 0xFFFF : (__mmask16)((1u << (w - j)) - 1);               \
             const __m512i comp = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, colsum + n0 + j), 7);   \
             if (s->c32) {                                                                              \
-                for (int r = 0; r < R; r++)                                                            \
+                _Pragma("unroll") for (int r = 0; r < R; r++)                                          \
                     _mm512_mask_storeu_epi32(s->c32 + (size_t)(i + r) * N + n0 + j, m, _mm512_sub_epi32(c[r][v], comp)); \
                 continue;                                                                              \
             }                                                                                          \
             const __m512 sw = _mm512_maskz_loadu_ps(m, s->wscale + n0 + j);                            \
             const __m512 bias = s->bias ? _mm512_maskz_loadu_ps(m, s->bias + n0 + j) : _mm512_setzero_ps(); \
-            for (int r = 0; r < R; r++) {                                                              \
+            _Pragma("unroll") for (int r = 0; r < R; r++) {                                            \
                 const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(c[r][v], comp));                 \
                 const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(s->ascale[i + r]), sw);              \
                 _mm512_mask_storeu_ps(s->out + (size_t)(i + r) * N + n0 + j, m, _mm512_fmadd_ps(f, scale, bias)); \
