@@ -165,7 +165,7 @@ public struct Quantizer {
         }
     }
 
-    static let candidateBits = [8, 6, 5, 4, 3, 2]
+    static let candidateBits = [8, 6, 5, 4, 3]
 
     /// Per-unit bit widths under the budget: start at 8 bits everywhere, then repeatedly lower the
     /// unit whose next step down costs the least predicted loss per bit saved. Predicted loss of a
