@@ -5,7 +5,7 @@
     python tools/hf_reference.py encoder  --out DIR   # -> DIR/encoder.safetensors (HF last hidden states, poolings)
     python tools/hf_reference.py stsb     --out DIR   # -> DIR/stsb.json (zero-shot STS-B dev in PyTorch)
     python tools/hf_reference.py metrics  --out DIR   # -> DIR/metrics/ (random predictions + sklearn/scipy scores)
-    python tools/hf_reference.py train-step --out DIR # -> DIR/train_step.safetensors (loss, grads, AdamW step)
+    python tools/hf_reference.py train-step --out DIR # -> DIR/train_step.safetensors (loss, grads, AdamW step, one exact Hessian-vector product)
     python tools/hf_reference.py all      --out DIR   # the last four
     python tools/hf_reference.py roundtrip --model DIR < lines   # HF logits of a zoo-fine-tuned model
 
@@ -233,6 +233,15 @@ def cmd_train_step(a):
             e = tok(firsts, truncation=True, max_length=64, padding=True, return_tensors="pt")
         labels = torch.tensor([0, 1, 1, 0, 1, 0]) if num_labels == 2 else torch.tensor([0.5, 4.0, 2.5, 1.0, 3.0, 5.0])
         init = {k: v.detach().clone() for k, v in model.named_parameters() if k.startswith(("bert.pooler", "classifier"))}
+        if labels_kind == "cls":
+            # An exact Hessian-vector product (double backward) for Q-BERT's power iteration to be
+            # checked against: H·v for the loss w.r.t. layer 0's FFN up-projection, v a unit vector.
+            w = dict(model.named_parameters())["bert.encoder.layer.0.intermediate.dense.weight"]
+            v = torch.randn(w.shape, generator=torch.Generator().manual_seed(0))
+            v /= v.norm()
+            (g,) = torch.autograd.grad(model(**e, labels=labels).loss, w, create_graph=True)
+            (hv,) = torch.autograd.grad((g * v).sum(), w)
+            out["hvp.v"], out["hvp.hv"] = v.contiguous(), hv.detach().contiguous()
         res = model(**e, labels=labels)
         res.loss.backward()
         decay = [p for n, p in model.named_parameters() if n.endswith(".weight") and "LayerNorm" not in n]

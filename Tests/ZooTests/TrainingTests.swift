@@ -18,26 +18,7 @@ final class TrainingTests: XCTestCase {
         let ckpt = try Checkpoint(dir: Paths.weights)
         zk_set_threads(2)
         for (kind, numLabels) in [("cls", 2), ("reg", 1)] {
-            let model = BertClassifier(config: ckpt.config, numLabels: numLabels)
-            try model.load(ckpt.tensors, seed: 1)
-            for s in model.slots where s.name.hasPrefix("classifier") || s.name.hasPrefix("bert.pooler") {
-                let t = try ref.tensor("\(kind).init.\(s.name)")
-                (model.params.data + s.offset).update(from: t.data, count: s.count)
-            }
-            func raw(_ n: String) throws -> [Int32] {
-                let e = try ref.entry("\(kind).\(n)")
-                let p = try ref.rawPointer("\(kind).\(n)").assumingMemoryBound(to: Int32.self)
-                return Array(UnsafeBufferPointer(start: p, count: e.count))
-            }
-            let ids = try raw("input_ids"), types = try raw("token_type_ids"), lengths = try raw("lengths")
-            let B = lengths.count, S = ids.count / B
-            let encodings = (0..<B).map { b in
-                WordPieceTokenizer.Encoding(inputIds: Array(ids[b * S..<b * S + Int(lengths[b])]), tokenTypeIds: Array(types[b * S..<b * S + Int(lengths[b])]))
-            }
-            let batch = Batch(encodings)
-            XCTAssertEqual(batch.seqLen, S)
-            let labels = try ref.tensor("\(kind).labels").array
-            let targets: Targets = numLabels == 1 ? .scores(labels) : .classes(labels.map { Int32($0) })
+            let (model, batch, targets) = try referenceStep(ref, ckpt, kind: kind, numLabels: numLabels)
 
             let logits = model.logits(batch)
             XCTAssertLessThan(maxAbsDiff(logits, try ref.tensor("\(kind).logits")), 1e-5, "\(kind) logits")
@@ -77,4 +58,29 @@ final class TrainingTests: XCTestCase {
             XCTAssertLessThan(signFlips, model.parameterCount / 1000, "\(kind): \(signFlips) updated weights differ")
         }
     }
+}
+
+/// The model (MiniLM-L6 with the reference's freshly initialised head), batch and targets of one
+/// `tools/hf_reference.py train-step` case ("cls" or "reg").
+func referenceStep(_ ref: SafeTensors, _ ckpt: Checkpoint, kind: String, numLabels: Int) throws -> (BertClassifier, Batch, Targets) {
+    let model = BertClassifier(config: ckpt.config, numLabels: numLabels)
+    try model.load(ckpt.tensors, seed: 1)
+    for s in model.slots where s.name.hasPrefix("classifier") || s.name.hasPrefix("bert.pooler") {
+        let t = try ref.tensor("\(kind).init.\(s.name)")
+        (model.params.data + s.offset).update(from: t.data, count: s.count)
+    }
+    func raw(_ n: String) throws -> [Int32] {
+        let e = try ref.entry("\(kind).\(n)")
+        let p = try ref.rawPointer("\(kind).\(n)").assumingMemoryBound(to: Int32.self)
+        return Array(UnsafeBufferPointer(start: p, count: e.count))
+    }
+    let ids = try raw("input_ids"), types = try raw("token_type_ids"), lengths = try raw("lengths")
+    let B = lengths.count, S = ids.count / B
+    let encodings = (0..<B).map { b in
+        WordPieceTokenizer.Encoding(inputIds: Array(ids[b * S..<b * S + Int(lengths[b])]), tokenTypeIds: Array(types[b * S..<b * S + Int(lengths[b])]))
+    }
+    let batch = Batch(encodings)
+    XCTAssertEqual(batch.seqLen, S)
+    let labels = try ref.tensor("\(kind).labels").array
+    return (model, batch, numLabels == 1 ? .scores(labels) : .classes(labels.map { Int32($0) }))
 }

@@ -129,40 +129,46 @@ public struct Quantizer {
             let t: Targets = isRegression ? .scores(idx.map { Float(targets[$0]) }) : .classes(idx.map { Int32(targets[$0]) })
             return (Batch(Array(calibration[idx])), t)
         }
-        func gradient() -> Tensor {
-            model.zeroGrad()
-            for (b, t) in batches { model.backward(b, targets: t, seed: nil) }
-            return model.grads
-        }
         var rng = SplitMix64(seed: 7)
         for u in units.indices {
             let slots = units[u].prefixes.map { p in model.slot((p.hasPrefix("bert.") ? p : "bert." + p) + ".weight")! }
-            let n = slots.map(\.count).reduce(0, +)
-            func gather(_ t: Tensor) -> [Float] { slots.flatMap { Array(UnsafeBufferPointer(start: t.data + $0.offset, count: $0.count)) } }
-            func add(_ v: [Float], _ scale: Float) {
-                var i = 0
-                for s in slots { for j in 0..<s.count { model.params[s.offset + j] += scale * v[i]; i += 1 } }
-            }
-            let w = gather(model.params)
+            let w = Self.gather(model.params, slots)
             let eps = 1e-3 * Float(sqrt(w.reduce(0.0) { $0 + Double($1 * $1) }))
-            var v = (0..<n).map { _ in rng.normal() }
+            var v = (0..<w.count).map { _ in rng.normal() }
             var lambda = 0.0
             for it in 0..<options.iterations {
                 let norm = Float(sqrt(v.reduce(0.0) { $0 + Double($1 * $1) }))
                 v = v.map { $0 / norm }
-                add(v, eps); let gp = gather(gradient())
-                add(v, -2 * eps); let gm = gather(gradient())
-                add(v, eps)
-                let hv = zip(gp, gm).map { ($0 - $1) / (2 * eps) }
+                let hv = Self.hessianVectorProduct(model, batches, slots, v, eps: eps)
                 lambda = zip(v, hv).reduce(0.0) { $0 + Double($1.0 * $1.1) }
                 v = hv
                 log("hessian \(units[u].name): iteration \(it + 1)/\(options.iterations), top eigenvalue ≈ \(String(format: "%.4g", lambda))")
             }
             units[u].eigenvalue = lambda
-            // Restore exactly (the ± steps may not cancel bit for bit).
-            var i = 0
-            for s in slots { for j in 0..<s.count { model.params[s.offset + j] = w[i]; i += 1 } }
         }
+    }
+
+    static func gather(_ t: Tensor, _ slots: [BertClassifier.Slot]) -> [Float] {
+        slots.flatMap { Array(UnsafeBufferPointer(start: t.data + $0.offset, count: $0.count)) }
+    }
+
+    /// H·v for the mean loss over `batches` w.r.t. the parameters in `slots` (v laid out as their
+    /// concatenation): central differences of exact gradients, (∇L(w + εv) − ∇L(w − εv)) / 2ε, with
+    /// dropout off. The parameters are restored exactly afterwards.
+    static func hessianVectorProduct(_ model: BertClassifier, _ batches: [(Batch, Targets)], _ slots: [BertClassifier.Slot],
+                                     _ v: [Float], eps: Float) -> [Float] {
+        let w = gather(model.params, slots)
+        func gradient(at scale: Float) -> [Float] {
+            var i = 0
+            for s in slots { for j in 0..<s.count { model.params[s.offset + j] = w[i] + scale * v[i]; i += 1 } }
+            model.zeroGrad()
+            for (b, t) in batches { model.backward(b, targets: t, seed: nil) }
+            return gather(model.grads, slots).map { $0 / Float(batches.count) }
+        }
+        let gp = gradient(at: eps), gm = gradient(at: -eps)
+        var i = 0
+        for s in slots { for j in 0..<s.count { model.params[s.offset + j] = w[i]; i += 1 } }
+        return zip(gp, gm).map { ($0 - $1) / (2 * eps) }
     }
 
     static let candidateBits = [8, 6, 5, 4, 3]
