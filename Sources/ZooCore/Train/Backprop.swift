@@ -7,12 +7,17 @@ public enum Targets {
     case scores([Float])
 }
 
-/// Activations of one forward pass, kept for the backward pass (T = batch·seq tokens), and the
-/// backward pass's gradient buffers: carved out of one arena that is reused from step to step and
-/// grown only when a larger batch arrives (no allocation, no page faults per step).
+/// Activations of one forward pass, kept for the backward pass, and the backward pass's gradient
+/// buffers: carved out of one arena that is reused from step to step and grown only when a larger
+/// batch arrives (no allocation, no page faults per step).
+///
+/// Tokens are packed: the T = Σ lengths real tokens of the batch, sequence after sequence, with no
+/// padding. Pad tokens never influence real ones (their keys are masked, and the loss reads [CLS]),
+/// so the step is the same as on the padded batch, without computing on padding.
 final class Activations {
     typealias Buffer = UnsafeMutablePointer<Float>
-    private(set) var T = 0, B = 0, S = 0
+    private(set) var T = 0, B = 0
+    private(set) var starts: [Int] = [], lengths: [Int] = [], probStarts: [Int] = []
     var embSum: Buffer!, embMean: Buffer!, embRstd: Buffer!
     var xs: [Buffer] = []                     // input of layer l (xs[L] = encoder output)
     var qkv: [Buffer] = [], probs: [Buffer] = [], ctx: [Buffer] = []
@@ -25,11 +30,16 @@ final class Activations {
     var dOPre: Buffer!, dAPre: Buffer!, dH: Buffer!, dQKV: Buffer!, dCtx: Buffer!, dEmb: Buffer!
     private var arena: Tensor?
 
-    func prepare(_ c: BertConfig, B: Int, S: Int, numLabels: Int) {
-        let (H, I, T, L, heads) = (c.hiddenSize, c.intermediateSize, B * S, c.numHiddenLayers, c.numAttentionHeads)
-        (self.T, self.B, self.S) = (T, B, S)
+    func prepare(_ c: BertConfig, lengths: [Int], numLabels: Int) {
+        let (H, I, L, heads) = (c.hiddenSize, c.intermediateSize, c.numHiddenLayers, c.numAttentionHeads)
+        self.lengths = lengths
+        B = lengths.count
+        starts = []; probStarts = []
+        var t = 0, pr = 0
+        for n in lengths { starts.append(t); probStarts.append(pr); t += n; pr += heads * n * n }
+        T = t
         var sizes: [Int] = [T * H, T, T]
-        for _ in 0..<L { sizes += [T * H, T * 3 * H, B * heads * S * S, T * H, T * H, T, T, T * H, T * I, T * I, T * H, T, T] }
+        for _ in 0..<L { sizes += [T * H, T * 3 * H, pr, T * H, T * H, T, T, T * H, T * I, T * I, T * H, T, T] }
         sizes += [T * H, B * H, B * H, B * H, B * H, B * numLabels]
         sizes += [B * numLabels, B * H, B * H, T * H, T * H, T * H, T * H, T * H, T * H, T * I, T * 3 * H, T * H, T * H]
         let padded = sizes.map { ($0 + 15) / 16 * 16 }
@@ -58,29 +68,44 @@ extension BertClassifier {
         return r.next()
     }
 
+    /// The attention-dropout seed of sequence b at one site (each sequence its own masks).
+    func sequenceSeed(_ siteSeed: UInt64, _ b: Int) -> UInt64 { siteSeed ^ (UInt64(b + 1) &* 0xD1B5_4A32_D192_ED03) }
+
     /// Forward pass of a training step (`seed == nil`: no dropout). The activations live in the
     /// model's reused arena, valid until the next call.
     func forward(_ batch: Batch, seed: UInt64?) -> Activations {
         let c = config
         let (B, S, H, I) = (batch.size, batch.seqLen, c.hiddenSize, c.intermediateSize)
         let act = activations
-        act.prepare(c, B: B, S: S, numLabels: numLabels)
+        act.prepare(c, lengths: batch.lengths.map { Int($0) }, numLabels: numLabels)
         let T = act.T
         let P = params.data
         let eps = Float(c.layerNormEps)
         let pHidden = seed == nil ? 0 : Float(c.hiddenDropoutProb), pAttn = seed == nil ? 0 : Float(c.attentionProbsDropoutProb)
         func site(_ i: Int) -> UInt64 { dropoutSeed(seed ?? 0, site: i) }
 
-        for (i, id) in batch.inputIds.enumerated() { (act.embSum + i * H).update(from: P + word + Int(id) * H, count: H) }
-        batch.tokenTypeIds.withUnsafeBufferPointer { zk_embedding_forward(act.embSum, $0.baseAddress, Int32(B), Int32(S), P + position, P + tokenType, Int32(H)) }
+        for b in 0..<B {
+            let (t0, n) = (act.starts[b], act.lengths[b])
+            for i in 0..<n {
+                let row: Int = word + Int(batch.inputIds[b * S + i]) * H
+                (act.embSum + (t0 + i) * H).update(from: P + row, count: H)
+            }
+            batch.tokenTypeIds[(b * S)..<(b * S + n)].withUnsafeBufferPointer {
+                zk_embedding_forward(act.embSum + t0 * H, $0.baseAddress, 1, Int32(n), P + position, P + tokenType, Int32(H))
+            }
+        }
         zk_layernorm_forward(act.xs[0], act.embMean, act.embRstd, act.embSum, P + embG, P + embB, Int32(T), Int32(H), eps)
         zk_dropout_forward(act.xs[0], T * H, pHidden, site(0))
-        batch.lengths.withUnsafeBufferPointer { lengths in
+        do {
             for (l, w) in layers.enumerated() {
                 let x = act.xs[l]
                 zk_linear_forward(act.qkv[l], x, P + w.qkvW, P + w.qkvB, Int32(T), Int32(3 * H), Int32(H))
-                zk_attention_train_forward(act.ctx[l], act.probs[l], act.qkv[l], lengths.baseAddress, Int32(B), Int32(S),
-                                           Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, site(10 * l + 1))
+                for b in 0..<B {   // attention per sequence: its own tokens are its keys
+                    let (t0, n) = (act.starts[b], act.lengths[b])
+                    var len = Int32(n)
+                    zk_attention_train_forward(act.ctx[l] + t0 * H, act.probs[l] + act.probStarts[b], act.qkv[l] + t0 * 3 * H, &len, 1, Int32(n),
+                                               Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, sequenceSeed(site(10 * l + 1), b))
+                }
                 zk_linear_forward(act.aPre[l], act.ctx[l], P + w.outW, P + w.outB, Int32(T), Int32(H), Int32(H))
                 zk_dropout_forward(act.aPre[l], T * H, pHidden, site(10 * l + 2))
                 zk_residual_forward(act.aPre[l], act.aPre[l], x, T * H)
@@ -95,7 +120,7 @@ extension BertClassifier {
         }
         // Pooler on [CLS], dropout, classifier.
         let out = act.xs[layers.count]
-        for b in 0..<B { (act.cls + b * H).update(from: out + b * S * H, count: H) }
+        for b in 0..<B { (act.cls + b * H).update(from: out + act.starts[b] * H, count: H) }
         zk_linear_forward(act.pooledPre, act.cls, P + poolW, P + poolB, Int32(B), Int32(H), Int32(H))
         for i in 0..<B * H { act.pooled[i] = tanhf(act.pooledPre[i]) }
         act.dropped.update(from: act.pooled, count: B * H)
@@ -138,9 +163,9 @@ extension BertClassifier {
         // Encoder, last layer first. dx: gradient of the current layer's output.
         var (dx, dxPrev) = (act.dx!, act.dxPrev!)
         dx.update(repeating: 0, count: T * H)
-        for b in 0..<B { (dx + b * S * H).update(from: dcls + b * H, count: H) }
+        for b in 0..<B { (dx + act.starts[b] * H).update(from: dcls + b * H, count: H) }
         let (dA, dTmpH, dH, dQKV, dCtx, dOPre, dAPre) = (act.dA!, act.dTmpH!, act.dH!, act.dQKV!, act.dCtx!, act.dOPre!, act.dAPre!)
-        batch.lengths.withUnsafeBufferPointer { lengths in
+        do {
             for l in layers.indices.reversed() {
                 let w = layers[l]
                 // x_{l+1} = LN2(dropout(h·Wd + bd) + a)
@@ -156,8 +181,12 @@ extension BertClassifier {
                 dxPrev.update(from: dAPre, count: T * H)                              // residual into x_l
                 zk_dropout_backward(dAPre, T * H, pHidden, site(10 * l + 2))
                 zk_linear_backward(dCtx, G + w.outW, G + w.outB, dAPre, act.ctx[l], P + w.outW, Int32(T), Int32(H), Int32(H))
-                zk_attention_backward(dQKV, dCtx, act.qkv[l], act.probs[l], lengths.baseAddress, Int32(B), Int32(S),
-                                      Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, site(10 * l + 1))
+                for b in 0..<B {
+                    let (t0, n) = (act.starts[b], act.lengths[b])
+                    var len = Int32(n)
+                    zk_attention_backward(dQKV + t0 * 3 * H, dCtx + t0 * H, act.qkv[l] + t0 * 3 * H, act.probs[l] + act.probStarts[b], &len, 1, Int32(n),
+                                          Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, sequenceSeed(site(10 * l + 1), b))
+                }
                 zk_linear_backward(dTmpH, G + w.qkvW, G + w.qkvB, dQKV, act.xs[l], P + w.qkvW, Int32(T), Int32(3 * H), Int32(H))
                 zk_residual_forward(dxPrev, dxPrev, dTmpH, T * H)
                 swap(&dx, &dxPrev)
@@ -167,9 +196,12 @@ extension BertClassifier {
         zk_dropout_backward(dx, T * H, pHidden, site(0))
         let dEmb = act.dEmb!
         zk_layernorm_backward(dEmb, G + embG, G + embB, dx, act.embSum, P + embG, act.embMean, act.embRstd, Int32(T), Int32(H))
-        batch.inputIds.withUnsafeBufferPointer { ids in
-            batch.tokenTypeIds.withUnsafeBufferPointer { types in
-                zk_embedding_backward(G + word, G + position, G + tokenType, dEmb, ids.baseAddress, types.baseAddress, Int32(B), Int32(S), Int32(H))
+        for b in 0..<B {
+            let (t0, n) = (act.starts[b], act.lengths[b])
+            batch.inputIds[(b * S)..<(b * S + n)].withUnsafeBufferPointer { ids in
+                batch.tokenTypeIds[(b * S)..<(b * S + n)].withUnsafeBufferPointer { types in
+                    zk_embedding_backward(G + word, G + position, G + tokenType, dEmb + t0 * H, ids.baseAddress, types.baseAddress, 1, Int32(n), Int32(H))
+                }
             }
         }
         return loss
