@@ -106,7 +106,7 @@ final class QuantTests: XCTestCase {
             XCTAssertEqual(wt.bytes.count, N * (bits == 8 ? K : (K * bits + 7) / 8))
             let url = try tempDir().appendingPathComponent("q.safetensors")
             try SafeTensors.write([("x.weight", wt), ("x.weight_scale", st)], to: url)
-            let back = try QuantizedFormat.read(try SafeTensors(url: url), prefix: "x", shape: [N, K], bits: bits)
+            let back = try QuantizedFormat.read(try SafeTensors(url: url), prefix: "x", shape: [N, K], bits: bits, group: 3)
             XCTAssertEqual(back.q, q, "\(bits) bits")
             XCTAssertEqual(back.rowScale, s)
         }
@@ -202,5 +202,37 @@ final class QuantTests: XCTestCase {
         r = try zoo(["eval", "qbert-int8", "--task", "rte", "--weights", out.path, "--data", glue.path])
         XCTAssertEqual(r.code, 1)
         XCTAssert(r.stderr.contains("qbert-mixed"), r.stderr)
+    }
+
+    /// Bad input: a damaged quantized checkpoint, an unknown method, quantizing twice, an impossible
+    /// budget — one line naming the problem, a non-zero exit, no output directory.
+    func testQuantizeAndLoadErrors() throws {
+        let base = try Tiny.checkpoint()
+        let q = try tempDir().appendingPathComponent("q")
+        XCTAssertEqual(try zoo(["quantize", "--weights", base.path, "--method", "int8", "--out", q.path]).code, 0)
+
+        // weight_scale of the wrong shape
+        let st = try SafeTensors(url: q.appendingPathComponent("model.safetensors"))
+        var tensors: [(String, RawTensor)] = []
+        for (name, e) in st.entries.sorted(by: { $0.key < $1.key }) {
+            tensors.append(name == "encoder.layer.0.output.dense.weight_scale"
+                ? (name, RawTensor(Tensor(shape: [3], values: [1, 1, 1]))) : (name, try st.raw(name, dtype: e.dtype, shape: e.shape)))
+        }
+        let bad = try tempDir()
+        for f in ["config.json", "vocab.txt"] { try FileManager.default.copyItem(at: q.appendingPathComponent(f), to: bad.appendingPathComponent(f)) }
+        try SafeTensors.write(tensors, to: bad.appendingPathComponent("model.safetensors"))
+        var r = try zoo(["embed", "qbert-int8", "--weights", bad.path], stdin: Data("hello world\n".utf8))
+        XCTAssertEqual(r.code, 1)
+        XCTAssert(r.stderr.contains("model.safetensors") && r.stderr.contains("encoder.layer.0.output.dense.weight_scale"), r.stderr)
+        XCTAssertEqual(r.stdout.count, 0)
+
+        let out = try tempDir().appendingPathComponent("never")
+        r = try zoo(["quantize", "--weights", base.path, "--method", "int4", "--out", out.path])
+        XCTAssertEqual(r.code, 2)
+        XCTAssert(r.stderr.contains("--method takes int8 or mixed"), r.stderr)
+        r = try zoo(["quantize", "--weights", q.path, "--method", "int8", "--out", out.path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssert(r.stderr.contains("already quantized"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
     }
 }

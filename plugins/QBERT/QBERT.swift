@@ -138,7 +138,7 @@ struct QuantReader: EncoderWeightReader {
         if st.entries[prefix + ".weight_scale"] == nil {
             return quantizeWeight(try st.tensor(prefix + ".weight", shape: shape), bits: spec.bits(prefix), group: 1)
         }
-        return try QuantizedFormat.read(st, prefix: prefix, shape: shape, bits: spec.bits(prefix))
+        return try QuantizedFormat.read(st, prefix: prefix, shape: shape, bits: spec.bits(prefix), group: QuantizedFormat.group(prefix, spec.groupSize))
     }
 
     func linear(_ prefixes: [String], outFeatures: [Int], inFeatures: Int) throws -> QLinear {

@@ -8,6 +8,10 @@ import ZooCore
 /// - `<p>.weight_scale` F32 [G]: one scale per group of ⌈N/G⌉ rows (value = q · scale).
 /// Biases, LayerNorm and the classification head (pooler, classifier) stay float32.
 public enum QuantizedFormat {
+    /// Rows per scale of a tensor: embedding tables always take one scale per row (a row is what a
+    /// token reads), Linear weights the checkpoint's group size.
+    static func group(_ prefix: String, _ groupSize: Int) -> Int { prefix.hasSuffix("_embeddings") ? 1 : groupSize }
+
     static func packedWidth(_ K: Int, bits: Int) -> Int { (K * bits + 7) / 8 }
 
     static func write(q: [Int8], rowScale: [Float], N: Int, K: Int, bits: Int, group: Int) -> (weight: RawTensor, scale: RawTensor) {
@@ -28,16 +32,16 @@ public enum QuantizedFormat {
         return (RawTensor(dtype: .U8, shape: [N, W], bytes: Data(out)), scale)
     }
 
-    /// int8 values [N·K] and per-row scales [N] of `<prefix>.weight`, stored with `bits` bits.
-    static func read(_ st: SafeTensors, prefix: String, shape: [Int], bits: Int) throws -> (q: [Int8], rowScale: [Float]) {
+    /// int8 values [N·K] and per-row scales [N] of `<prefix>.weight`, stored with `bits` bits and one
+    /// scale per `group` rows.
+    static func read(_ st: SafeTensors, prefix: String, shape: [Int], bits: Int, group: Int) throws -> (q: [Int8], rowScale: [Float]) {
         let (N, K) = (shape[0], shape[1])
         guard (2...8).contains(bits) else { throw ZooError.badFile(path: st.path, problem: "'\(prefix)': \(bits) bits per weight is outside 2...8") }
+        let groups = (N + group - 1) / group
         let se = try st.entry(prefix + ".weight_scale")
-        guard se.dtype == .F32, se.shape.count == 1, let groups = se.shape.first, groups > 0, groups <= N,
-              (N + (N + groups - 1) / groups - 1) / ((N + groups - 1) / groups) == groups else {
-            throw ZooError.badFile(path: st.path, problem: "'\(prefix).weight_scale' is \(se.dtype.rawValue) \(se.shape); expected F32 [G] with G groups of rows of \(N)")
+        guard se.dtype == .F32, se.shape == [groups] else {
+            throw ZooError.badFile(path: st.path, problem: "'\(prefix).weight_scale' is \(se.dtype.rawValue) \(se.shape); expected F32 [\(groups)] (one scale per \(group) of \(N) rows)")
         }
-        let group = (N + groups - 1) / groups
         let scales = try st.tensor(prefix + ".weight_scale").array
         let rowScale = (0..<N).map { scales[$0 / group] }
         if bits == 8 {
@@ -110,8 +114,7 @@ public struct Quantizer {
         return try ckpt.tensors.tensor(prefix + ".weight")
     }
 
-    /// Embedding tables always take one scale per row (a row is what a token reads).
-    func group(_ prefix: String) -> Int { prefix.hasSuffix("_embeddings") ? 1 : options.group }
+    func group(_ prefix: String) -> Int { QuantizedFormat.group(prefix, options.group) }
 
     /// Top (largest-magnitude) Hessian eigenvalue of the task loss for each unit's weights, by power
     /// iteration on Hessian-vector products. Hv = (∇L(w + εv) − ∇L(w − εv)) / 2ε over the calibration batches
@@ -205,7 +208,9 @@ public struct Quantizer {
                 let ratio = (cost[u][b]! - cost[u][units[u].bits]!) / (size[u][units[u].bits]! - size[u][b]!)
                 if best == nil || ratio < best!.ratio { best = (u, b, ratio) }
             }
-            guard let best else { throw ZooError.usage("--budget-bits \(options.budgetBits) is below what 2-bit weights reach") }
+            guard let best else {
+                throw ZooError.usage("--budget-bits \(options.budgetBits) is below what \(Self.candidateBits.last!)-bit weights reach (\(String(format: "%.2f", used() / total)) bits per weight with scales)")
+            }
             units[best.u].bits = best.b
         }
         for u in units { log("bits \(u.name): \(u.bits) (λ_max \(String(format: "%.4g", u.eigenvalue)))") }
