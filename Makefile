@@ -1,7 +1,8 @@
 # zoo — every set-up step a fresh machine needs, in order. `make test` and `make eval` do all of it.
 #   make test    system packages, Python tools venv, build, weights, HF reference dumps, swift test
 #   make eval    system packages, release build, weights, zero-shot STS-B with the dense BERT
-#   make bench   the side-by-side speed table against ONNX Runtime (bench/ort_vs_zoo.py)
+#   make bench   the side-by-side speed tables: fp32 against ONNX Runtime (bench/ort_vs_zoo.py), then
+#                qbert-int8 against zoo's fp32 bert and ORT dynamic int8 (bench/qbert_vs_ort.py)
 SHELL := /bin/bash
 export ZOO_CACHE ?= $(HOME)/.cache/zoo
 # GLUE: $ZOO_GLUE_DIR if set, else ../shared/glue when present, else ./data/glue (`zoo data fetch`).
@@ -22,6 +23,7 @@ eval: system-packages release
 
 bench: setup release weights
 	$(PY) bench/ort_vs_zoo.py --zoo .build/release/zoo
+	$(PY) bench/qbert_vs_ort.py --zoo .build/release/zoo
 
 setup: system-packages venv
 
