@@ -15,7 +15,7 @@ struct QuantizeCommand: Command {
       mixed: Q-BERT's method: the top Hessian eigenvalue of the task loss for each encoder layer and
              for the embeddings (power iteration on Hessian-vector products over --calib-examples
              training examples of --calib-task, default 64 and the task the checkpoint was fine-tuned
-             on), then bit widths 2-8 per unit, lowest predicted loss first, until the mean bits per
+             on), then bit widths 3-8 per unit, lowest predicted loss first, until the mean bits per
              weight (scales included) is at most --budget-bits (default 5.0, ~1/6 of fp32 bytes).
       --group G: rows sharing one weight scale (default 1 = per output channel; 64 = per head for Q/K/V).
       Prints the parameter count, bytes on disk and bits per weight of the result.

@@ -19,7 +19,7 @@ public let variants: [Variant] = [
             return QBertEncoder(randomWith: g.config, seed: seed) { w, b in QLinear(weight: w, bits: 8, group: 1, bias: b) }
         }
     },
-    Variant(name: "qbert-mixed", summary: "Q-BERT mixed precision: 2-8-bit weights per layer from Hessian sensitivity, group-wise scales, int8 compute (zoo quantize --method mixed)") { source in
+    Variant(name: "qbert-mixed", summary: "Q-BERT mixed precision: 3-8-bit weights per layer from Hessian sensitivity, group-wise scales, int8 compute (zoo quantize --method mixed)") { source in
         switch source {
         case .checkpoint(let ckpt):
             guard let q = try QuantSpec.load(ckpt), q.method == "mixed" else {
