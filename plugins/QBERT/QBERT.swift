@@ -73,7 +73,7 @@ final class QScratch {
     private(set) var bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: 1), scales = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private var rows = 0, width = 0
     func reserve(rows m: Int, width k: Int) {
-        guard m * k > rows * width || m > rows else { return }
+        guard m > rows || k > width else { return }
         bytes.deallocate(); scales.deallocate()
         (rows, width) = (max(m, rows), max(k, width))
         bytes = .allocate(capacity: rows * width)
