@@ -11,38 +11,7 @@ after every epoch with the official definitions (sklearn / scipy). Prints and wr
 """
 import argparse, json, math, os, random, sys, time
 
-TASKS = {  # name: (folder, text columns, label column, labels or None, metrics, header)
-    "cola": ("CoLA", [3], 1, ["0", "1"], ["matthews"], False),
-    "sst2": ("SST-2", ["sentence"], "label", ["0", "1"], ["accuracy"], True),
-    "mrpc": ("MRPC", ["#1 String", "#2 String"], "Quality", ["0", "1"], ["f1", "accuracy"], True),
-    "stsb": ("STS-B", ["sentence1", "sentence2"], -1, None, ["pearson", "spearman"], True),
-    "rte": ("RTE", ["sentence1", "sentence2"], "label", ["entailment", "not_entailment"], ["accuracy"], True),
-    "wnli": ("WNLI", ["sentence1", "sentence2"], "label", ["0", "1"], ["accuracy"], True),
-}
-
-
-def read(glue, task, split):
-    folder, texts, label, labels, _, header = TASKS[task]
-    with open(os.path.join(glue, folder, f"{split}.tsv"), encoding="utf-8-sig") as f:
-        rows = [l.rstrip("\n").rstrip("\r").split("\t") for l in f.read().split("\n") if l]
-    names = rows[0] if header else None
-    rows = rows[1:] if header else rows
-    col = lambda c: c if isinstance(c, int) else names.index(c)
-    xs = [[r[col(c)] for c in texts] for r in rows]
-    ys = [float(r[col(label)]) if labels is None else labels.index(r[col(label)]) for r in rows]
-    return xs, ys
-
-
-def metrics(task, preds, gold):
-    from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-    out = {}
-    for m in TASKS[task][4]:
-        out[m] = 100 * float({"accuracy": lambda: accuracy_score(gold, preds), "f1": lambda: f1_score(gold, preds),
-                              "matthews": lambda: matthews_corrcoef(gold, preds), "pearson": lambda: pearsonr(preds, gold)[0],
-                              "spearman": lambda: spearmanr(preds, gold)[0]}[m]())
-    return out
-
+from glue_tasks import TASKS, metrics, read
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,8 +38,8 @@ def main():
     torch.set_num_threads(a.threads)
     random.seed(a.seed)
     torch.manual_seed(a.seed)
-    regression = TASKS[a.task][3] is None
-    num_labels = 1 if regression else len(TASKS[a.task][3])
+    regression = TASKS[a.task].labels is None
+    num_labels = 1 if regression else len(TASKS[a.task].labels)
     tok = BertTokenizer(os.path.join(a.base, "vocab.txt"), do_lower_case=True)
     model = BertForSequenceClassification.from_pretrained(a.base, num_labels=num_labels, attn_implementation="eager")
     enc = lambda xs: [tok(*x, truncation=True, max_length=a.max_len) for x in xs]

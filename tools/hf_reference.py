@@ -14,6 +14,9 @@ Pinned versions: tools/requirements.txt (transformers 4.x: its BertTokenizer is 
 """
 import argparse, json, os, random, sys
 
+import glue_tasks
+from glue_tasks import TASKS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "Tests", "ZooTests", "Fixtures")
 
@@ -120,13 +123,8 @@ def cmd_encoder(a):
 
 
 def read_stsb_dev(glue):
-    rows = []
-    with open(os.path.join(glue, "STS-B", "dev.tsv"), encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        for line in f:
-            c = line.rstrip("\n").split("\t")
-            rows.append((c[header.index("sentence1")], c[header.index("sentence2")], float(c[-1])))
-    return rows
+    xs, ys = glue_tasks.read(glue, "stsb", "dev")
+    return [(a, b, y) for (a, b), y in zip(xs, ys)]
 
 
 def cmd_stsb(a):
@@ -154,52 +152,28 @@ def cmd_stsb(a):
     print(f"stsb: {res}", file=sys.stderr)
 
 
-TASKS = {  # zoo name: (folder, dev file, label column, labels or None for regression, metrics, has header)
-    "cola": ("CoLA", "dev.tsv", 1, ["0", "1"], ["matthews"], False),
-    "sst2": ("SST-2", "dev.tsv", -1, ["0", "1"], ["accuracy"], True),
-    "mrpc": ("MRPC", "dev.tsv", 0, ["0", "1"], ["f1", "accuracy"], True),
-    "stsb": ("STS-B", "dev.tsv", -1, None, ["pearson", "spearman"], True),
-    "mnli-m": ("MNLI", "dev_matched.tsv", -1, ["entailment", "neutral", "contradiction"], ["accuracy"], True),
-    "mnli-mm": ("MNLI", "dev_mismatched.tsv", -1, ["entailment", "neutral", "contradiction"], ["accuracy"], True),
-    "qnli": ("QNLI", "dev.tsv", -1, ["entailment", "not_entailment"], ["accuracy"], True),
-    "rte": ("RTE", "dev.tsv", -1, ["entailment", "not_entailment"], ["accuracy"], True),
-    "wnli": ("WNLI", "dev.tsv", -1, ["0", "1"], ["accuracy"], True),
-}
-
-
 def cmd_metrics(a):
     """For each task with dev labels here: a random predictions file in leaderboard format and the
     official metrics of it computed by sklearn / scipy."""
-    from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
     rng = random.Random(7)
     out_dir = os.path.join(a.out, "metrics")
     os.makedirs(out_dir, exist_ok=True)
     expected = {}
-    for name, (folder, fname, col, labels, metrics, header) in TASKS.items():
-        path = os.path.join(a.glue, folder, fname)
-        if not os.path.exists(path):
+    for name, task in TASKS.items():
+        if not os.path.exists(glue_tasks.path(a.glue, name, "dev")):
             continue
-        with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        gold = [l.split("\t")[col] for l in (lines[1:] if header else lines)]
+        _, y = glue_tasks.read(a.glue, name, "dev")
+        labels = task.labels
         if labels is None:
-            y = [float(g) for g in gold]
             # noisy but correlated scores, with ties, rounded like a submission (3 decimals)
             p = [round(min(5, max(0, v + rng.gauss(0, 1.2))) * 2) / 2 for v in y]
             text = [f"{v:.3f}" for v in p]
-            vals = {"pearson": pearsonr(p, y)[0], "spearman": spearmanr(p, y)[0]}
         else:
-            y = [labels.index(g) for g in gold]
             p = [v if rng.random() < 0.7 else rng.randrange(len(labels)) for v in y]
             text = [labels[v] for v in p]
-            vals = {"accuracy": accuracy_score(y, p), "f1": f1_score(y, p, pos_label=1) if len(labels) == 2 else None,
-                    "matthews": matthews_corrcoef(y, p)}
         with open(os.path.join(out_dir, f"{name}.tsv"), "w") as f:
             f.write("index\tprediction\n" + "".join(f"{i}\t{t}\n" for i, t in enumerate(text)))
-        m = {k: 100 * float(vals[k]) for k in metrics}
+        m = glue_tasks.metrics(name, p, y)
         expected[name] = {"metrics": m, "score": sum(m.values()) / len(m), "examples": len(y)}
     with open(os.path.join(out_dir, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
