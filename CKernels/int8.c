@@ -57,19 +57,21 @@ void zk_qpack_weight(int8_t *packed, int32_t *colsum, const int8_t *W, int N, in
     }
 }
 
+// x rounded half to even and clamped to ±qmax: the one rounding rule of activations and weights.
+static inline float qround(float x, float qmax) {
+    const float v = nearbyintf(x);
+    return v > qmax ? qmax : v < -qmax ? -qmax : v;
+}
+
 // ---- activation quantization ------------------------------------------------------------------
-// Both copies round half to even (cvtps2dq under the default MXCSR, nearbyintf in C) and clamp to
+// Both copies round half to even (cvtps2dq under the default MXCSR, qround in C) and clamp to
 // ±127, so they write the same bytes.
 static void quantize_row_generic(uint8_t *q, float *scale, const float *x, int K, int K4) {
     float m = 0;
     for (int k = 0; k < K; k++) { const float a = fabsf(x[k]); m = a > m ? a : m; }
     const float inv = m > 0 ? 127.0f / m : 0.0f;
     *scale = m / 127.0f;
-    for (int k = 0; k < K; k++) {
-        float v = nearbyintf(x[k] * inv);
-        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-        q[k] = (uint8_t)((int)v + 128);
-    }
+    for (int k = 0; k < K; k++) q[k] = (uint8_t)((int)qround(x[k] * inv, 127.0f) + 128);
     for (int k = K; k < K4; k++) q[k] = 128;   // zero after the shift
 }
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
@@ -88,11 +90,7 @@ static void quantize_row_avx512(uint8_t *q, float *scale, const float *x, int K,
         v = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo), hi), shift);
         _mm_storeu_si128((__m128i *)(q + k), _mm512_cvtepi32_epi8(v));
     }
-    for (; k < K; k++) {
-        float v = nearbyintf(x[k] * inv);
-        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-        q[k] = (uint8_t)((int)v + 128);
-    }
+    for (; k < K; k++) q[k] = (uint8_t)((int)qround(x[k] * inv, 127.0f) + 128);
     for (; k < K4; k++) q[k] = 128;
 }
 
@@ -208,12 +206,13 @@ static void qgemm(const qsink *s, const uint8_t *A, const int8_t *packed, const 
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const int nth = omp_get_num_threads(), t = omp_get_thread_num();
+        int lo, hi;
         if (M >= QK_MC * nth) {
-            const int lo = (int)((long)M * t / nth) / QK_MR * QK_MR;
-            const int hi = t == nth - 1 ? M : (int)((long)M * (t + 1) / nth) / QK_MR * QK_MR;
+            slice(M, t, nth, QK_MR, &lo, &hi);
             qgemm_block(s, A, packed, colsum, N, K4, lo, hi, 0, panels);
         } else {
-            qgemm_block(s, A, packed, colsum, N, K4, 0, M, panels * t / nth, panels * (t + 1) / nth);
+            slice(panels, t, nth, 1, &lo, &hi);
+            qgemm_block(s, A, packed, colsum, N, K4, 0, M, lo, hi);
         }
     }
 }
@@ -250,18 +249,12 @@ void zk_quantize_weight(int8_t *q, float *scale, const float *W, int N, int K, i
             const float s = m * (1.0f - 0.025f * st) / qmax;
             double err = 0;
             for (size_t i = 0; i < cnt; i++) {
-                float v = nearbyintf(w[i] / s);
-                v = v > qmax ? qmax : v < -qmax ? -qmax : v;
-                const double d = w[i] - v * s;
+                const double d = w[i] - qround(w[i] / s, qmax) * s;
                 err += d * d;
             }
             if (err < bestErr) { bestErr = err; best = s; }
         }
         for (int n = n0; n < n1; n++) scale[n] = best;
-        for (size_t i = 0; i < cnt; i++) {
-            float v = best > 0 ? nearbyintf(w[i] / best) : 0;
-            v = v > qmax ? qmax : v < -qmax ? -qmax : v;
-            q[(size_t)n0 * K + i] = (int8_t)v;
-        }
+        for (size_t i = 0; i < cnt; i++) q[(size_t)n0 * K + i] = (int8_t)(best > 0 ? qround(w[i] / best, qmax) : 0);
     }
 }

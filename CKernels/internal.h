@@ -3,4 +3,10 @@
 #define ZOO_CKERNELS_INTERNAL_H
 // x = gelu(x) over n floats, with the row kernels chosen at run time (AVX-512 or generic).
 void zk__gelu_row(float *x, int n);
+
+// Part p of `parts` of [0, n): boundaries rounded down to multiples of `align`, the last part to n.
+static inline void slice(int n, int p, int parts, int align, int *lo, int *hi) {
+    *lo = (int)((long)n * p / parts) / align * align;
+    *hi = p == parts - 1 ? n : (int)((long)n * (p + 1) / parts) / align * align;
+}
 #endif

@@ -25,12 +25,6 @@ int zk_get_threads(void) { return g_threads; }
 void zk_configure_allocator(void) { mallopt(M_MMAP_THRESHOLD, 1 << 20); }
 const char *zk_blas_corename(void) { return openblas_get_corename(); }
 
-// Part p of `parts` of [0, n): boundaries rounded down to multiples of `align`, the last part to n.
-static inline void slice(int n, int p, int parts, int align, int *lo, int *hi) {
-    *lo = (int)((long)n * p / parts) / align * align;
-    *hi = p == parts - 1 ? n : (int)((long)n * (p + 1) / parts) / align * align;
-}
-
 int zk_cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

@@ -96,27 +96,25 @@ extension BertClassifier {
         }
         zk_layernorm_forward(act.xs[0], act.embMean, act.embRstd, act.embSum, P + embG, P + embB, Int32(T), Int32(H), eps)
         zk_dropout_forward(act.xs[0], T * H, pHidden, site(0))
-        do {
-            for (l, w) in layers.enumerated() {
-                let x = act.xs[l]
-                zk_linear_forward(act.qkv[l], x, P + w.qkvW, P + w.qkvB, Int32(T), Int32(3 * H), Int32(H))
-                for b in 0..<B {   // attention per sequence: its own tokens are its keys
-                    let (t0, n) = (act.starts[b], act.lengths[b])
-                    var len = Int32(n)
-                    zk_attention_train_forward(act.ctx[l] + t0 * H, act.probs[l] + act.probStarts[b], act.qkv[l] + t0 * 3 * H, &len, 1, Int32(n),
-                                               Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, sequenceSeed(site(10 * l + 1), b))
-                }
-                zk_linear_forward(act.aPre[l], act.ctx[l], P + w.outW, P + w.outB, Int32(T), Int32(H), Int32(H))
-                zk_dropout_forward(act.aPre[l], T * H, pHidden, site(10 * l + 2))
-                zk_residual_forward(act.aPre[l], act.aPre[l], x, T * H)
-                zk_layernorm_forward(act.a[l], act.mean1[l], act.rstd1[l], act.aPre[l], P + w.ln1G, P + w.ln1B, Int32(T), Int32(H), eps)
-                zk_linear_forward(act.hPre[l], act.a[l], P + w.upW, P + w.upB, Int32(T), Int32(I), Int32(H))
-                zk_gelu_forward(act.h[l], act.hPre[l], T * I)
-                zk_linear_forward(act.oPre[l], act.h[l], P + w.downW, P + w.downB, Int32(T), Int32(H), Int32(I))
-                zk_dropout_forward(act.oPre[l], T * H, pHidden, site(10 * l + 3))
-                zk_residual_forward(act.oPre[l], act.oPre[l], act.a[l], T * H)
-                zk_layernorm_forward(act.xs[l + 1], act.mean2[l], act.rstd2[l], act.oPre[l], P + w.ln2G, P + w.ln2B, Int32(T), Int32(H), eps)
+        for (l, w) in layers.enumerated() {
+            let x = act.xs[l]
+            zk_linear_forward(act.qkv[l], x, P + w.qkvW, P + w.qkvB, Int32(T), Int32(3 * H), Int32(H))
+            for b in 0..<B {   // attention per sequence: its own tokens are its keys
+                let (t0, n) = (act.starts[b], act.lengths[b])
+                var len = Int32(n)
+                zk_attention_train_forward(act.ctx[l] + t0 * H, act.probs[l] + act.probStarts[b], act.qkv[l] + t0 * 3 * H, &len, 1, Int32(n),
+                                           Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, sequenceSeed(site(10 * l + 1), b))
             }
+            zk_linear_forward(act.aPre[l], act.ctx[l], P + w.outW, P + w.outB, Int32(T), Int32(H), Int32(H))
+            zk_dropout_forward(act.aPre[l], T * H, pHidden, site(10 * l + 2))
+            zk_residual_forward(act.aPre[l], act.aPre[l], x, T * H)
+            zk_layernorm_forward(act.a[l], act.mean1[l], act.rstd1[l], act.aPre[l], P + w.ln1G, P + w.ln1B, Int32(T), Int32(H), eps)
+            zk_linear_forward(act.hPre[l], act.a[l], P + w.upW, P + w.upB, Int32(T), Int32(I), Int32(H))
+            zk_gelu_forward(act.h[l], act.hPre[l], T * I)
+            zk_linear_forward(act.oPre[l], act.h[l], P + w.downW, P + w.downB, Int32(T), Int32(H), Int32(I))
+            zk_dropout_forward(act.oPre[l], T * H, pHidden, site(10 * l + 3))
+            zk_residual_forward(act.oPre[l], act.oPre[l], act.a[l], T * H)
+            zk_layernorm_forward(act.xs[l + 1], act.mean2[l], act.rstd2[l], act.oPre[l], P + w.ln2G, P + w.ln2B, Int32(T), Int32(H), eps)
         }
         // Pooler on [CLS], dropout, classifier.
         let out = act.xs[layers.count]
@@ -165,32 +163,30 @@ extension BertClassifier {
         dx.update(repeating: 0, count: T * H)
         for b in 0..<B { (dx + act.starts[b] * H).update(from: dcls + b * H, count: H) }
         let (dA, dTmpH, dH, dQKV, dCtx, dOPre, dAPre) = (act.dA!, act.dTmpH!, act.dH!, act.dQKV!, act.dCtx!, act.dOPre!, act.dAPre!)
-        do {
-            for l in layers.indices.reversed() {
-                let w = layers[l]
-                // x_{l+1} = LN2(dropout(h·Wd + bd) + a)
-                zk_layernorm_backward(dOPre, G + w.ln2G, G + w.ln2B, dx, act.oPre[l], P + w.ln2G, act.mean2[l], act.rstd2[l], Int32(T), Int32(H))
-                dA.update(from: dOPre, count: T * H)                                  // residual into a
-                zk_dropout_backward(dOPre, T * H, pHidden, site(10 * l + 3))
-                zk_linear_backward(dH, G + w.downW, G + w.downB, dOPre, act.h[l], P + w.downW, Int32(T), Int32(H), Int32(I))
-                zk_gelu_backward(dH, act.hPre[l], dH, T * I)
-                zk_linear_backward(dTmpH, G + w.upW, G + w.upB, dH, act.a[l], P + w.upW, Int32(T), Int32(I), Int32(H))
-                zk_residual_forward(dA, dA, dTmpH, T * H)
-                // a = LN1(dropout(ctx·Wo + bo) + x_l)
-                zk_layernorm_backward(dAPre, G + w.ln1G, G + w.ln1B, dA, act.aPre[l], P + w.ln1G, act.mean1[l], act.rstd1[l], Int32(T), Int32(H))
-                dxPrev.update(from: dAPre, count: T * H)                              // residual into x_l
-                zk_dropout_backward(dAPre, T * H, pHidden, site(10 * l + 2))
-                zk_linear_backward(dCtx, G + w.outW, G + w.outB, dAPre, act.ctx[l], P + w.outW, Int32(T), Int32(H), Int32(H))
-                for b in 0..<B {
-                    let (t0, n) = (act.starts[b], act.lengths[b])
-                    var len = Int32(n)
-                    zk_attention_backward(dQKV + t0 * 3 * H, dCtx + t0 * H, act.qkv[l] + t0 * 3 * H, act.probs[l] + act.probStarts[b], &len, 1, Int32(n),
-                                          Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, sequenceSeed(site(10 * l + 1), b))
-                }
-                zk_linear_backward(dTmpH, G + w.qkvW, G + w.qkvB, dQKV, act.xs[l], P + w.qkvW, Int32(T), Int32(3 * H), Int32(H))
-                zk_residual_forward(dxPrev, dxPrev, dTmpH, T * H)
-                swap(&dx, &dxPrev)
+        for l in layers.indices.reversed() {
+            let w = layers[l]
+            // x_{l+1} = LN2(dropout(h·Wd + bd) + a)
+            zk_layernorm_backward(dOPre, G + w.ln2G, G + w.ln2B, dx, act.oPre[l], P + w.ln2G, act.mean2[l], act.rstd2[l], Int32(T), Int32(H))
+            dA.update(from: dOPre, count: T * H)                                  // residual into a
+            zk_dropout_backward(dOPre, T * H, pHidden, site(10 * l + 3))
+            zk_linear_backward(dH, G + w.downW, G + w.downB, dOPre, act.h[l], P + w.downW, Int32(T), Int32(H), Int32(I))
+            zk_gelu_backward(dH, act.hPre[l], dH, T * I)
+            zk_linear_backward(dTmpH, G + w.upW, G + w.upB, dH, act.a[l], P + w.upW, Int32(T), Int32(I), Int32(H))
+            zk_residual_forward(dA, dA, dTmpH, T * H)
+            // a = LN1(dropout(ctx·Wo + bo) + x_l)
+            zk_layernorm_backward(dAPre, G + w.ln1G, G + w.ln1B, dA, act.aPre[l], P + w.ln1G, act.mean1[l], act.rstd1[l], Int32(T), Int32(H))
+            dxPrev.update(from: dAPre, count: T * H)                              // residual into x_l
+            zk_dropout_backward(dAPre, T * H, pHidden, site(10 * l + 2))
+            zk_linear_backward(dCtx, G + w.outW, G + w.outB, dAPre, act.ctx[l], P + w.outW, Int32(T), Int32(H), Int32(H))
+            for b in 0..<B {
+                let (t0, n) = (act.starts[b], act.lengths[b])
+                var len = Int32(n)
+                zk_attention_backward(dQKV + t0 * 3 * H, dCtx + t0 * H, act.qkv[l] + t0 * 3 * H, act.probs[l] + act.probStarts[b], &len, 1, Int32(n),
+                                      Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, sequenceSeed(site(10 * l + 1), b))
             }
+            zk_linear_backward(dTmpH, G + w.qkvW, G + w.qkvB, dQKV, act.xs[l], P + w.qkvW, Int32(T), Int32(3 * H), Int32(H))
+            zk_residual_forward(dxPrev, dxPrev, dTmpH, T * H)
+            swap(&dx, &dxPrev)
         }
         // Embeddings: xs[0] = dropout(LN(word + type + position)).
         zk_dropout_backward(dx, T * H, pHidden, site(0))
