@@ -35,8 +35,7 @@ public let variants: [Variant] = [
 public typealias QBertEncoder = Encoder<QLinear>
 
 /// int8 weights are a quarter of the bytes, so streaming them per chunk costs less and larger chunks
-/// (longer GEMMs) win: 1024 tokens (measured with `zoo bench qbert-int8` at b=32, s=128 on
-/// MiniLM-L6: 194 ms at 256 tokens, 182–185 ms at 1024, no gain beyond).
+/// (longer GEMMs) win: 1024 tokens (see README, Q-BERT speed).
 func chunked(_ m: QBertEncoder) -> QBertEncoder {
     m.chunkTokens = 1024
     return m
