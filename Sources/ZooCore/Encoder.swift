@@ -46,7 +46,7 @@ public protocol EncoderWeightReader {
 
 /// The BERT encoder every variant runs: embeddings, then per layer fused-QKV attention and FFN with
 /// post-LayerNorm residuals. Variants differ in how they store and multiply (`L`).
-public final class Encoder<L: LinearLayer>: Model {
+public final class Encoder<L: LinearLayer>: ChunkedModel {
     public let config: BertConfig
     let word: WordEmbeddings
     let position: Tensor, tokenType: Tensor, embG: Tensor, embB: Tensor

@@ -42,6 +42,12 @@ public protocol Model: AnyObject {
     func forward(_ batch: Batch) throws -> Tensor
 }
 
+/// A model that runs long batches through its layers a chunk of tokens at a time
+/// (`zoo bench --chunk-tokens N` sets the chunk size, to measure it).
+public protocol ChunkedModel: Model {
+    var chunkTokens: Int { get set }
+}
+
 /// Where a variant gets its weights: a checkpoint directory or a named random geometry.
 public enum ModelSource {
     case checkpoint(Checkpoint)

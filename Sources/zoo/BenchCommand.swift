@@ -6,14 +6,15 @@ struct BenchCommand: Command {
     static let summary = "time forward passes of a variant"
     static let help = """
     zoo bench <variant> (--weights DIR | --geometry bert-base|minilm-l6|tinybert-4l) --batch B --seq S
-              [--threads N] [--iters N] [--warmup N] [--json]
+              [--threads N] [--iters N] [--warmup N] [--chunk-tokens N] [--json]
     zoo bench <variant> --weights DIR --task T [--data DIR] [--batch B] [--max-len N] [--threads N] [--json]
       Forward passes after warm-up on random token ids: min and median latency, sequences/s, GFLOPS
       achieved, and the OpenBLAS core type in use. --geometry builds random weights of that shape.
+      --chunk-tokens overrides how many tokens the encoder runs through its layers at a time.
       With --task: whole passes over the task's dev split (tokenized beforehand, length-sorted
       batches of B, each padded to its longest sequence), median seconds and sentences/s.
     """
-    static let options: Set<String> = ["weights", "geometry", "batch", "seq", "threads", "iters", "warmup", "task", "data", "max-len"]
+    static let options: Set<String> = ["weights", "geometry", "batch", "seq", "threads", "iters", "warmup", "task", "data", "max-len", "chunk-tokens"]
     static let flags: Set<String> = ["json"]
 
     static func run(_ args: Arguments) throws {
@@ -22,6 +23,10 @@ struct BenchCommand: Command {
         let seq = try args.int("seq", default: 128, range: 1...100_000)!
         Runtime.setThreads(try args.int("threads"))
         let (model, ckpt) = try loadModel(variant, weights: args["weights"], geometry: args["geometry"])
+        if let n = try args.int("chunk-tokens") {
+            guard let chunked = model as? ChunkedModel else { throw ZooError.usage("\(variant.name) does not encode in chunks; --chunk-tokens does not apply") }
+            chunked.chunkTokens = n
+        }
         if let taskName = args["task"] {
             guard let ckpt else { throw ZooError.usage("--task needs --weights (a tokenizer)") }
             try devPass(variant, model, ckpt, task: try GLUETask.named(taskName), batchSize: batchSize, args: args)

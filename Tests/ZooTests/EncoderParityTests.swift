@@ -52,6 +52,22 @@ final class EncoderParityTests: XCTestCase {
         }
     }
 
+    /// The chunk size only schedules work: one sequence per chunk, the default, and the whole batch
+    /// in one chunk give the same hidden states (the GEMM kernels sum each row in the same order
+    /// whatever the number of rows, so the tolerance is 1e-6 for safety, not for expected drift).
+    func testChunkSizeDoesNotChangeOutput() throws {
+        let model = BertEncoder(randomWith: Geometry.tinybert4l.config, seed: 3)
+        let batch = Batch((0..<9).map { i in
+            let n = 5 + 7 * i
+            return WordPieceTokenizer.Encoding(inputIds: (0..<n).map { Int32(101 + ($0 * 37 + i) % 20000) }, tokenTypeIds: [Int32](repeating: 0, count: n))
+        })
+        let reference = try model.forward(batch)
+        for chunk in [1, 64, 100_000] {
+            model.chunkTokens = chunk
+            XCTAssertLessThanOrEqual(maxAbsDiff(try model.forward(batch), reference, offset: 0), 1e-6, "chunk \(chunk)")
+        }
+    }
+
     func testRejectsOutOfVocabularyIds() throws {
         let model = BertEncoder(randomWith: Geometry.tinybert4l.config, seed: 1)
         let bad = Batch([WordPieceTokenizer.Encoding(inputIds: [101, 999_999, 102], tokenTypeIds: [0, 0, 0])])
