@@ -146,10 +146,10 @@ typedef struct {
     void (*attention_head)(float *, int, const float *, const float *, const float *, int, int, int, int, float, float *);
     void (*linear_tile)(float *, int, const float *, int, int, const float *, int, int, int, const float *, int);
     void (*gelu_backward_row)(float *, const float *, const float *, int);
-    void (*attention_train_head)(float *, int, float *, const float *, const float *, const float *, int, int, int, int,
+    void (*attention_train_head)(float *, int, float *, const float *, const float *, const float *, int, int, int,
                                  float, float, uint64_t, size_t, float *);
     void (*attention_backward_head)(float *, float *, float *, const float *, int, const float *, const float *, const float *,
-                                    const float *, int, int, int, int, float, float, uint64_t, size_t, float *);
+                                    const float *, int, int, int, float, float, uint64_t, size_t, float *);
 } zk_rows;
 
 #define ZK_TABLE(sfx) { gelu_row_##sfx, layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx, \
@@ -315,47 +315,64 @@ void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n
     for (size_t i = 0; i < n; i += chunk) r->gelu_backward_row(dinp + i, inp + i, dout + i, (int)(n - i < chunk ? n - i : chunk));
 }
 
-void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths,
-                                int B, int S, int heads, int head_dim, float p_drop, uint64_t seed) {
-    const int H = heads * head_dim, ld = 3 * H;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    const zk_rows *r = R();
-    #pragma omp parallel
-    {
-        float *scratch = malloc(sizeof(float) * (size_t)head_dim * S);
-        #pragma omp for schedule(static)
-        for (int bh = 0; bh < B * heads; bh++) {
-            const int b = bh / heads, h = bh % heads;
-            int L = lengths[b];
-            if (L < 1 || L > S) L = S;
-            const float *q = qkv + (size_t)b * S * ld + h * head_dim;
-            r->attention_train_head(out + (size_t)b * S * H + h * head_dim, H, probs + (size_t)bh * S * S, q, q + H, q + 2 * H, ld,
-                                    S, L, head_dim, scale, p_drop, seed, (size_t)bh * S * S, scratch);
-        }
-        free(scratch);
+// Where each packed sequence starts: tokens[b] = Σ_{c<b} lengths[c], probs[b] = heads · Σ_{c<b} lengths[c]²;
+// returns the longest length (the scratch size).
+static int packed_offsets(const int32_t *lengths, int B, int heads, size_t *tokens, size_t *probs) {
+    size_t t = 0, p = 0;
+    int longest = 0;
+    for (int b = 0; b < B; b++) {
+        const size_t L = (size_t)lengths[b];
+        tokens[b] = t; probs[b] = p;
+        t += L; p += (size_t)heads * L * L;
+        if (lengths[b] > longest) longest = lengths[b];
     }
+    return longest;
 }
 
-void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                           const int32_t *lengths, int B, int S, int heads, int head_dim, float p_drop, uint64_t seed) {
+void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths, const uint64_t *seeds,
+                                int B, int heads, int head_dim, float p_drop) {
     const int H = heads * head_dim, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)head_dim);
     const zk_rows *r = R();
+    size_t *tok = malloc(sizeof(size_t) * 2 * (size_t)B), *pr = tok + B;
+    const int longest = packed_offsets(lengths, B, heads, tok, pr);
     #pragma omp parallel
     {
-        float *scratch = malloc(sizeof(float) * ((size_t)head_dim * S + S));
-        #pragma omp for schedule(static)
+        float *scratch = malloc(sizeof(float) * (size_t)head_dim * longest);
+        #pragma omp for schedule(static, 1)   // round robin: lengths differ (dynamic needs a newer libomp)
         for (int bh = 0; bh < B * heads; bh++) {
-            const int b = bh / heads, h = bh % heads;
-            int L = lengths[b];
-            if (L < 1 || L > S) L = S;
-            const size_t o = (size_t)b * S * ld + h * head_dim;
-            r->attention_backward_head(dqkv + o, dqkv + o + H, dqkv + o + 2 * H, dout + (size_t)b * S * H + h * head_dim, H,
-                                       probs + (size_t)bh * S * S, qkv + o, qkv + o + H, qkv + o + 2 * H, ld, S, L, head_dim,
-                                       scale, p_drop, seed, (size_t)bh * S * S, scratch);
+            const int b = bh / heads, h = bh % heads, L = lengths[b];
+            const size_t base = (size_t)h * L * L;
+            const float *q = qkv + tok[b] * ld + h * head_dim;
+            r->attention_train_head(out + tok[b] * H + h * head_dim, H, probs + pr[b] + base, q, q + H, q + 2 * H, ld,
+                                    L, head_dim, scale, p_drop, seeds[b], base, scratch);
         }
         free(scratch);
     }
+    free(tok);
+}
+
+void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs, const int32_t *lengths,
+                           const uint64_t *seeds, int B, int heads, int head_dim, float p_drop) {
+    const int H = heads * head_dim, ld = 3 * H;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const zk_rows *r = R();
+    size_t *tok = malloc(sizeof(size_t) * 2 * (size_t)B), *pr = tok + B;
+    const int longest = packed_offsets(lengths, B, heads, tok, pr);
+    #pragma omp parallel
+    {
+        float *scratch = malloc(sizeof(float) * ((size_t)head_dim * longest + longest));
+        #pragma omp for schedule(static, 1)   // round robin: lengths differ (dynamic needs a newer libomp)
+        for (int bh = 0; bh < B * heads; bh++) {
+            const int b = bh / heads, h = bh % heads, L = lengths[b];
+            const size_t base = (size_t)h * L * L, o = tok[b] * ld + h * head_dim;
+            r->attention_backward_head(dqkv + o, dqkv + o + H, dqkv + o + 2 * H, dout + tok[b] * H + h * head_dim, H,
+                                       probs + pr[b] + base, qkv + o, qkv + o + H, qkv + o + 2 * H, ld, L, head_dim,
+                                       scale, p_drop, seeds[b], base, scratch);
+        }
+        free(scratch);
+    }
+    free(tok);
 }
 
 void zk_dropout_forward(float *x, size_t n, float p, uint64_t seed) {

@@ -209,28 +209,27 @@ static void ZK(gelu_backward_row)(float *dx, const float *restrict x, const floa
     }
 }
 
-// One (sequence, head) of training attention: probabilities P (S×S, before dropout) kept for the
-// backward pass; out = D(P)·V with inverted dropout D keyed by (seed, index in probs).
-// scratch: head_dim·S floats.
+// One (sequence, head) of training attention over the sequence's L tokens: probabilities P (L×L,
+// before dropout) kept for the backward pass; out = D(P)·V with inverted dropout D keyed by
+// (seed, base + index in P). scratch: head_dim·L floats.
 static void ZK(attention_train_head)(float *out, int ldo, float *P, const float *q, const float *k, const float *v, int ld,
-                                     int S, int L, int dh, float scale, float p_drop, uint64_t seed, size_t base,
-                                     float *scratch) {
+                                     int L, int dh, float scale, float p_drop, uint64_t seed, size_t base, float *scratch) {
     float *kT = scratch;
     const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
     for (int j = 0; j < L; j++)
         for (int d = 0; d < dh; d++) kT[(size_t)d * L + j] = k[(size_t)j * ld + d];
-    for (int i = 0; i < S; i++) {
-        float *p = P + (size_t)i * S;
+    for (int i = 0; i < L; i++) {
+        float *p = P + (size_t)i * L;
         for (int j = 0; j < L; j++) p[j] = 0;
         for (int d = 0; d < dh; d++) {
             const float qd = q[(size_t)i * ld + d] * scale, *kd = kT + (size_t)d * L;
             for (int j = 0; j < L; j++) p[j] += qd * kd[j];
         }
-        ZK(softmax_row)(p, S, L, 1.0f);
+        ZK(softmax_row)(p, L, L, 1.0f);
         float *o = out + (size_t)i * ldo;
         for (int d = 0; d < dh; d++) o[d] = 0;
         for (int j = 0; j < L; j++) {
-            const float pj = p_drop > 0 ? (zk_keep(seed, base + (size_t)i * S + j, p_drop) ? p[j] * ks : 0.0f) : p[j];
+            const float pj = p_drop > 0 ? (zk_keep(seed, base + (size_t)i * L + j, p_drop) ? p[j] * ks : 0.0f) : p[j];
             const float *vj = v + (size_t)j * ld;
             for (int d = 0; d < dh; d++) o[d] += pj * vj[d];
         }
@@ -238,25 +237,25 @@ static void ZK(attention_train_head)(float *out, int ldo, float *P, const float 
 }
 
 // Its backward: dV = D(P)ᵀ·dO, dP = D'(dO·Vᵀ), dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = scale·dS·K,
-// dK = scale·dSᵀ·Q. dq/dk/dv (rows ld apart) are overwritten. scratch: head_dim·S + S floats.
+// dK = scale·dSᵀ·Q. dq/dk/dv (rows ld apart) are overwritten. scratch: head_dim·L + L floats.
 static void ZK(attention_backward_head)(float *dq, float *dk, float *dv, const float *dout, int ldo, const float *P,
-                                        const float *q, const float *k, const float *v, int ld, int S, int L, int dh,
+                                        const float *q, const float *k, const float *v, int ld, int L, int dh,
                                         float scale, float p_drop, uint64_t seed, size_t base, float *scratch) {
-    float *vT = scratch, *dp = scratch + (size_t)dh * S;
+    float *vT = scratch, *dp = scratch + (size_t)dh * L;
     const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
-    for (int t = 0; t < S; t++)
+    for (int t = 0; t < L; t++)
         for (int d = 0; d < dh; d++) { dq[(size_t)t * ld + d] = 0; dk[(size_t)t * ld + d] = 0; dv[(size_t)t * ld + d] = 0; }
     for (int j = 0; j < L; j++)
         for (int d = 0; d < dh; d++) vT[(size_t)d * L + j] = v[(size_t)j * ld + d];
-    for (int i = 0; i < S; i++) {
-        const float *p = P + (size_t)i * S, *go = dout + (size_t)i * ldo;
+    for (int i = 0; i < L; i++) {
+        const float *p = P + (size_t)i * L, *go = dout + (size_t)i * ldo;
         for (int j = 0; j < L; j++) dp[j] = 0;
         for (int d = 0; d < dh; d++) {
             const float g = go[d], *vd = vT + (size_t)d * L;
             for (int j = 0; j < L; j++) dp[j] += g * vd[j];
         }
         for (int j = 0; j < L; j++) {
-            const float m = p_drop > 0 ? (zk_keep(seed, base + (size_t)i * S + j, p_drop) ? ks : 0.0f) : 1.0f;
+            const float m = p_drop > 0 ? (zk_keep(seed, base + (size_t)i * L + j, p_drop) ? ks : 0.0f) : 1.0f;
             float *dvj = dv + (size_t)j * ld;
             const float w = m * p[j];
             for (int d = 0; d < dh; d++) dvj[d] += w * go[d];

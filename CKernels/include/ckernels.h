@@ -84,12 +84,15 @@ void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n
 // mean/rstd as saved by zk_layernorm_forward.
 void zk_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                            const float *gamma, const float *mean, const float *rstd, int M, int N);
-// Attention for training, with dropout (rate p_drop, keyed by seed) on the probabilities: the forward
-// keeps probs [B·heads, S, S] (before dropout); the backward writes dqkv [B·S, 3H].
-void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths,
-                                int B, int S, int heads, int head_dim, float p_drop, uint64_t seed);
-void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs,
-                           const int32_t *lengths, int B, int S, int heads, int head_dim, float p_drop, uint64_t seed);
+// Attention for training over packed sequences: sequence b is lengths[b] consecutive rows of qkv
+// [T, 3H] and out [T, H] (T = Σ lengths; no padding), attending to its own tokens. The forward keeps
+// the probabilities before dropout, heads × L × L per sequence one after another in probs; dropout
+// (rate p_drop) of sequence b is keyed by seeds[b] and the index in its probabilities. The backward
+// writes dqkv [T, 3H].
+void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths, const uint64_t *seeds,
+                                int B, int heads, int head_dim, float p_drop);
+void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs, const int32_t *lengths,
+                           const uint64_t *seeds, int B, int heads, int head_dim, float p_drop);
 void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
                            const int32_t *type_ids, int B, int S, int H);
 // Inverted dropout with rate p; element i is kept by a hash of (seed, i), so no mask is stored.

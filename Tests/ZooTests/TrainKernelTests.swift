@@ -80,25 +80,35 @@ final class TrainKernelTests: XCTestCase {
         zk_set_simd(-1)
     }
 
+    /// Two packed sequences (5 and 3 tokens, T = 8 rows, no padding).
     func attentionBackward(dropout: Float) {
-        let (B, S, heads, dh) = (2, 5, 2, 3)
-        let H = heads * dh
-        let qkv = random(B * S * 3 * H), lengths: [Int32] = [5, 3], dout = random(B * S * H)
+        let (heads, dh) = (2, 3)
+        let H = heads * dh, lengths: [Int32] = [5, 3], seeds: [UInt64] = [7, 8]
+        let T = Int(lengths.reduce(0, +)), probCount = lengths.map { heads * Int($0 * $0) }.reduce(0, +)
+        let qkv = random(T * 3 * H), dout = random(T * H)
         func fwd(_ v: [Float]) -> [Float] {
-            var out = [Float](repeating: 0, count: B * S * H), probs = [Float](repeating: 0, count: B * heads * S * S)
-            zk_attention_train_forward(&out, &probs, v, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), dropout, 7)
+            var out = [Float](repeating: 0, count: T * H), probs = [Float](repeating: 0, count: probCount)
+            zk_attention_train_forward(&out, &probs, v, lengths, seeds, Int32(lengths.count), Int32(heads), Int32(dh), dropout)
             return out
         }
-        var out = [Float](repeating: 0, count: B * S * H), probs = [Float](repeating: 0, count: B * heads * S * S)
-        zk_attention_train_forward(&out, &probs, qkv, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), dropout, 7)
-        if dropout == 0 {   // without dropout the training forward equals the inference kernel
-            var inference = [Float](repeating: 0, count: B * S * H)
-            var scratch = [Float](repeating: 0, count: zk_attention_scratch_floats(Int32(S), Int32(dh)))
-            zk_attention_forward(&inference, qkv, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), &scratch)
-            for i in out.indices { XCTAssertEqual(out[i], inference[i], accuracy: 1e-5) }
+        var out = [Float](repeating: 0, count: T * H), probs = [Float](repeating: 0, count: probCount)
+        zk_attention_train_forward(&out, &probs, qkv, lengths, seeds, Int32(lengths.count), Int32(heads), Int32(dh), dropout)
+        if dropout == 0 {   // without dropout the training forward equals the inference kernel, sequence by sequence
+            var t0 = 0
+            for n in lengths.map(Int.init) {
+                var inference = [Float](repeating: 0, count: n * H), len = Int32(n)
+                var scratch = [Float](repeating: 0, count: zk_attention_scratch_floats(Int32(n), Int32(dh)))
+                zk_attention_forward(&inference, Array(qkv[t0 * 3 * H..<(t0 + n) * 3 * H]), &len, 1, Int32(n), Int32(heads), Int32(dh), &scratch)
+                for i in inference.indices { XCTAssertEqual(out[t0 * H + i], inference[i], accuracy: 1e-5) }
+                t0 += n
+            }
+        } else {   // each sequence draws its own mask from its seed: swapping the seeds changes the output
+            var swapped = [Float](repeating: 0, count: T * H)
+            zk_attention_train_forward(&swapped, &probs, qkv, lengths, [8, 7], Int32(lengths.count), Int32(heads), Int32(dh), dropout)
+            XCTAssertNotEqual(out, swapped)
         }
         var dqkv = [Float](repeating: .nan, count: qkv.count)
-        zk_attention_backward(&dqkv, dout, qkv, probs, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), dropout, 7)
+        zk_attention_backward(&dqkv, dout, qkv, probs, lengths, seeds, Int32(lengths.count), Int32(heads), Int32(dh), dropout)
         check("dqkv p=\(dropout)", qkv, dqkv, dout: dout, f: fwd)
     }
 

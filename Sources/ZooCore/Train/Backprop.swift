@@ -17,7 +17,7 @@ public enum Targets {
 final class Activations {
     typealias Buffer = UnsafeMutablePointer<Float>
     private(set) var T = 0, B = 0
-    private(set) var starts: [Int] = [], lengths: [Int] = [], probStarts: [Int] = []
+    private(set) var starts: [Int] = [], lengths: [Int] = [], lengths32: [Int32] = []
     var embSum: Buffer!, embMean: Buffer!, embRstd: Buffer!
     var xs: [Buffer] = []                     // input of layer l (xs[L] = encoder output)
     var qkv: [Buffer] = [], probs: [Buffer] = [], ctx: [Buffer] = []
@@ -33,10 +33,11 @@ final class Activations {
     func prepare(_ c: BertConfig, lengths: [Int], numLabels: Int) {
         let (H, I, L, heads) = (c.hiddenSize, c.intermediateSize, c.numHiddenLayers, c.numAttentionHeads)
         self.lengths = lengths
+        lengths32 = lengths.map { Int32($0) }
         B = lengths.count
-        starts = []; probStarts = []
+        starts = []
         var t = 0, pr = 0
-        for n in lengths { starts.append(t); probStarts.append(pr); t += n; pr += heads * n * n }
+        for n in lengths { starts.append(t); t += n; pr += heads * n * n }
         T = t
         var sizes: [Int] = [T * H, T, T]
         for _ in 0..<L { sizes += [T * H, T * 3 * H, pr, T * H, T * H, T, T, T * H, T * I, T * I, T * H, T, T] }
@@ -68,8 +69,8 @@ extension BertClassifier {
         return r.next()
     }
 
-    /// The attention-dropout seed of sequence b at one site (each sequence its own masks).
-    func sequenceSeed(_ siteSeed: UInt64, _ b: Int) -> UInt64 { siteSeed ^ (UInt64(b + 1) &* 0xD1B5_4A32_D192_ED03) }
+    /// The attention-dropout seeds of a site's B sequences (each sequence its own masks).
+    func sequenceSeeds(_ siteSeed: UInt64, _ B: Int) -> [UInt64] { (0..<B).map { siteSeed ^ (UInt64($0 + 1) &* 0xD1B5_4A32_D192_ED03) } }
 
     /// Forward pass of a training step (`seed == nil`: no dropout). The activations live in the
     /// model's reused arena, valid until the next call.
@@ -99,12 +100,8 @@ extension BertClassifier {
         for (l, w) in layers.enumerated() {
             let x = act.xs[l]
             zk_linear_forward(act.qkv[l], x, P + w.qkvW, P + w.qkvB, Int32(T), Int32(3 * H), Int32(H))
-            for b in 0..<B {   // attention per sequence: its own tokens are its keys
-                let (t0, n) = (act.starts[b], act.lengths[b])
-                var len = Int32(n)
-                zk_attention_train_forward(act.ctx[l] + t0 * H, act.probs[l] + act.probStarts[b], act.qkv[l] + t0 * 3 * H, &len, 1, Int32(n),
-                                           Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, sequenceSeed(site(10 * l + 1), b))
-            }
+            zk_attention_train_forward(act.ctx[l], act.probs[l], act.qkv[l], act.lengths32, sequenceSeeds(site(10 * l + 1), B),
+                                       Int32(B), Int32(c.numAttentionHeads), Int32(c.headDim), pAttn)
             zk_linear_forward(act.aPre[l], act.ctx[l], P + w.outW, P + w.outB, Int32(T), Int32(H), Int32(H))
             zk_dropout_forward(act.aPre[l], T * H, pHidden, site(10 * l + 2))
             zk_residual_forward(act.aPre[l], act.aPre[l], x, T * H)
@@ -178,12 +175,8 @@ extension BertClassifier {
             dxPrev.update(from: dAPre, count: T * H)                              // residual into x_l
             zk_dropout_backward(dAPre, T * H, pHidden, site(10 * l + 2))
             zk_linear_backward(dCtx, G + w.outW, G + w.outB, dAPre, act.ctx[l], P + w.outW, Int32(T), Int32(H), Int32(H))
-            for b in 0..<B {
-                let (t0, n) = (act.starts[b], act.lengths[b])
-                var len = Int32(n)
-                zk_attention_backward(dQKV + t0 * 3 * H, dCtx + t0 * H, act.qkv[l] + t0 * 3 * H, act.probs[l] + act.probStarts[b], &len, 1, Int32(n),
-                                      Int32(c.numAttentionHeads), Int32(c.headDim), pAttn, sequenceSeed(site(10 * l + 1), b))
-            }
+            zk_attention_backward(dQKV, dCtx, act.qkv[l], act.probs[l], act.lengths32, sequenceSeeds(site(10 * l + 1), B),
+                                  Int32(B), Int32(c.numAttentionHeads), Int32(c.headDim), pAttn)
             zk_linear_backward(dTmpH, G + w.qkvW, G + w.qkvB, dQKV, act.xs[l], P + w.qkvW, Int32(T), Int32(3 * H), Int32(H))
             zk_residual_forward(dxPrev, dxPrev, dTmpH, T * H)
             swap(&dx, &dxPrev)
