@@ -315,6 +315,13 @@ void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n
     for (size_t i = 0; i < n; i += chunk) r->gelu_backward_row(dinp + i, inp + i, dout + i, (int)(n - i < chunk ? n - i : chunk));
 }
 
+// Scratch floats of one training attention head over L tokens, enough for the forward and the
+// backward worker in rows.h (8-row tiles, 32 wide).
+static size_t train_attention_scratch(int L, int head_dim) {
+    const size_t Lp = (size_t)(L + 31) / 32 * 32, Dp = (size_t)(head_dim + 31) / 32 * 32, dh = (size_t)head_dim;
+    return dh * Lp + 2 * (size_t)L * (Lp > dh ? Lp : dh) + 16 * Lp + 8 * Dp;
+}
+
 // Where each packed sequence starts: tokens[b] = Σ_{c<b} lengths[c], probs[b] = heads · Σ_{c<b} lengths[c]²;
 // returns the longest length (the scratch size).
 static int packed_offsets(const int32_t *lengths, int B, int heads, size_t *tokens, size_t *probs) {
@@ -338,7 +345,7 @@ void zk_attention_train_forward(float *out, float *probs, const float *qkv, cons
     const int longest = packed_offsets(lengths, B, heads, tok, pr);
     #pragma omp parallel
     {
-        float *scratch = malloc(sizeof(float) * (size_t)head_dim * longest);
+        float *scratch = malloc(sizeof(float) * train_attention_scratch(longest, head_dim));
         #pragma omp for schedule(static, 1)   // round robin: lengths differ (dynamic needs a newer libomp)
         for (int bh = 0; bh < B * heads; bh++) {
             const int b = bh / heads, h = bh % heads, L = lengths[b];
@@ -361,7 +368,7 @@ void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, con
     const int longest = packed_offsets(lengths, B, heads, tok, pr);
     #pragma omp parallel
     {
-        float *scratch = malloc(sizeof(float) * ((size_t)head_dim * longest + longest));
+        float *scratch = malloc(sizeof(float) * train_attention_scratch(longest, head_dim));
         #pragma omp for schedule(static, 1)   // round robin: lengths differ (dynamic needs a newer libomp)
         for (int bh = 0; bh < B * heads; bh++) {
             const int b = bh / heads, h = bh % heads, L = lengths[b];

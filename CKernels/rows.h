@@ -209,67 +209,104 @@ static void ZK(gelu_backward_row)(float *dx, const float *restrict x, const floa
     }
 }
 
+// Training attention works on 8-row tiles with tile_8x32, like attention_head above. Each output
+// element is one multiply-add chain from zero over the same index order as a plain loop, so the
+// results do not depend on the tiling.
+//
 // One (sequence, head) of training attention over the sequence's L tokens: probabilities P (L×L,
 // before dropout) kept for the backward pass; out = D(P)·V with inverted dropout D keyed by
-// (seed, base + index in P). scratch: head_dim·L floats.
+// (seed, base + index in P). scratch: train_attention_scratch(L, dh) floats (kernels.c).
 static void ZK(attention_train_head)(float *out, int ldo, float *P, const float *q, const float *k, const float *v, int ld,
                                      int L, int dh, float scale, float p_drop, uint64_t seed, size_t base, float *scratch) {
-    float *kT = scratch;
+    const int Lp = (L + ZK_TC - 1) / ZK_TC * ZK_TC, Dp = (dh + ZK_TC - 1) / ZK_TC * ZK_TC;
     const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
-    for (int j = 0; j < L; j++)
-        for (int d = 0; d < dh; d++) kT[(size_t)d * L + j] = k[(size_t)j * ld + d];
-    for (int i = 0; i < L; i++) {
-        float *p = P + (size_t)i * L;
-        for (int j = 0; j < L; j++) p[j] = 0;
-        for (int d = 0; d < dh; d++) {
-            const float qd = q[(size_t)i * ld + d] * scale, *kd = kT + (size_t)d * L;
-            for (int j = 0; j < L; j++) p[j] += qd * kd[j];
+    float *kT = scratch;                    // [dh][Lp], zero-padded keys
+    float *qs = kT + (size_t)dh * Lp;       // [L][dh] scaled queries
+    float *sc = qs + (size_t)L * dh;        // [ZK_TR][Lp] scores of the current row tile
+    float *pd = sc + (size_t)ZK_TR * Lp;    // [ZK_TR][Lp] their probabilities after dropout
+    float *ctx = pd + (size_t)ZK_TR * Lp;   // [ZK_TR][Dp] context of the current row tile
+    for (int d = 0; d < dh; d++) {
+        float *row = kT + (size_t)d * Lp;
+        for (int j = 0; j < L; j++) row[j] = k[(size_t)j * ld + d];
+        for (int j = L; j < Lp; j++) row[j] = 0.0f;
+    }
+    for (int i = 0; i < L; i++)
+        for (int d = 0; d < dh; d++) qs[(size_t)i * dh + d] = q[(size_t)i * ld + d] * scale;
+    for (int i0 = 0; i0 < L; i0 += ZK_TR) {
+        const int R = L - i0 < ZK_TR ? L - i0 : ZK_TR;
+        const float *qr[ZK_TR], *pr[ZK_TR];
+        for (int r = 0; r < ZK_TR; r++) {
+            qr[r] = qs + (size_t)(i0 + (r < R ? r : R - 1)) * dh;
+            pr[r] = pd + (size_t)(r < R ? r : R - 1) * Lp;
         }
-        ZK(softmax_row)(p, L, L, 1.0f);
-        float *o = out + (size_t)i * ldo;
-        for (int d = 0; d < dh; d++) o[d] = 0;
-        for (int j = 0; j < L; j++) {
-            const float pj = p_drop > 0 ? (zk_keep(seed, base + (size_t)i * L + j, p_drop) ? p[j] * ks : 0.0f) : p[j];
-            const float *vj = v + (size_t)j * ld;
-            for (int d = 0; d < dh; d++) o[d] += pj * vj[d];
+        for (int j0 = 0; j0 < Lp; j0 += ZK_TC) ZK(tile_8x32)(sc + j0, Lp, qr, 1, kT + j0, Lp, dh, ZK_TC);
+        for (int r = 0; r < R; r++) {
+            const size_t i = (size_t)(i0 + r);
+            float *p = P + i * L, *t = pd + (size_t)r * Lp;
+            for (int j = 0; j < L; j++) p[j] = sc[(size_t)r * Lp + j];
+            ZK(softmax_row)(p, L, L, 1.0f);
+            for (int j = 0; j < L; j++) t[j] = p_drop > 0 ? (zk_keep(seed, base + i * L + j, p_drop) ? p[j] * ks : 0.0f) : p[j];
         }
+        for (int d0 = 0; d0 < dh; d0 += ZK_TC)
+            ZK(tile_8x32)(ctx + d0, Dp, pr, 1, v + d0, ld, L, dh - d0 < ZK_TC ? dh - d0 : ZK_TC);
+        for (int r = 0; r < R; r++)
+            for (int d = 0; d < dh; d++) out[(size_t)(i0 + r) * ldo + d] = ctx[(size_t)r * Dp + d];
     }
 }
 
 // Its backward: dV = D(P)ᵀ·dO, dP = D'(dO·Vᵀ), dS = P ⊙ (dP − rowsum(P ⊙ dP)), dQ = scale·dS·K,
-// dK = scale·dSᵀ·Q. dq/dk/dv (rows ld apart) are overwritten. scratch: head_dim·L + L floats.
+// dK = scale·dSᵀ·Q. dq/dk/dv (rows ld apart) are overwritten. scratch: train_attention_scratch(L, dh).
 static void ZK(attention_backward_head)(float *dq, float *dk, float *dv, const float *dout, int ldo, const float *P,
                                         const float *q, const float *k, const float *v, int ld, int L, int dh,
                                         float scale, float p_drop, uint64_t seed, size_t base, float *scratch) {
-    float *vT = scratch, *dp = scratch + (size_t)dh * L;
+    const int Lp = (L + ZK_TC - 1) / ZK_TC * ZK_TC, Dp = (dh + ZK_TC - 1) / ZK_TC * ZK_TC;
     const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
-    for (int t = 0; t < L; t++)
-        for (int d = 0; d < dh; d++) { dq[(size_t)t * ld + d] = 0; dk[(size_t)t * ld + d] = 0; dv[(size_t)t * ld + d] = 0; }
-    for (int j = 0; j < L; j++)
-        for (int d = 0; d < dh; d++) vT[(size_t)d * L + j] = v[(size_t)j * ld + d];
-    for (int i = 0; i < L; i++) {
-        const float *p = P + (size_t)i * L, *go = dout + (size_t)i * ldo;
-        for (int j = 0; j < L; j++) dp[j] = 0;
-        for (int d = 0; d < dh; d++) {
-            const float g = go[d], *vd = vT + (size_t)d * L;
-            for (int j = 0; j < L; j++) dp[j] += g * vd[j];
+    float *vT = scratch;                    // [dh][Lp], zero-padded values
+    float *W = vT + (size_t)dh * Lp;        // [L][Lp] D(P)
+    float *dS = W + (size_t)L * Lp;         // [L][Lp] scale · dS
+    float *dp = dS + (size_t)L * Lp;        // [ZK_TR][Lp] dO·Vᵀ of the current row tile
+    float *acc = dp + (size_t)ZK_TR * Lp;   // [ZK_TR][Dp]
+    for (int d = 0; d < dh; d++) {
+        float *row = vT + (size_t)d * Lp;
+        for (int j = 0; j < L; j++) row[j] = v[(size_t)j * ld + d];
+        for (int j = L; j < Lp; j++) row[j] = 0.0f;
+    }
+    const float *ar[ZK_TR];
+    // Rows i: dP, D(P), dS and dQ = dS·K.
+    for (int i0 = 0; i0 < L; i0 += ZK_TR) {
+        const int R = L - i0 < ZK_TR ? L - i0 : ZK_TR;
+        for (int r = 0; r < ZK_TR; r++) ar[r] = dout + (size_t)(i0 + (r < R ? r : R - 1)) * ldo;
+        for (int j0 = 0; j0 < Lp; j0 += ZK_TC) ZK(tile_8x32)(dp + j0, Lp, ar, 1, vT + j0, Lp, dh, ZK_TC);
+        for (int r = 0; r < R; r++) {
+            const size_t i = (size_t)(i0 + r);
+            const float *p = P + i * L;
+            float *g = dp + (size_t)r * Lp, *w = W + i * Lp, *ds = dS + i * Lp;
+            for (int j = 0; j < L; j++) {
+                const float m = p_drop > 0 ? (zk_keep(seed, base + i * L + j, p_drop) ? ks : 0.0f) : 1.0f;
+                w[j] = m * p[j];
+                g[j] *= m;
+            }
+            float dot = 0;
+            for (int j = 0; j < L; j++) dot += p[j] * g[j];
+            for (int j = 0; j < L; j++) ds[j] = p[j] * (g[j] - dot) * scale;
+            ar[r] = ds;
         }
-        for (int j = 0; j < L; j++) {
-            const float m = p_drop > 0 ? (zk_keep(seed, base + (size_t)i * L + j, p_drop) ? ks : 0.0f) : 1.0f;
-            float *dvj = dv + (size_t)j * ld;
-            const float w = m * p[j];
-            for (int d = 0; d < dh; d++) dvj[d] += w * go[d];
-            dp[j] *= m;
-        }
-        float dot = 0;
-        for (int j = 0; j < L; j++) dot += p[j] * dp[j];
-        float *dqi = dq + (size_t)i * ld;
-        const float *qi = q + (size_t)i * ld;
-        for (int j = 0; j < L; j++) {
-            const float ds = p[j] * (dp[j] - dot) * scale;
-            const float *kj = k + (size_t)j * ld;
-            float *dkj = dk + (size_t)j * ld;
-            for (int d = 0; d < dh; d++) { dqi[d] += ds * kj[d]; dkj[d] += ds * qi[d]; }
+        for (int r = R; r < ZK_TR; r++) ar[r] = ar[R - 1];
+        for (int d0 = 0; d0 < dh; d0 += ZK_TC) ZK(tile_8x32)(acc + d0, Dp, ar, 1, k + d0, ld, L, dh - d0 < ZK_TC ? dh - d0 : ZK_TC);
+        for (int r = 0; r < R; r++)
+            for (int d = 0; d < dh; d++) dq[(size_t)(i0 + r) * ld + d] = acc[(size_t)r * Dp + d];
+    }
+    // Columns j: dV = D(P)ᵀ·dO and dK = dSᵀ·Q (the tiles read W and dS down their columns).
+    for (int pass = 0; pass < 2; pass++) {
+        const float *a = pass == 0 ? W : dS, *b = pass == 0 ? dout : q;
+        float *dst = pass == 0 ? dv : dk;
+        const int bs = pass == 0 ? ldo : ld;
+        for (int j0 = 0; j0 < L; j0 += ZK_TR) {
+            const int R = L - j0 < ZK_TR ? L - j0 : ZK_TR;
+            for (int r = 0; r < ZK_TR; r++) ar[r] = a + (j0 + (r < R ? r : R - 1));
+            for (int d0 = 0; d0 < dh; d0 += ZK_TC) ZK(tile_8x32)(acc + d0, Dp, ar, Lp, b + d0, bs, L, dh - d0 < ZK_TC ? dh - d0 : ZK_TC);
+            for (int r = 0; r < R; r++)
+                for (int d = 0; d < dh; d++) dst[(size_t)(j0 + r) * ld + d] = acc[(size_t)r * Dp + d];
         }
     }
 }

@@ -80,10 +80,10 @@ final class TrainKernelTests: XCTestCase {
         zk_set_simd(-1)
     }
 
-    /// Two packed sequences (5 and 3 tokens, T = 8 rows, no padding).
+    /// Three packed sequences (5, 3 and 37 tokens: partial and several 8-row / 32-column tiles; no padding).
     func attentionBackward(dropout: Float) {
         let (heads, dh) = (2, 3)
-        let H = heads * dh, lengths: [Int32] = [5, 3], seeds: [UInt64] = [7, 8]
+        let H = heads * dh, lengths: [Int32] = [5, 3, 37], seeds: [UInt64] = [7, 8, 9]
         let T = Int(lengths.reduce(0, +)), probCount = lengths.map { heads * Int($0 * $0) }.reduce(0, +)
         let qkv = random(T * 3 * H), dout = random(T * H)
         func fwd(_ v: [Float]) -> [Float] {
@@ -104,7 +104,7 @@ final class TrainKernelTests: XCTestCase {
             }
         } else {   // each sequence draws its own mask from its seed: swapping the seeds changes the output
             var swapped = [Float](repeating: 0, count: T * H)
-            zk_attention_train_forward(&swapped, &probs, qkv, lengths, [8, 7], Int32(lengths.count), Int32(heads), Int32(dh), dropout)
+            zk_attention_train_forward(&swapped, &probs, qkv, lengths, [8, 7, 9], Int32(lengths.count), Int32(heads), Int32(dh), dropout)
             XCTAssertNotEqual(out, swapped)
         }
         var dqkv = [Float](repeating: .nan, count: qkv.count)
