@@ -146,6 +146,7 @@ typedef struct {
     void (*attention_head)(float *, int, const float *, const float *, const float *, int, int, int, int, float, float *);
     void (*linear_tile)(float *, int, const float *, int, int, const float *, int, int, int, const float *, int);
     void (*gelu_backward_row)(float *, const float *, const float *, int);
+    void (*dropout_row)(float *, int, float, uint64_t, size_t);
     void (*attention_train_head)(float *, int, float *, const float *, const float *, const float *, int, int, int,
                                  float, float, uint64_t, size_t, float *);
     void (*attention_backward_head)(float *, float *, float *, const float *, int, const float *, const float *, const float *,
@@ -153,7 +154,7 @@ typedef struct {
 } zk_rows;
 
 #define ZK_TABLE(sfx) { gelu_row_##sfx, layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx, \
-                       linear_tile_##sfx, gelu_backward_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
+                       linear_tile_##sfx, gelu_backward_row_##sfx, dropout_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
 static const zk_rows rows_generic = ZK_TABLE(generic), rows_avx512 = ZK_TABLE(avx512);
 static int g_simd = -1;   // -1: not decided yet; 0: generic; 1: AVX-512
 
@@ -384,9 +385,10 @@ void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, con
 
 void zk_dropout_forward(float *x, size_t n, float p, uint64_t seed) {
     if (p <= 0) return;
-    const float s = 1.0f / (1.0f - p);
+    const zk_rows *r = R();
+    const size_t chunk = 4096;
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = zk_keep(seed, i, p) ? x[i] * s : 0.0f;
+    for (size_t i = 0; i < n; i += chunk) r->dropout_row(x + i, (int)(n - i < chunk ? n - i : chunk), p, seed, i);
 }
 
 void zk_dropout_backward(float *dx, size_t n, float p, uint64_t seed) { zk_dropout_forward(dx, n, p, seed); }

@@ -200,8 +200,16 @@ static void ZK(attention_head)(float *out, int ldo, const float *q, const float 
 
 // ---- training workers -------------------------------------------------------------------------------
 
-// dx = dy · gelu'(x), gelu'(x) = Φ(x) + x·φ(x)
+// Inverted dropout of x[0..n), which are elements first.. of the whole tensor (zk_keep decides).
+static void ZK(dropout_row)(float *x, int n, float p, uint64_t seed, size_t first) {
+    const float s = 1.0f / (1.0f - p);
+    for (int j = 0; j < n; j++) x[j] = zk_keep(seed, first + (size_t)j, p) ? x[j] * s : 0.0f;
+}
+
+// dx = dy · gelu'(x), gelu'(x) = Φ(x) + x·φ(x). dx may be dy (in place): each element is read before
+// it is written, so the loop is safe to vectorise (the compiler cannot prove it on its own).
 static void ZK(gelu_backward_row)(float *dx, const float *restrict x, const float *dy, int n) {
+    #pragma clang loop vectorize(assume_safety)
     for (int j = 0; j < n; j++) {
         const float cdf = 0.5f * (1.0f + ZK(erff)(x[j] * 0.70710678118654752f));
         const float pdf = 0.39894228040143268f * ZK(expf)(-0.5f * x[j] * x[j]);

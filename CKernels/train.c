@@ -3,20 +3,28 @@
 // live with their forward halves in kernels.c / rows.h.) Plain C over flat buffers (llm.c style);
 // each backward overwrites the input gradient it produces and accumulates (+=) parameter gradients.
 #include "ckernels.h"
+#include "internal.h"
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 
 // ---- Linear ------------------------------------------------------------------------------------
 void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, int M, int N, int K) {
     if (dinp) zk_sgemm_nn(M, K, N, dout, N, weight, K, 0.0f, dinp, K);                           // dX = dY·W
     if (dweight) zk_sgemm_tn(N, K, M, dout, N, inp, K, 1.0f, dweight, K);                           // dW += dYᵀ·X
-    if (dbias) {
-        #pragma omp parallel for schedule(static)
-        for (int j = 0; j < N; j++) {
-            double s = 0;
-            for (int i = 0; i < M; i++) s += dout[(size_t)i * N + j];
-            dbias[j] += (float)s;
+    if (dbias) {   // column sums in double, each thread a band of columns, read row after row
+        #pragma omp parallel
+        {
+            int j0, j1;
+            slice(N, omp_get_thread_num(), omp_get_num_threads(), 16, &j0, &j1);
+            double *s = calloc((size_t)(j1 - j0) + 1, sizeof(double));
+            for (int i = 0; i < M; i++) {
+                const float *row = dout + (size_t)i * N;
+                for (int j = j0; j < j1; j++) s[j - j0] += row[j];
+            }
+            for (int j = j0; j < j1; j++) dbias[j] += (float)s[j - j0];
+            free(s);
         }
     }
 }
