@@ -45,7 +45,7 @@ final class Activations {
         sizes += [B * numLabels, B * H, B * H, T * H, T * H, T * H, T * H, T * H, T * H, T * I, T * 3 * H, T * H, T * H]
         let padded = sizes.map { ($0 + 15) / 16 * 16 }
         let need = padded.reduce(0, +)
-        if arena == nil || arena!.count < need { arena = Tensor(shape: [need]) }
+        if arena == nil || arena!.count < need { arena = Tensor(shape: [max(need, (arena?.count ?? 0) * 3 / 2)]) }   // grown by half: evaluation's length-sorted batches grow T at every batch
         var p = arena!.data
         var it = padded.makeIterator()
         func take() -> Buffer { let q = p; p += it.next()!; return q }
