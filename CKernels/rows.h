@@ -168,6 +168,15 @@ static void ZK(linear_tile)(float *C, int ldc, const float *A, int lda, int rows
     }
 }
 
+// dst[d][j] = src[j][d] for j < L, zero for L ≤ j < Lp (rows of dst Lp apart, of src ld apart).
+static inline void ZK(transpose_padded)(float *dst, int Lp, const float *src, int ld, int L, int dh) {
+    for (int d = 0; d < dh; d++) {
+        float *row = dst + (size_t)d * Lp;
+        for (int j = 0; j < L; j++) row[j] = src[(size_t)j * ld + d];
+        for (int j = L; j < Lp; j++) row[j] = 0.0f;
+    }
+}
+
 static void ZK(attention_head)(float *out, int ldo, const float *q, const float *k, const float *v, int ld,
                                int S, int L, int dh, float scale, float *scratch) {
     const int Lp = (L + ZK_TC - 1) / ZK_TC * ZK_TC;
@@ -175,11 +184,7 @@ static void ZK(attention_head)(float *out, int ldo, const float *q, const float 
     float *kT = scratch;                    // [dh][Lp], zero-padded keys
     float *sc = kT + (size_t)dh * Lp;       // [ZK_TR][Lp] probabilities of the current row tile
     float *ctx = sc + (size_t)ZK_TR * Lp;   // [ZK_TR][Dp] context of the current row tile
-    for (int d = 0; d < dh; d++) {
-        float *row = kT + (size_t)d * Lp;
-        for (int j = 0; j < L; j++) row[j] = k[(size_t)j * ld + d];
-        for (int j = L; j < Lp; j++) row[j] = 0.0f;
-    }
+    ZK(transpose_padded)(kT, Lp, k, ld, L, dh);
     for (int i0 = 0; i0 < S; i0 += ZK_TR) {
         const int R = S - i0 < ZK_TR ? S - i0 : ZK_TR;
         const float *qr[ZK_TR], *pr[ZK_TR];
@@ -233,11 +238,7 @@ static void ZK(attention_train_head)(float *out, int ldo, float *P, const float 
     float *sc = qs + (size_t)L * dh;        // [ZK_TR][Lp] scores of the current row tile
     float *pd = sc + (size_t)ZK_TR * Lp;    // [ZK_TR][Lp] their probabilities after dropout
     float *ctx = pd + (size_t)ZK_TR * Lp;   // [ZK_TR][Dp] context of the current row tile
-    for (int d = 0; d < dh; d++) {
-        float *row = kT + (size_t)d * Lp;
-        for (int j = 0; j < L; j++) row[j] = k[(size_t)j * ld + d];
-        for (int j = L; j < Lp; j++) row[j] = 0.0f;
-    }
+    ZK(transpose_padded)(kT, Lp, k, ld, L, dh);
     for (int i = 0; i < L; i++)
         for (int d = 0; d < dh; d++) qs[(size_t)i * dh + d] = q[(size_t)i * ld + d] * scale;
     for (int i0 = 0; i0 < L; i0 += ZK_TR) {
@@ -274,11 +275,7 @@ static void ZK(attention_backward_head)(float *dq, float *dk, float *dv, const f
     float *dS = W + (size_t)L * Lp;         // [L][Lp] scale · dS
     float *dp = dS + (size_t)L * Lp;        // [ZK_TR][Lp] dO·Vᵀ of the current row tile
     float *acc = dp + (size_t)ZK_TR * Lp;   // [ZK_TR][Dp]
-    for (int d = 0; d < dh; d++) {
-        float *row = vT + (size_t)d * Lp;
-        for (int j = 0; j < L; j++) row[j] = v[(size_t)j * ld + d];
-        for (int j = L; j < Lp; j++) row[j] = 0.0f;
-    }
+    ZK(transpose_padded)(vT, Lp, v, ld, L, dh);
     const float *ar[ZK_TR];
     // Rows i: dP, D(P), dS and dQ = dS·K.
     for (int i0 = 0; i0 < L; i0 += ZK_TR) {

@@ -17,7 +17,7 @@ public enum Targets {
 final class Activations {
     typealias Buffer = UnsafeMutablePointer<Float>
     private(set) var T = 0, B = 0
-    private(set) var starts: [Int] = [], lengths: [Int] = [], lengths32: [Int32] = []
+    private(set) var starts: [Int] = [], lengths: [Int] = []
     var embSum: Buffer!, embMean: Buffer!, embRstd: Buffer!
     var xs: [Buffer] = []                     // input of layer l (xs[L] = encoder output)
     var qkv: [Buffer] = [], probs: [Buffer] = [], ctx: [Buffer] = []
@@ -33,7 +33,6 @@ final class Activations {
     func prepare(_ c: BertConfig, lengths: [Int], numLabels: Int) {
         let (H, I, L, heads) = (c.hiddenSize, c.intermediateSize, c.numHiddenLayers, c.numAttentionHeads)
         self.lengths = lengths
-        lengths32 = lengths.map { Int32($0) }
         B = lengths.count
         starts = []
         var t = 0, pr = 0
@@ -100,7 +99,7 @@ extension BertClassifier {
         for (l, w) in layers.enumerated() {
             let x = act.xs[l]
             zk_linear_forward(act.qkv[l], x, P + w.qkvW, P + w.qkvB, Int32(T), Int32(3 * H), Int32(H))
-            zk_attention_train_forward(act.ctx[l], act.probs[l], act.qkv[l], act.lengths32, sequenceSeeds(site(10 * l + 1), B),
+            zk_attention_train_forward(act.ctx[l], act.probs[l], act.qkv[l], batch.lengths, sequenceSeeds(site(10 * l + 1), B),
                                        Int32(B), Int32(c.numAttentionHeads), Int32(c.headDim), pAttn)
             zk_linear_forward(act.aPre[l], act.ctx[l], P + w.outW, P + w.outB, Int32(T), Int32(H), Int32(H))
             zk_dropout_forward(act.aPre[l], T * H, pHidden, site(10 * l + 2))
@@ -175,7 +174,7 @@ extension BertClassifier {
             dxPrev.update(from: dAPre, count: T * H)                              // residual into x_l
             zk_dropout_backward(dAPre, T * H, pHidden, site(10 * l + 2))
             zk_linear_backward(dCtx, G + w.outW, G + w.outB, dAPre, act.ctx[l], P + w.outW, Int32(T), Int32(H), Int32(H))
-            zk_attention_backward(dQKV, dCtx, act.qkv[l], act.probs[l], act.lengths32, sequenceSeeds(site(10 * l + 1), B),
+            zk_attention_backward(dQKV, dCtx, act.qkv[l], act.probs[l], batch.lengths, sequenceSeeds(site(10 * l + 1), B),
                                   Int32(B), Int32(c.numAttentionHeads), Int32(c.headDim), pAttn)
             zk_linear_backward(dTmpH, G + w.qkvW, G + w.qkvB, dQKV, act.xs[l], P + w.qkvW, Int32(T), Int32(3 * H), Int32(H))
             zk_residual_forward(dxPrev, dxPrev, dTmpH, T * H)
