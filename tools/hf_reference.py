@@ -6,8 +6,10 @@
     python tools/hf_reference.py stsb     --out DIR   # -> DIR/stsb.json (zero-shot STS-B dev in PyTorch)
     python tools/hf_reference.py metrics  --out DIR   # -> DIR/metrics/ (random predictions + sklearn/scipy scores)
     python tools/hf_reference.py train-step --out DIR # -> DIR/train_step.safetensors (loss, grads, AdamW step, one exact Hessian-vector product)
-    python tools/hf_reference.py all      --out DIR   # the last four
-    python tools/hf_reference.py roundtrip --model DIR < lines   # HF logits of a zoo-fine-tuned model
+    python tools/hf_reference.py families --out DIR   # -> DIR/families/<name>/ (small random pruned BERT, DistilBERT,
+                                                      #    ALBERT checkpoints + hidden states, scores, grads: tools/hf_families.py)
+    python tools/hf_reference.py all      --out DIR   # the last five
+    python tools/hf_reference.py roundtrip --model DIR < lines   # HF logits of a zoo-fine-tuned model (any family)
 
 Weights default to weights/minilm-l6 (`zoo weights fetch minilm-l6`), GLUE to $ZOO_GLUE_DIR.
 Pinned versions: tools/requirements.txt (transformers 4.x: its BertTokenizer is the original Python one).
@@ -15,6 +17,7 @@ Pinned versions: tools/requirements.txt (transformers 4.x: its BertTokenizer is 
 import argparse, json, os, random, sys
 
 import glue_tasks
+import hf_families
 from glue_tasks import TASKS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,25 +243,34 @@ def cmd_train_step(a):
     print(f"train-step: {a.out}/train_step.safetensors", file=sys.stderr)
 
 
+def cmd_families(a):
+    hf_families.run(a.out, tokenizer(a.weights), a.weights, ENCODER_INPUTS)
+
+
 def cmd_roundtrip(a):
-    """Loads a zoo-fine-tuned directory with BertForSequenceClassification.from_pretrained and prints
-    the logits of the given TAB-separated lines (stdin) as JSON: the round-trip check."""
+    """Loads a zoo-fine-tuned directory of any family (BERT, DistilBERT, ALBERT, ...) with
+    AutoModelForSequenceClassification.from_pretrained and prints the logits of the given TAB-separated
+    lines (stdin) as JSON: the round-trip check. The directory's vocab.txt tokenizes (slow BertTokenizer);
+    token_type_ids go in only when the model's forward takes them."""
     import torch
-    from transformers import BertForSequenceClassification
-    model = BertForSequenceClassification.from_pretrained(a.model, attn_implementation="eager")
+    from transformers import AutoModelForSequenceClassification
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(a.model, attn_implementation="eager")
+    except (ValueError, TypeError):  # a model class without the eager switch
+        model = AutoModelForSequenceClassification.from_pretrained(a.model)
     model.eval()
     tok = tokenizer(a.model)
     rows = []
     for line in sys.stdin.read().splitlines():
         e = tok(*line.split("\t"), truncation=True, max_length=128, return_tensors="pt")
         with torch.no_grad():
-            rows.append(model(**e).logits[0].tolist())
+            rows.append(model(**hf_families.accepted_inputs(model, e)).logits[0].tolist())
     json.dump(rows, sys.stdout)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "roundtrip", "all"])
+    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "families", "roundtrip", "all"])
     ap.add_argument("--model", help="roundtrip: a fine-tuned checkpoint directory")
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
@@ -268,7 +280,7 @@ def main():
         cmd_tokenizer_fixture(a)
     if a.what == "roundtrip":
         cmd_roundtrip(a)
-    for w in ["encoder", "stsb", "metrics", "train-step"]:
+    for w in ["encoder", "stsb", "metrics", "train-step", "families"]:
         if a.what in (w, "all"):
             globals()["cmd_" + w.replace("-", "_")](a)
 

@@ -32,8 +32,8 @@ struct BenchCommand: Command {
             try devPass(variant, model, ckpt, task: try GLUETask.named(taskName), batchSize: batchSize, args: args)
             return
         }
-        guard seq <= model.config.maxPositionEmbeddings else { throw ZooError.usage("--seq \(seq) exceeds max_position_embeddings \(model.config.maxPositionEmbeddings)") }
-        let batch = Batch(randomWithSize: batchSize, seqLen: seq, vocabSize: model.config.vocabSize)
+        guard seq <= model.spec.positions else { throw ZooError.usage("--seq \(seq) exceeds max_position_embeddings \(model.spec.positions)") }
+        let batch = Batch(randomWithSize: batchSize, seqLen: seq, vocabSize: model.spec.vocab)
         defer { withExtendedLifetime(ckpt) {} }
         let r = try Bench.run(model, batch: batch, warmup: try args.int("warmup", default: 2, range: 0...1000)!, iterations: try args.int("iters"))
         if args.flag("json") {

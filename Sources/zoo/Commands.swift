@@ -70,7 +70,7 @@ struct EmbedCommand: Command {
         let tok = try ckpt!.tokenizer()
         let encodings = try lines.enumerated().map { i, line -> WordPieceTokenizer.Encoding in
             let (a, b) = try splitPair(line, lineNumber: i + 1)
-            return tok.encode(a, b, maxLength: min(maxLen, model.config.maxPositionEmbeddings))
+            return tok.encode(a, b, maxLength: min(maxLen, model.spec.positions))
         }
         let progress = Progress("embed")
         let rows = try model.embeddings(encodings, pooling: pooling, batchSize: batchSize, progress: lines.count > 1000 ? progress.update : nil)
@@ -134,7 +134,7 @@ struct EvalCommand: Command {
         Runtime.setThreads(try args.int("threads"))
         let examples = try task.load(split, from: glueDirectory(args["data"]))
         let (model, ckpt) = try loadModel(variant, weights: args["weights"])
-        let maxLen = min(try args.int("max-len", default: 128, range: 2...100_000)!, model.config.maxPositionEmbeddings)
+        let maxLen = min(try args.int("max-len", default: 128, range: 2...100_000)!, model.spec.positions)
         let tok = try ckpt!.tokenizer()
         let start = Date()
         let progress = Progress("eval \(variant.name) \(task.glueName)")
@@ -147,14 +147,14 @@ struct EvalCommand: Command {
             predictions = examples.indices.map { cosine(emb[2 * $0], emb[2 * $0 + 1]) }
             mode = "zero-shot"
         } else {
-            let head = try ClassificationHead(ckpt!)
-            guard head.numLabels == task.numLabels else {
-                throw ZooError.badFile(path: ckpt!.dir.path, problem: "classifier has \(head.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
+            guard model.spec.head != .none else {
+                throw ZooError.badFile(path: ckpt!.dir.path, problem: "no classifier head (\(model.spec.family.names.classifier).weight); fine-tune a model first with `zoo finetune`, or use --zero-shot")
+            }
+            guard model.spec.numLabels == task.numLabels else {
+                throw ZooError.badFile(path: ckpt!.dir.path, problem: "classifier has \(model.spec.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
             }
             let encodings = examples.map { tok.encode($0.textA, $0.textB, maxLength: maxLen) }
-            predictions = try inLengthSortedBatches(encodings, batchSize: batchSize, progress: progress.update) { batch in
-                head.logits(try model.forward(batch), batch).map { ClassificationHead.prediction($0, regression: task.isRegression) }
-            }
+            predictions = try ZooCore.predictions(model, encodings, regression: task.isRegression, batchSize: batchSize, progress: progress.update)
             mode = "fine-tuned"
         }
         let seconds = Date().timeIntervalSince(start)

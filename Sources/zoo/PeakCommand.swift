@@ -21,9 +21,8 @@ struct PeakCommand: Command {
         guard let g = Geometry(rawValue: args["geometry"] ?? "bert-base") else { throw ZooError.usage("unknown geometry '\(args["geometry"]!)'") }
         let T = try args.int("tokens", default: 4096)!
         let peak = zk_fma_peak_gflops(100_000_000)
-        let c = g.config
-        let shapes = [("qkv", 3 * c.hiddenSize, c.hiddenSize), ("attn-out", c.hiddenSize, c.hiddenSize),
-                      ("ffn-up", c.intermediateSize, c.hiddenSize), ("ffn-down", c.hiddenSize, c.intermediateSize)]
+        let (H, F) = (g.spec.hidden, g.spec.layers[0].ffn)
+        let shapes = [("qkv", 3 * H, H), ("attn-out", H, H), ("ffn-up", F, H), ("ffn-down", H, F)]
         var rows: [[String: Any]] = []
         var rng = SplitMix64(seed: 3)
         for (name, N, K) in shapes {

@@ -2,9 +2,9 @@ import BERT
 import QBERT
 import ZooCore
 
-/// Every variant the CLI knows. Adding a plugin: a folder under plugins/ (Package.swift picks it up)
-/// and its `variants` list here — one line.
+/// Every plugin the CLI knows: its variants and its commands. Adding a plugin: a folder under
+/// plugins/ (Package.swift picks it up) and its `plugin` here — one line.
 let registry = Registry(
-    BERT.variants,
-    QBERT.variants
+    BERT.plugin,
+    QBERT.plugin
 )

@@ -7,8 +7,8 @@ Runtime.configureAllocator()
 
 let commands: [Command.Type] = [
     ListCommand.self, EvalCommand.self, EmbedCommand.self, TokenizeCommand.self, ScoreCommand.self,
-    FinetuneCommand.self, QuantizeCommand.self, BenchCommand.self, PeakCommand.self, WeightsCommand.self, DataCommand.self,
-]
+    FinetuneCommand.self, BenchCommand.self, PeakCommand.self, WeightsCommand.self, DataCommand.self,
+] + registry.commands
 
 func usage() -> String {
     var s = "zoo — BERT compression model zoo: variants measured on GLUE by parameters, speed and score.\n\nUsage: zoo <command> [options]   (zoo <command> --help for details)\n\nCommands:\n"

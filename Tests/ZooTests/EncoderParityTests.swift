@@ -15,7 +15,7 @@ final class EncoderParityTests: XCTestCase {
         let refURL = Paths.reference.appendingPathComponent("encoder.safetensors")
         try require(refURL, "run `python tools/hf_reference.py encoder` (tools/test.sh does)")
         let ref = try SafeTensors(url: refURL)
-        let model = try BertEncoder(checkpoint: try Checkpoint(dir: Paths.weights))
+        let model = try BertNetwork(checkpoint: try Checkpoint(dir: Paths.weights))
         let n = ref.names.filter { $0.hasPrefix("hidden.") }.count
         XCTAssertGreaterThanOrEqual(n, 50)
         func ints(_ name: String) throws -> [Int32] {
@@ -23,7 +23,7 @@ final class EncoderParityTests: XCTestCase {
             return Array(UnsafeBufferPointer(start: p, count: try ref.entry(name).count))
         }
         let encodings = try (0..<n).map { WordPieceTokenizer.Encoding(inputIds: try ints("ids.\($0)"), tokenTypeIds: try ints("types.\($0)")) }
-        let H = model.config.hiddenSize
+        let H = model.spec.hidden
         for threads in [1, 2] {
             zk_set_threads(Int32(threads))
             var worst: (Float, Float, Float) = (0, 0, 0)
@@ -56,7 +56,7 @@ final class EncoderParityTests: XCTestCase {
     /// in one chunk give the same hidden states (the GEMM kernels sum each row in the same order
     /// whatever the number of rows, so the tolerance is 1e-6 for safety, not for expected drift).
     func testChunkSizeDoesNotChangeOutput() throws {
-        let model = BertEncoder(randomWith: Geometry.tinybert4l.config, seed: 3)
+        let model = try BertNetwork(packing: randomStore(Geometry.tinybert4l.spec, seed: 3))
         let batch = Batch((0..<9).map { i in
             let n = 5 + 7 * i
             return WordPieceTokenizer.Encoding(inputIds: (0..<n).map { Int32(101 + ($0 * 37 + i) % 20000) }, tokenTypeIds: [Int32](repeating: 0, count: n))
@@ -69,7 +69,7 @@ final class EncoderParityTests: XCTestCase {
     }
 
     func testRejectsOutOfVocabularyIds() throws {
-        let model = BertEncoder(randomWith: Geometry.tinybert4l.config, seed: 1)
+        let model = try BertNetwork(packing: randomStore(Geometry.tinybert4l.spec, seed: 1))
         let bad = Batch([WordPieceTokenizer.Encoding(inputIds: [101, 999_999, 102], tokenTypeIds: [0, 0, 0])])
         XCTAssertThrowsError(try model.forward(bad)) { XCTAssertTrue("\($0)".contains("outside the vocabulary")) }
     }

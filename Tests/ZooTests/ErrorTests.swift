@@ -137,12 +137,18 @@ final class ErrorTests: XCTestCase {
         try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "not divisible"])
     }
 
-    func testOtherModelTypesSayNotSupportedYet() throws {
+    func testUnknownModelTypesAndFieldsAreRefused() throws {
         var c = Tiny.config
-        c["model_type"] = "distilbert"
-        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "distilbert", "not supported yet"])
-        c["model_type"] = "albert"
-        try assertEmbedFails(try checkpoint(config: c), mentions: ["ALBERT", "not supported yet"])
+        c["model_type"] = "xlnet"
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "model_type 'xlnet' is not supported", "bert, distilbert, albert"])
+        c["model_type"] = "distilbert"   // BERT's field names are not DistilBERT's
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "missing field 'dim'"])
+        c = Tiny.config
+        c["hidden_act"] = "swish"
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "hidden_act 'swish' is not supported"])
+        c = Tiny.config
+        c["pruned_heads"] = ["0": [0, 7]]
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "pruned_heads entry '0'"])
     }
 
     func testPickleCheckpointRefused() throws {

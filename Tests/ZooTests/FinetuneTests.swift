@@ -1,3 +1,4 @@
+import BERT
 import Foundation
 import XCTest
 @testable import ZooCore
@@ -109,12 +110,11 @@ final class FinetuneTests: XCTestCase {
         let hf = try JSONSerialization.jsonObject(with: o.fileHandleForReading.readDataToEndOfFile()) as! [[Double]]
         p.waitUntilExit()
         let ckpt = try Checkpoint(dir: out)
-        let model = BertClassifier(config: ckpt.config, numLabels: 2)
-        try model.load(ckpt.tensors, seed: 0)
+        let model = try BertNetwork(checkpoint: ckpt)
         let tok = try ckpt.tokenizer()
         for (n, line) in inputs.split(separator: "\n").enumerated() {
             let parts = line.split(separator: "\t").map(String.init)
-            let logits = model.logits(Batch([tok.encode(parts[0], parts[1])]))
+            let logits = try model.logits(Batch([tok.encode(parts[0], parts[1])]))
             for c in 0..<2 { XCTAssertEqual(Double(logits[c]), hf[n][c], accuracy: 1e-4, "line \(n)") }
         }
     }

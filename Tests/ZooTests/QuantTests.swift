@@ -75,10 +75,10 @@ final class QuantTests: XCTestCase {
         let bias = Tensor(shape: [N], values: (0..<N).map { _ in rng.symmetric() })
         let ref = Tensor(shape: [M, N])
         zk_linear_forward(ref.data, x.data, w.data, bias.data, Int32(M), Int32(N), Int32(K))
-        let layer = QLinear(weight: w, bits: 8, group: 1, bias: bias)
+        let layer = QLinear(weight: w.data, n: w.shape[0], k: w.shape[1], bits: 8, group: 1, bias: bias)
         forEachKernel { name in
             let y = Tensor(shape: [M, N])
-            layer.forward(y.data, x.data, rows: M, withBias: true, gelu: false)
+            layer.forward(y.data, x.data, rows: M, withBias: true, act: 0)
             var worst: Float = 0
             for m in 0..<M {
                 let sa = (0..<K).map { abs(x[m * K + $0]) }.max()! / 127
@@ -124,9 +124,9 @@ final class QuantTests: XCTestCase {
         XCTAssertLessThanOrEqual(ratio, 0.27)
         XCTAssertGreaterThan(ratio, 0.25)   // int8 of 22.7 M parameters cannot be much smaller
 
-        let fp32 = try BertEncoder(checkpoint: try Checkpoint(dir: Paths.weights))
-        let saved = try QBERT.variants[0].load(.checkpoint(try Checkpoint(dir: out)))
-        let onLoad = try QBERT.variants[0].load(.checkpoint(try Checkpoint(dir: Paths.weights)))
+        let fp32 = try BertNetwork(checkpoint: try Checkpoint(dir: Paths.weights))
+        let saved = try QBERT.plugin.variants[0].load(.checkpoint(try Checkpoint(dir: out)))
+        let onLoad = try QBERT.plugin.variants[0].load(.checkpoint(try Checkpoint(dir: Paths.weights)))
         XCTAssertEqual(saved.parameterCount, fp32.parameterCount)
         let tok = try WordPieceTokenizer(vocabURL: Paths.weights.appendingPathComponent("vocab.txt"))
         let batch = Batch(["A man is playing a guitar.", "The quick brown fox jumps over the lazy dog!", "Quantization keeps 8 bits."]
@@ -151,12 +151,12 @@ final class QuantTests: XCTestCase {
         let ref = try SafeTensors(url: refURL)
         Runtime.setThreads(2)
         let (model, batch, targets) = try referenceStep(ref, try Checkpoint(dir: Paths.weights), kind: "cls", numLabels: 2)
-        let slot = try XCTUnwrap(model.slot("bert.encoder.layer.0.intermediate.dense.weight"))
+        let slot = try XCTUnwrap(model.store!.slot("bert.encoder.layer.0.intermediate.dense.weight"))
         let v = try ref.tensor("hvp.v").array, want = try ref.tensor("hvp.hv").array
-        let w = Quantizer.gather(model.params, [slot])
+        let w = Quantizer.gather(model.store!.values, [slot])
         let norm = { (x: [Float]) in Float(x.reduce(0.0) { $0 + Double($1 * $1) }.squareRoot()) }
-        let hv = Quantizer.hessianVectorProduct(model, [(batch, targets)], [slot], v, eps: 1e-3 * norm(w))
-        XCTAssertEqual(Quantizer.gather(model.params, [slot]), w, "parameters restored")
+        let hv = try Quantizer.hessianVectorProduct(model, [(batch, targets)], [slot], v, eps: 1e-3 * norm(w))
+        XCTAssertEqual(Quantizer.gather(model.store!.values, [slot]), w, "parameters restored")
         let err = norm(zip(hv, want).map { $0 - $1 }) / norm(want)
         let rq = zip(v, hv).map { $0 * $1 }.reduce(0, +), rqWant = zip(v, want).map { $0 * $1 }.reduce(0, +)
         print("HVP vs PyTorch: relative error \(err), v·Hv \(rq) vs \(rqWant)")

@@ -20,19 +20,20 @@ final class TrainingTests: XCTestCase {
         for (kind, numLabels) in [("cls", 2), ("reg", 1)] {
             let (model, batch, targets) = try referenceStep(ref, ckpt, kind: kind, numLabels: numLabels)
 
-            let logits = model.logits(batch)
+            let store = model.store!
+            let logits = try model.logits(batch)
             XCTAssertLessThan(maxAbsDiff(logits, try ref.tensor("\(kind).logits")), 1e-5, "\(kind) logits")
-            model.zeroGrad()
-            let loss = model.backward(batch, targets: targets, seed: nil)
+            store.zeroGrad()
+            let loss = try model.step(batch, targets: targets, dropoutSeed: nil)
             XCTAssertEqual(loss, try ref.tensor("\(kind).loss")[0], accuracy: 1e-5, "\(kind) loss")
 
             var worstRel: (Double, String) = (0, "")
-            for s in model.slots {
+            for s in store.slots {
                 let want = try ref.tensor("\(kind).grad.\(s.name)")
                 var scale: Float = 0, err: Float = 0
                 for i in 0..<s.count {
                     scale = max(scale, abs(want[i]))
-                    err = max(err, abs(model.grads[s.offset + i] - want[i]))
+                    err = max(err, abs(store.grads![s.offset + i] - want[i]))
                 }
                 let rel = Double(err) / Double(max(scale, 1e-12))
                 if scale > 1e-6 && rel > worstRel.0 { worstRel = (rel, s.name) }   // (key biases have zero gradient in exact arithmetic)
@@ -40,14 +41,14 @@ final class TrainingTests: XCTestCase {
             }
             print("\(kind): worst gradient error \(worstRel.0) of its tensor's max, in \(worstRel.1)")
 
-            let opt = AdamW(parameterCount: model.parameterCount, lr: 5e-5, weightDecay: 0.01)
-            opt.update(model)
+            let opt = AdamW(parameterCount: store.count, lr: 5e-5, weightDecay: 0.01)
+            opt.update(store)
             var signFlips = 0
-            for s in model.slots {
+            for s in store.slots {
                 let want = try ref.tensor("\(kind).after.\(s.name)")
                 let g = try ref.tensor("\(kind).grad.\(s.name)")
                 for i in 0..<s.count {
-                    let d = abs(model.params[s.offset + i] - want[i])
+                    let d = abs(store.values[s.offset + i] - want[i])
                     if d > 1e-6 {
                         signFlips += 1
                         XCTAssertLessThanOrEqual(d, 2 * 5e-5 + 1e-6, "\(kind) \(s.name)[\(i)] after AdamW")
@@ -55,20 +56,21 @@ final class TrainingTests: XCTestCase {
                     }
                 }
             }
-            XCTAssertLessThan(signFlips, model.parameterCount / 1000, "\(kind): \(signFlips) updated weights differ")
+            XCTAssertLessThan(signFlips, store.count / 1000, "\(kind): \(signFlips) updated weights differ")
         }
     }
 }
 
 /// The model (MiniLM-L6 with the reference's freshly initialised head), batch and targets of one
 /// `tools/hf_reference.py train-step` case ("cls" or "reg").
-func referenceStep(_ ref: SafeTensors, _ ckpt: Checkpoint, kind: String, numLabels: Int) throws -> (BertClassifier, Batch, Targets) {
-    let model = BertClassifier(config: ckpt.config, numLabels: numLabels)
-    try model.load(ckpt.tensors, seed: 1)
-    for s in model.slots where s.name.hasPrefix("classifier") || s.name.hasPrefix("bert.pooler") {
+func referenceStep(_ ref: SafeTensors, _ ckpt: Checkpoint, kind: String, numLabels: Int) throws -> (Network<ParamLinear>, Batch, Targets) {
+    let store = ParameterStore(spec: ckpt.spec.withHead(numLabels: numLabels))
+    try store.load(ckpt, seed: 1)
+    for s in store.slots where s.name.hasPrefix("classifier") || s.name.hasPrefix("bert.pooler") {
         let t = try ref.tensor("\(kind).init.\(s.name)")
-        (model.params.data + s.offset).update(from: t.data, count: s.count)
+        (store.values.data + s.offset).update(from: t.data, count: s.count)
     }
+    let model = try Network(spec: store.spec, reader: store)
     func raw(_ n: String) throws -> [Int32] {
         let e = try ref.entry("\(kind).\(n)")
         let p = try ref.rawPointer("\(kind).\(n)").assumingMemoryBound(to: Int32.self)

@@ -6,7 +6,7 @@ import ZooCore
 /// embedding tables. `qbert-int8` loads a checkpoint written by `zoo quantize --method int8`, or
 /// quantizes an fp32 checkpoint as it loads; `qbert-mixed` loads `zoo quantize --method mixed` output
 /// (Hessian-chosen bit widths per layer, group-wise scales).
-public let variants: [Variant] = [
+public let plugin = Plugin(variants: [
     Variant(name: "qbert-int8", summary: "Q-BERT 8-bit: int8 weights (per-channel scales) and per-token int8 activations in every Linear, int8 embeddings; VNNI GEMM") { source in
         switch source {
         case .checkpoint(let ckpt):
@@ -14,9 +14,9 @@ public let variants: [Variant] = [
             if let q, q.method != "int8" {
                 throw ZooError.badFile(path: ckpt.dir.path, problem: "this checkpoint was quantized with --method \(q.method); evaluate it as qbert-\(q.method)")
             }
-            return chunked(try QBertEncoder(checkpoint: ckpt, reader: QuantReader(ckpt: ckpt, spec: q ?? .int8OnTheFly)))
+            return chunked(try QBertNetwork(spec: ckpt.spec, reader: QuantReader(ckpt: ckpt, spec: q ?? .int8OnTheFly)))
         case .geometry(let g, let seed):
-            return chunked(QBertEncoder(randomWith: g.config, seed: seed) { w, b in QLinear(weight: w, bits: 8, group: 1, bias: b) })
+            return chunked(try QBertNetwork(spec: g.spec, reader: PackingReader(store: randomStore(g.spec, seed: seed)) { w, b, n, k in QLinear(weight: w, n: n, k: k, bits: 8, group: 1, bias: b) }))
         }
     },
     Variant(name: "qbert-mixed", summary: "Q-BERT mixed precision: 3-8-bit weights per layer from Hessian sensitivity, group-wise scales, int8 compute (zoo quantize --method mixed)") { source in
@@ -25,18 +25,18 @@ public let variants: [Variant] = [
             guard let q = try QuantSpec.load(ckpt), q.method == "mixed" else {
                 throw ZooError.badFile(path: ckpt.dir.path, problem: "not a mixed-precision checkpoint; make one with `zoo quantize --weights DIR --method mixed --out DIR`")
             }
-            return chunked(try QBertEncoder(checkpoint: ckpt, reader: QuantReader(ckpt: ckpt, spec: q)))
+            return chunked(try QBertNetwork(spec: ckpt.spec, reader: QuantReader(ckpt: ckpt, spec: q)))
         case .geometry(let g, let seed):
-            return chunked(QBertEncoder(randomWith: g.config, seed: seed) { w, b in QLinear(weight: w, bits: 4, group: 64, bias: b) })
+            return chunked(try QBertNetwork(spec: g.spec, reader: PackingReader(store: randomStore(g.spec, seed: seed)) { w, b, n, k in QLinear(weight: w, n: n, k: k, bits: 4, group: 64, bias: b) }))
         }
     },
-]
+], commands: [QuantizeCommand.self])
 
-public typealias QBertEncoder = Encoder<QLinear>
+public typealias QBertNetwork = Network<QLinear>
 
 /// int8 weights are a quarter of the bytes, so streaming them per chunk costs less and larger chunks
 /// (longer GEMMs) win: 1024 tokens (see README, Q-BERT speed).
-func chunked(_ m: QBertEncoder) -> QBertEncoder {
+func chunked(_ m: QBertNetwork) -> QBertNetwork {
     m.chunkTokens = 1024
     return m
 }
@@ -85,13 +85,14 @@ final class QScratch {
 /// scale per output row; activations quantized per token on the fly.
 public final class QLinear: LinearLayer {
     public let outFeatures: Int, inFeatures: Int
-    public let bias: Tensor
+    let biasTensor: Tensor
+    public var bias: Floats { biasTensor.data }
     let packed: UnsafeMutablePointer<Int8>, colsum: UnsafeMutablePointer<Int32>, scale: UnsafeMutablePointer<Float>
     var scratch: QScratch
 
     /// q: int8 values [N, K]; rowScale: [N].
     init(q: [Int8], rowScale: [Float], bias: Tensor, outFeatures N: Int, inFeatures K: Int, scratch: QScratch = QScratch()) {
-        (outFeatures, inFeatures, self.bias, self.scratch) = (N, K, bias, scratch)
+        (outFeatures, inFeatures, biasTensor, self.scratch) = (N, K, bias, scratch)
         packed = .allocate(capacity: zk_qpacked_weight_bytes(Int32(N), Int32(K)))
         colsum = .allocate(capacity: N)
         scale = .allocate(capacity: N)
@@ -100,25 +101,28 @@ public final class QLinear: LinearLayer {
     }
 
     /// Quantizes an fp32 weight [N, K] (`bits`, one scale per `group` rows).
-    convenience init(weight: Tensor, bits: Int, group: Int, bias: Tensor) {
-        let (q, s) = quantizeWeight(weight, bits: bits, group: group)
-        self.init(q: q, rowScale: s, bias: bias, outFeatures: weight.shape[0], inFeatures: weight.shape[1])
+    convenience init(weight: UnsafePointer<Float>, n N: Int, k K: Int, bits: Int, group: Int, bias: Tensor) {
+        let (q, s) = quantizeWeight(weight, n: N, k: K, bits: bits, group: group)
+        self.init(q: q, rowScale: s, bias: bias, outFeatures: N, inFeatures: K)
     }
 
     deinit { packed.deallocate(); colsum.deallocate(); scale.deallocate() }
 
-    public func forward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, rows: Int, withBias: Bool, gelu: Bool) {
+    public func forward(_ out: Floats, _ inp: UnsafePointer<Float>, rows: Int, withBias: Bool, act: Int32) {
         scratch.reserve(rows: rows, width: Int(zk_qpad_k(Int32(inFeatures))))
-        zk_qlinear_forward(out, inp, scratch.bytes, scratch.scales, packed, colsum, scale, withBias ? bias.data : nil,
-                           Int32(rows), Int32(outFeatures), Int32(inFeatures), gelu ? 1 : 0)
+        zk_qlinear_forward(out, inp, scratch.bytes, scratch.scales, packed, colsum, scale, withBias ? bias : nil,
+                           Int32(rows), Int32(outFeatures), Int32(inFeatures), act)
     }
 }
 
 /// W [N, K] → int8 values and per-row scales (rows of a group share one), by `zk_quantize_weight`.
 func quantizeWeight(_ w: Tensor, bits: Int, group: Int) -> (q: [Int8], rowScale: [Float]) {
-    let (N, K) = (w.shape[0], w.shape[1])
+    quantizeWeight(w.data, n: w.shape[0], k: w.shape[1], bits: bits, group: group)
+}
+
+func quantizeWeight(_ w: UnsafePointer<Float>, n N: Int, k K: Int, bits: Int, group: Int) -> (q: [Int8], rowScale: [Float]) {
     var q = [Int8](repeating: 0, count: N * K), s = [Float](repeating: 0, count: N)
-    zk_quantize_weight(&q, &s, w.data, Int32(N), Int32(K), Int32(bits), Int32(group))
+    zk_quantize_weight(&q, &s, w, Int32(N), Int32(K), Int32(bits), Int32(group))
     return (q, s)
 }
 
@@ -126,7 +130,7 @@ func quantizeWeight(_ w: Tensor, bits: Int, group: Int) -> (q: [Int8], rowScale:
 struct QuantizedRows: WordEmbeddings {
     let q: [Int8], scale: [Float], width: Int
     var count: Int { q.count }
-    func gather(_ ids: UnsafeBufferPointer<Int32>, into dst: UnsafeMutablePointer<Float>) throws {
+    func gather(_ ids: UnsafeBufferPointer<Int32>, into dst: Floats) throws {
         for (i, id) in ids.enumerated() {
             let row = Int(id) * width, s = scale[Int(id)], d = dst + i * width
             for j in 0..<width { d[j] = Float(q[row + j]) * s }
@@ -135,17 +139,18 @@ struct QuantizedRows: WordEmbeddings {
 }
 
 /// Reads a quantized checkpoint (see `QuantizedFormat`), or quantizes fp32 tensors while loading.
-struct QuantReader: EncoderWeightReader {
+struct QuantReader: WeightReader {
     let ckpt: Checkpoint
     let spec: QuantSpec
     let scratch = QScratch()
 
+    /// `prefix` is an HF name; the checkpoint may store it without the family prefix (base models).
     func quantized(_ prefix: String, shape: [Int]) throws -> (q: [Int8], rowScale: [Float]) {
-        let st = ckpt.tensors
-        if st.entries[prefix + ".weight_scale"] == nil {
-            return quantizeWeight(try st.tensor(prefix + ".weight", shape: shape), bits: spec.bits(prefix), group: 1)
+        let st = ckpt.tensors, p = String(ckpt.name(prefix + ".weight").dropLast(".weight".count))
+        if st.entries[p + ".weight_scale"] == nil {
+            return quantizeWeight(try st.tensor(p + ".weight", shape: shape), bits: spec.bits(p), group: 1)
         }
-        return try QuantizedFormat.read(st, prefix: prefix, shape: shape, bits: spec.bits(prefix), group: QuantizedFormat.group(prefix, spec.groupSize))
+        return try QuantizedFormat.read(st, prefix: p, shape: shape, bits: spec.bits(p), group: QuantizedFormat.group(p, spec.groupSize))
     }
 
     func linear(_ prefixes: [String], outFeatures: [Int], inFeatures: Int) throws -> QLinear {
@@ -153,7 +158,7 @@ struct QuantReader: EncoderWeightReader {
         for (p, n) in zip(prefixes, outFeatures) {
             let part = try quantized(p, shape: [n, inFeatures])
             q += part.q; s += part.rowScale
-            b.append(try ckpt.tensors.tensor(p + ".bias", shape: [n]))
+            b.append(try ckpt.tensors.tensor(ckpt.name(p + ".bias"), shape: [n]))
         }
         let n = outFeatures.reduce(0, +)
         return QLinear(q: q, rowScale: s, bias: concat(b, shape: [n]), outFeatures: n, inFeatures: inFeatures, scratch: scratch)
@@ -164,13 +169,12 @@ struct QuantReader: EncoderWeightReader {
         return QuantizedRows(q: t.q, scale: t.rowScale, width: shape[1])
     }
 
-    /// Position/type tables come back dequantized; LayerNorm and biases are stored as float32.
-    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
-        let prefix = String(name.dropLast(".weight".count))
-        guard name.hasSuffix("_embeddings.weight") else { return try ckpt.tensors.tensor(name, shape: shape) }
-        let t = try quantized(prefix, shape: shape)
+    /// Position/type tables come back dequantized; LayerNorm, biases and the head are stored as float32.
+    func param(_ name: String, shape: [Int]) throws -> Param {
+        guard name.hasSuffix("_embeddings.weight") else { return Param(try ckpt.tensors.tensor(ckpt.name(name), shape: shape)) }
+        let t = try quantized(String(name.dropLast(".weight".count)), shape: shape)
         let out = Tensor(shape: shape)
         for r in 0..<shape[0] { for j in 0..<shape[1] { out[r * shape[1] + j] = Float(t.q[r * shape[1] + j]) * t.rowScale[r] } }
-        return out
+        return Param(out)
     }
 }

@@ -89,7 +89,6 @@ public struct Quantizer {
 
     let ckpt: Checkpoint
     let options: Options
-    let prefix: String
     public private(set) var units: [Unit]
 
     public init(checkpoint: Checkpoint, options: Options) throws {
@@ -98,13 +97,17 @@ public struct Quantizer {
         }
         ckpt = checkpoint
         self.options = options
-        prefix = checkpoint.tensors.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
-        let p = prefix
-        units = [Unit(name: p + "embeddings", prefixes: ["word", "position", "token_type"].map { p + "embeddings.\($0)_embeddings" })]
-            + (0..<checkpoint.config.numHiddenLayers).map { i in
-                let l = p + "encoder.layer.\(i)"
-                return Unit(name: l, prefixes: ["attention.self.query", "attention.self.key", "attention.self.value",
-                                                "attention.output.dense", "intermediate.dense", "output.dense"].map { l + "." + $0 })
+        // Units name tensors as the checkpoint stores them (with or without the family prefix).
+        let names = checkpoint.spec.family.names
+        func local(_ hf: String) -> String { String(checkpoint.name(hf + ".weight").dropLast(".weight".count)) }
+        let tables = [names.word, names.position] + (checkpoint.spec.types > 0 ? names.tokenType.map { [$0] } ?? [] : [])
+        let embeddings = tables.map { local(String($0.dropLast(".weight".count))) } + (checkpoint.spec.projection ? [local(names.projection!)] : [])
+        units = [Unit(name: String(local(names.embeddingNorm).dropLast(".LayerNorm".count)), prefixes: embeddings)]
+            + checkpoint.spec.groups.indices.map { g in
+                let n = names.layer(g)
+                let prefixes = [n.query, n.key, n.value, n.attentionOut, n.up, n.down].map(local)
+                let common = prefixes.dropFirst().reduce(prefixes[0]) { String(zip($0, $1).prefix { $0 == $1 }.map(\.0)) }
+                return Unit(name: String(common.prefix(through: common.lastIndex(of: ".")!).dropLast()), prefixes: prefixes)
             }
     }
 
@@ -121,12 +124,13 @@ public struct Quantizer {
     /// (central differences of the engine's exact gradients, dropout off).
     public mutating func estimateSensitivity(calibration: [WordPieceTokenizer.Encoding], targets: [Double], isRegression: Bool,
                                              log: (String) -> Void) throws {
-        let numLabels = ckpt.config.numLabels ?? 2
-        guard ckpt.tensors.entries["classifier.weight"] != nil else {
+        guard ckpt.spec.head != .none else {
             throw ZooError.badFile(path: ckpt.tensors.path, problem: "no classifier head; Hessian sensitivity needs a fine-tuned checkpoint (zoo finetune)")
         }
-        let model = BertClassifier(config: ckpt.config, numLabels: numLabels)
-        try model.load(ckpt.tensors, seed: 0)
+        let store = ParameterStore(spec: ckpt.spec)
+        try store.load(ckpt, seed: 0)
+        let model = try Network(spec: store.spec, reader: store)
+        let prefix = ckpt.spec.family.names.prefix
         let batches = stride(from: 0, to: calibration.count, by: 32).map { s -> (Batch, Targets) in
             let idx = s..<min(s + 32, calibration.count)
             let t: Targets = isRegression ? .scores(idx.map { Float(targets[$0]) }) : .classes(idx.map { Int32(targets[$0]) })
@@ -134,15 +138,15 @@ public struct Quantizer {
         }
         var rng = SplitMix64(seed: 7)
         for u in units.indices {
-            let slots = units[u].prefixes.map { p in model.slot((p.hasPrefix("bert.") ? p : "bert." + p) + ".weight")! }
-            let w = Self.gather(model.params, slots)
+            let slots = units[u].prefixes.map { p in store.slot((p.hasPrefix(prefix) ? p : prefix + p) + ".weight")! }
+            let w = Self.gather(store.values, slots)
             let eps = 1e-3 * Float(sqrt(w.reduce(0.0) { $0 + Double($1 * $1) }))
             var v = (0..<w.count).map { _ in rng.normal() }
             var lambda = 0.0
             for it in 0..<options.iterations {
                 let norm = Float(sqrt(v.reduce(0.0) { $0 + Double($1 * $1) }))
                 v = v.map { $0 / norm }
-                let hv = Self.hessianVectorProduct(model, batches, slots, v, eps: eps)
+                let hv = try Self.hessianVectorProduct(model, batches, slots, v, eps: eps)
                 lambda = zip(v, hv).reduce(0.0) { $0 + Double($1.0 * $1.1) }
                 v = hv
                 log("hessian \(units[u].name): iteration \(it + 1)/\(options.iterations), top eigenvalue ≈ \(String(format: "%.4g", lambda))")
@@ -151,26 +155,27 @@ public struct Quantizer {
         }
     }
 
-    static func gather(_ t: Tensor, _ slots: [BertClassifier.Slot]) -> [Float] {
+    static func gather(_ t: Tensor, _ slots: [ParameterStore.Slot]) -> [Float] {
         slots.flatMap { Array(UnsafeBufferPointer(start: t.data + $0.offset, count: $0.count)) }
     }
 
     /// H·v for the mean loss over `batches` w.r.t. the parameters in `slots` (v laid out as their
     /// concatenation): central differences of exact gradients, (∇L(w + εv) − ∇L(w − εv)) / 2ε, with
     /// dropout off. The parameters are restored exactly afterwards.
-    static func hessianVectorProduct(_ model: BertClassifier, _ batches: [(Batch, Targets)], _ slots: [BertClassifier.Slot],
-                                     _ v: [Float], eps: Float) -> [Float] {
-        let w = gather(model.params, slots)
-        func gradient(at scale: Float) -> [Float] {
+    static func hessianVectorProduct(_ model: Network<ParamLinear>, _ batches: [(Batch, Targets)], _ slots: [ParameterStore.Slot],
+                                     _ v: [Float], eps: Float) throws -> [Float] {
+        let store = model.store!
+        let w = gather(store.values, slots)
+        func gradient(at scale: Float) throws -> [Float] {
             var i = 0
-            for s in slots { for j in 0..<s.count { model.params[s.offset + j] = w[i] + scale * v[i]; i += 1 } }
-            model.zeroGrad()
-            for (b, t) in batches { model.backward(b, targets: t, seed: nil) }
-            return gather(model.grads, slots).map { $0 / Float(batches.count) }
+            for s in slots { for j in 0..<s.count { store.values[s.offset + j] = w[i] + scale * v[i]; i += 1 } }
+            store.zeroGrad()
+            for (b, t) in batches { try model.step(b, targets: t, dropoutSeed: nil) }
+            return gather(store.grads!, slots).map { $0 / Float(batches.count) }
         }
-        let gp = gradient(at: eps), gm = gradient(at: -eps)
+        let gp = try gradient(at: eps), gm = try gradient(at: -eps)
         var i = 0
-        for s in slots { for j in 0..<s.count { model.params[s.offset + j] = w[i]; i += 1 } }
+        for s in slots { for j in 0..<s.count { store.values[s.offset + j] = w[i]; i += 1 } }
         return zip(gp, gm).map { ($0 - $1) / (2 * eps) }
     }
 

@@ -1,7 +1,7 @@
 import CKernels
 import Foundation
 
-/// AdamW over a `BertClassifier`'s flat parameter buffer (torch.optim.AdamW semantics), with weight
+/// AdamW over a `ParameterStore`'s flat parameter buffer (torch.optim.AdamW semantics), with weight
 /// decay only on the slots that take it (not biases, not LayerNorm).
 public final class AdamW {
     public var lr: Float
@@ -18,10 +18,10 @@ public final class AdamW {
     /// Continues a run whose optimizer had taken `step` steps (moments restored by the caller).
     public func restore(step: Int) { self.step = step }
 
-    public func update(_ model: BertClassifier) {
+    public func update(_ store: ParameterStore) {
         step += 1
-        for s in model.slots {
-            zk_adamw_update(model.params.data + s.offset, model.grads.data + s.offset, m.data + s.offset, v.data + s.offset, s.count,
+        for s in store.slots {
+            zk_adamw_update(store.values.data + s.offset, store.grads!.data + s.offset, m.data + s.offset, v.data + s.offset, s.count,
                             lr, beta1, beta2, eps, s.decay ? weightDecay : 0, Int32(step))
         }
     }

@@ -33,13 +33,16 @@ public struct Batch {
     }
 }
 
-/// What every variant implements: a BERT-shaped encoder that maps a batch to last hidden states.
+/// What every variant implements: a model of the BERT family that maps a batch to last hidden
+/// states and, with a task head, to logits.
 public protocol Model: AnyObject {
-    var config: BertConfig { get }
+    var spec: ModelSpec { get }
     /// Number of stored parameters (each weight counted once, whatever its storage type).
     var parameterCount: Int { get }
-    /// Last hidden states, [batch.size · batch.seqLen, hiddenSize].
+    /// Last hidden states, [batch.size · batch.seqLen, hidden] (padding rows zero).
     func forward(_ batch: Batch) throws -> Tensor
+    /// Task-head outputs, [batch.size, numLabels]; an error when the checkpoint has no head.
+    func logits(_ batch: Batch) throws -> Tensor
 }
 
 /// A model that runs long batches through its layers a chunk of tokens at a time
@@ -48,49 +51,15 @@ public protocol ChunkedModel: Model {
     var chunkTokens: Int { get set }
 }
 
-/// Where a variant gets its weights: a checkpoint directory or a named random geometry.
-public enum ModelSource {
-    case checkpoint(Checkpoint)
-    case geometry(Geometry, seed: UInt64)
-}
-
-/// A registered variant: a name users type, a description, and how to build it.
-public struct Variant {
-    public let name: String
-    public let summary: String
-    public let load: (ModelSource) throws -> Model
-
-    public init(name: String, summary: String, load: @escaping (ModelSource) throws -> Model) {
-        self.name = name
-        self.summary = summary
-        self.load = load
-    }
-}
-
-/// Variants by name. The CLI builds one from every plugin's `variants` list.
-public struct Registry {
-    public let variants: [Variant]
-
-    public init(_ lists: [Variant]...) {
-        variants = lists.flatMap { $0 }
-        precondition(Set(variants.map(\.name)).count == variants.count, "two plugins register the same variant name")
-    }
-
-    public func variant(_ name: String) throws -> Variant {
-        guard let v = variants.first(where: { $0.name == name }) else {
-            throw ZooError.usage("unknown variant '\(name)'; `zoo list` shows the registered ones: \(variants.map(\.name).joined(separator: ", "))")
-        }
-        return v
-    }
-}
-
 /// A Hugging Face checkpoint directory: config.json, model.safetensors, vocab.txt.
 public struct Checkpoint {
     public let dir: URL
-    public let config: BertConfig
+    /// The description from config.json, with the task head the tensors hold.
+    public let spec: ModelSpec
     public let tensors: SafeTensors
 
     public var vocabURL: URL { dir.appendingPathComponent("vocab.txt") }
+    public var configURL: URL { dir.appendingPathComponent("config.json") }
 
     public init(dir: URL) throws {
         var isDir: ObjCBool = false
@@ -99,7 +68,7 @@ public struct Checkpoint {
         }
         guard isDir.boolValue else { throw ZooError.badFile(path: dir.path, problem: "--weights takes a checkpoint directory (config.json, model.safetensors, vocab.txt), not a file") }
         self.dir = dir
-        config = try BertConfig.load(dir.appendingPathComponent("config.json"))
+        var spec = try HFFamily.spec(configAt: dir.appendingPathComponent("config.json"))
         let st = dir.appendingPathComponent("model.safetensors")
         if !FileManager.default.fileExists(atPath: st.path) {
             for pickle in ["pytorch_model.bin", "model.bin", "pytorch_model.pt"] where FileManager.default.fileExists(atPath: dir.appendingPathComponent(pickle).path) {
@@ -108,6 +77,25 @@ public struct Checkpoint {
             throw ZooError.badFile(path: st.path, problem: "missing (a checkpoint needs model.safetensors)")
         }
         tensors = try SafeTensors(url: st)
+        // A task head: the classifier and the pooler (pre_classifier) it reads.
+        if let cls = tensors.entries[spec.family.names.classifier + ".weight"], tensors.entries[spec.family.names.pooler + ".weight"] != nil {
+            guard cls.shape.count == 2, cls.shape[0] >= 1 else { throw ZooError.badFile(path: st.path, problem: "'\(spec.family.names.classifier).weight' has shape \(cls.shape); expected [labels, hidden]") }
+            spec = spec.withHead(numLabels: cls.shape[0])
+        }
+        self.spec = spec
+    }
+
+    /// The name `hfName` has in this checkpoint: as given, or without the family prefix (base-model
+    /// checkpoints such as `BertModel` store `embeddings.…`, not `bert.embeddings.…`).
+    public func name(_ hfName: String) -> String {
+        if tensors.entries[hfName] != nil { return hfName }
+        let p = spec.family.names.prefix
+        return hfName.hasPrefix(p) ? String(hfName.dropFirst(p.count)) : hfName
+    }
+
+    /// config.json as a dictionary (fields the zoo does not model are kept when it writes a new one).
+    public func configDictionary() throws -> [String: Any] {
+        (try JSONSerialization.jsonObject(with: Data(contentsOf: configURL))) as? [String: Any] ?? [:]
     }
 
     public func tokenizer() throws -> WordPieceTokenizer { try WordPieceTokenizer(vocabURL: vocabURL) }
@@ -136,7 +124,7 @@ extension Model {
     /// Sentence embeddings: [batch.size, hiddenSize].
     public func embed(_ batch: Batch, pooling: Pooling) throws -> Tensor {
         let h = try forward(batch)
-        let H = config.hiddenSize
+        let H = spec.hidden
         let out = Tensor(shape: [batch.size, H])
         defer { withExtendedLifetime(h) {} }
         switch pooling {

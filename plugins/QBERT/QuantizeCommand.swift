@@ -1,11 +1,10 @@
 import Foundation
-import QBERT
 import ZooCore
 
-struct QuantizeCommand: Command {
-    static let name = "quantize"
-    static let summary = "post-training quantization for the Q-BERT variants (int8, or Hessian-guided mixed precision)"
-    static let help = """
+public struct QuantizeCommand: Command {
+    public static let name = "quantize"
+    public static let summary = "post-training quantization for the Q-BERT variants (int8, or Hessian-guided mixed precision)"
+    public static let help = """
     zoo quantize --weights DIR --method int8|mixed --out DIR [--budget-bits B] [--group G]
                  [--calib-task T] [--calib-examples N] [--iterations N] [--data DIR] [--threads N]
       Quantizes the fp32 checkpoint in --weights and writes a checkpoint the qbert-<method> variant
@@ -20,10 +19,10 @@ struct QuantizeCommand: Command {
       --group G: rows sharing one weight scale (default 1 = per output channel; 64 = per head for Q/K/V).
       Prints the parameter count, bytes on disk and bits per weight of the result.
     """
-    static let options: Set<String> = ["weights", "method", "out", "budget-bits", "group", "calib-task", "calib-examples", "iterations", "data", "threads"]
-    static let flags: Set<String> = []
+    public static let options: Set<String> = ["weights", "method", "out", "budget-bits", "group", "calib-task", "calib-examples", "iterations", "data", "threads"]
+    public static let flags: Set<String> = []
 
-    static func run(_ args: Arguments) throws {
+    public static func run(_ args: Arguments) throws {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
         Runtime.setThreads(try args.int("threads"))
         var o = Quantizer.Options()

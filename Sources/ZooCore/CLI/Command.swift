@@ -1,8 +1,8 @@
 import Foundation
-import ZooCore
 
 /// A subcommand: one type each, like swift-argument-parser, parsed by the small `Arguments` below.
-protocol Command {
+/// The core's commands live in Sources/zoo; a plugin's own (e.g. `zoo quantize`) in its folder.
+public protocol Command {
     static var name: String { get }
     static var summary: String { get }
     /// Usage text; the first line is the synopsis.
@@ -12,12 +12,12 @@ protocol Command {
     static func run(_ args: Arguments) throws
 }
 
-struct Arguments {
-    var positional: [String] = []
+public struct Arguments {
+    public var positional: [String] = []
     var values: [String: String] = [:]
     var set: Set<String> = []
 
-    init(_ argv: [String], options: Set<String>, flags: Set<String>) throws {
+    public init(_ argv: [String], options: Set<String>, flags: Set<String>) throws {
         var i = 0
         while i < argv.count {
             let a = argv[i]
@@ -45,27 +45,27 @@ struct Arguments {
         }
     }
 
-    subscript(_ name: String) -> String? { values[name] }
-    func flag(_ name: String) -> Bool { set.contains(name) }
+    public subscript(_ name: String) -> String? { values[name] }
+    public func flag(_ name: String) -> Bool { set.contains(name) }
 
-    func int(_ name: String, default d: Int? = nil, range: ClosedRange<Int> = 1...Int.max) throws -> Int? {
+    public func int(_ name: String, default d: Int? = nil, range: ClosedRange<Int> = 1...Int.max) throws -> Int? {
         guard let s = values[name] else { return d }
         guard let v = Int(s), range.contains(v) else { throw ZooError.usage("--\(name) takes a whole number in \(range.lowerBound)...\(range.upperBound == Int.max ? "" : String(range.upperBound)), got '\(s)'") }
         return v
     }
 
-    func float(_ name: String, default d: Float, range: ClosedRange<Float>) throws -> Float {
+    public func float(_ name: String, default d: Float, range: ClosedRange<Float>) throws -> Float {
         guard let s = values[name] else { return d }
         guard let v = Float(s), range.contains(v) else { throw ZooError.usage("--\(name) takes a number in \(range), got '\(s)'") }
         return v
     }
 
-    func required(_ name: String) throws -> String {
+    public func required(_ name: String) throws -> String {
         guard let v = values[name] else { throw ZooError.usage("missing required option --\(name)") }
         return v
     }
 
-    func onlyPositional(_ what: String) throws -> String {
+    public func onlyPositional(_ what: String) throws -> String {
         guard positional.count == 1 else {
             throw ZooError.usage(positional.isEmpty ? "missing \(what)" : "expected one \(what), got: \(positional.joined(separator: " "))")
         }
@@ -74,17 +74,17 @@ struct Arguments {
 }
 
 /// Progress and logs go to stderr; data goes to stdout.
-func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+public func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
-final class Progress {
+public final class Progress {
     let label: String
     let start = Date()
     var last = Date.distantPast
     let tty = isatty(2) != 0
 
-    init(_ label: String) { self.label = label }
+    public init(_ label: String) { self.label = label }
 
-    func update(_ done: Int, _ total: Int) {
+    public func update(_ done: Int, _ total: Int) {
         let now = Date()
         guard done == total || now.timeIntervalSince(last) > (tty ? 0.2 : 5) else { return }
         last = now
@@ -103,7 +103,7 @@ final class Progress {
 }
 
 /// Lines of standard input, strictly UTF-8: a bad byte is an error naming the line.
-func readStdinLines() throws -> [String] {
+public func readStdinLines() throws -> [String] {
     let data = FileHandle.standardInput.readDataToEndOfFile()
     var lines: [String] = []
     var start = data.startIndex
@@ -124,26 +124,12 @@ func readStdinLines() throws -> [String] {
 }
 
 /// One example per line, a TAB separating a sentence pair.
-func splitPair(_ line: String, lineNumber: Int) throws -> (String, String?) {
+public func splitPair(_ line: String, lineNumber: Int) throws -> (String, String?) {
     let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
     guard parts.count <= 2 else { throw ZooError.badFile(path: "<stdin>", problem: "line \(lineNumber): more than one TAB (a TAB separates the two sentences of a pair)") }
     return (String(parts[0]), parts.count == 2 ? String(parts[1]) : nil)
 }
 
-func jsonString(_ obj: Any) throws -> String {
+public func jsonString(_ obj: Any) throws -> String {
     String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
-}
-
-/// Loads a variant from `--weights DIR` (or `--geometry NAME`, where the command allows it).
-func loadModel(_ variant: Variant, weights: String?, geometry: String? = nil) throws -> (Model, Checkpoint?) {
-    if let geometry {
-        guard weights == nil else { throw ZooError.usage("give --weights or --geometry, not both") }
-        guard let g = Geometry(rawValue: geometry) else {
-            throw ZooError.usage("unknown geometry '\(geometry)'; known: \(Geometry.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return (try variant.load(.geometry(g, seed: 1)), nil)
-    }
-    let dir = weights ?? ProcessInfo.processInfo.environment["ZOO_WEIGHTS"] ?? "weights/minilm-l6"
-    let ckpt = try Checkpoint(dir: URL(fileURLWithPath: dir))
-    return (try variant.load(.checkpoint(ckpt)), ckpt)
 }

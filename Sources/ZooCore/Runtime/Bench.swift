@@ -15,14 +15,6 @@ public struct BenchResult: Codable {
 }
 
 public enum Bench {
-    /// Floating-point operations of one encoder forward pass (2 per multiply-add).
-    public static func flops(_ c: BertConfig, batch B: Int, seq S: Int) -> Double {
-        let T = Double(B * S), H = Double(c.hiddenSize), I = Double(c.intermediateSize)
-        let linear = 2 * T * (4 * H * H + 2 * H * I)
-        let attention = 2 * 2 * Double(B) * Double(S) * Double(S) * H
-        return Double(c.numHiddenLayers) * (linear + attention)
-    }
-
     /// Whole passes over `batches` (e.g. a dev set in length-sorted, dynamically padded batches).
     /// Returns the median seconds of a pass.
     public static func passes(_ model: Model, batches: [Batch], runs: Int = 3) throws -> (median: Double, min: Double) {
@@ -52,7 +44,7 @@ public enum Bench {
         return BenchResult(batch: batch.size, seq: batch.seqLen, threads: Runtime.threads, iterations: times.count,
                            minMs: times[0], medianMs: median,
                            sequencesPerSecond: Double(batch.size) / (median / 1000),
-                           gflops: flops(model.config, batch: batch.size, seq: batch.seqLen) / (median / 1000) / 1e9,
+                           gflops: model.spec.flops(batch: batch.size, seq: batch.seqLen) / (median / 1000) / 1e9,
                            blasCore: Runtime.blasCoreType)
     }
 }

@@ -1,0 +1,135 @@
+import CKernels
+import Foundation
+
+/// Every parameter of a model described by a `ModelSpec`, in one flat buffer under its HF name
+/// (so AdamW, clipping and checkpoints see one array), with a gradient buffer of the same layout
+/// unless the model is frozen. Tied layers (ALBERT) are one parameter group: stored once, and the
+/// layers that share it accumulate into the same gradients. Q, K and V of a group sit next to each
+/// other, so they form the fused [3A, H] projection the attention kernels expect.
+public final class ParameterStore: WeightReader {
+    public let spec: ModelSpec
+    public let values: Tensor
+    public let grads: Tensor?                // nil: frozen (a distillation teacher)
+    public let slots: [Slot]
+    private let index: [String: Int]
+
+    public struct Slot {
+        public let name: String              // HF name (`*ForSequenceClassification` naming)
+        public let offset: Int
+        public let shape: [Int]
+        public let decay: Bool               // AdamW weight decay (not for biases and LayerNorm)
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    public init(spec: ModelSpec, trainable: Bool = true) {
+        self.spec = spec
+        let names = spec.family.names
+        let (E, H) = (spec.embedding, spec.hidden)
+        var slots: [Slot] = [], n = 0
+        func add(_ name: String, _ shape: [Int], decay: Bool) {
+            slots.append(Slot(name: name, offset: n, shape: shape, decay: decay))
+            n += shape.reduce(1, *)
+        }
+        func linear(_ p: String, _ out: Int, _ inp: Int) { add(p + ".weight", [out, inp], decay: true); add(p + ".bias", [out], decay: false) }
+        func norm(_ p: String, _ width: Int) { add(p + ".weight", [width], decay: false); add(p + ".bias", [width], decay: false) }
+        add(names.word, [spec.vocab, E], decay: true)
+        add(names.position, [spec.positions, E], decay: true)
+        if let t = names.tokenType, spec.types > 0 { add(t, [spec.types, E], decay: true) }
+        norm(names.embeddingNorm, E)
+        if spec.projection, let p = names.projection { linear(p, H, E) }
+        for (g, l) in spec.groups.enumerated() {
+            let ln = names.layer(g), A = l.attentionWidth
+            for p in [ln.query, ln.key, ln.value] { add(p + ".weight", [A, H], decay: true) }
+            for p in [ln.query, ln.key, ln.value] { add(p + ".bias", [A], decay: false) }
+            linear(ln.attentionOut, H, A)
+            norm(ln.attentionNorm, H)
+            linear(ln.up, l.ffn, H)
+            linear(ln.down, H, l.ffn)
+            norm(ln.outputNorm, H)
+        }
+        if spec.head != .none {
+            linear(names.pooler, H, H)
+            linear(names.classifier, spec.numLabels, H)
+        }
+        self.slots = slots
+        index = Dictionary(uniqueKeysWithValues: slots.enumerated().map { ($0.element.name, $0.offset) })
+        values = Tensor(shape: [n])
+        grads = trainable ? Tensor(shape: [n]) : nil
+    }
+
+    public var count: Int { values.count }
+
+    public func slot(_ name: String) -> Slot? { index[name].map { slots[$0] } }
+
+    func required(_ name: String) -> Slot {
+        guard let s = slot(name) else { preconditionFailure("no parameter '\(name)' in the \(spec.family) layout") }
+        return s
+    }
+
+    public func zeroGrad() { if let g = grads { g.data.update(repeating: 0, count: g.count) } }
+
+    // MARK: WeightReader: views into the store
+
+    public func param(_ name: String, shape: [Int]) throws -> Param {
+        let s = required(name)
+        precondition(s.shape == shape, "\(name): shape \(s.shape), asked \(shape)")
+        return Param(value: values.data + s.offset, grad: grads.map { $0.data + s.offset }, count: s.count, owner: self)
+    }
+
+    /// Stacked Linear layers must be adjacent in the store (Q, K, V are laid out so).
+    public func linear(_ prefixes: [String], outFeatures: [Int], inFeatures: Int) throws -> ParamLinear {
+        let w = prefixes.map { required($0 + ".weight") }, b = prefixes.map { required($0 + ".bias") }
+        for i in 1..<max(prefixes.count, 1) {
+            precondition(w[i].offset == w[i - 1].offset + w[i - 1].count && b[i].offset == b[i - 1].offset + b[i - 1].count, "stacked Linear not adjacent")
+        }
+        let n = outFeatures.reduce(0, +)
+        func view(_ s: Slot, _ count: Int) -> Param { Param(value: values.data + s.offset, grad: grads.map { $0.data + s.offset }, count: count, owner: self) }
+        return ParamLinear(weight: view(w[0], n * inFeatures), bias: view(b[0], n), outFeatures: n, inFeatures: inFeatures)
+    }
+
+    public func wordEmbeddings(_ name: String, shape: [Int]) throws -> WordEmbeddings {
+        ParamRows(param: try param(name, shape: shape), width: shape[1])
+    }
+
+    // MARK: checkpoints
+
+    /// Loads every tensor of the layout from a checkpoint (`*ForSequenceClassification` or base-model
+    /// names). The pooler and classifier, when absent, are initialised as HF does (normal(0, 0.02)
+    /// weights, zero biases) from `seed`. Returns the names that were initialised rather than loaded.
+    @discardableResult
+    public func load(_ ckpt: Checkpoint, seed: UInt64) throws -> [String] {
+        var rng = SplitMix64(seed: seed)
+        let names = spec.family.names
+        var initialised: [String] = []
+        for s in slots {
+            let name = ckpt.name(s.name)
+            if ckpt.tensors.entries[name] != nil {
+                let t = try ckpt.tensors.tensor(name, shape: s.shape)
+                (values.data + s.offset).update(from: t.data, count: s.count)
+            } else if s.name.hasPrefix(names.pooler + ".") || s.name.hasPrefix(names.classifier + ".") {
+                for i in 0..<s.count { values[s.offset + i] = s.decay ? rng.normal() * 0.02 : 0 }
+                initialised.append(s.name)
+            } else {
+                throw ZooError.badFile(path: ckpt.tensors.path, problem: "missing tensor '\(s.name)'")
+            }
+        }
+        return initialised
+    }
+
+    /// The parameters as an HF-compatible safetensors file.
+    public func save(to url: URL) throws {
+        try SafeTensors.write(slots.map { s in
+            let t = Tensor(shape: s.shape)
+            t.data.update(from: values.data + s.offset, count: s.count)
+            return (s.name, t)
+        }, metadata: ["format": "pt"], to: url)
+    }
+}
+
+extension SplitMix64 {
+    /// Standard normal (Box–Muller).
+    public mutating func normal() -> Float {
+        let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(next() >> 11) / Double(1 << 53)
+        return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
+    }
+}
