@@ -105,9 +105,9 @@ void zk_quantize_rows(uint8_t *q, float *scale, const float *x, int M, int K) {
 // What to do with a finished tile: keep exact int32 (tests), or dequantize into floats.
 typedef struct {
     int32_t *c32;                       // exact mode: C[M,N] = Σ_k ·W
-    float *out;                         // float mode: out[M,N] = sa·sw·(Σ_k ·W) + bias, GELU
+    float *out;                         // float mode: out[M,N] = act(sa·sw·(Σ_k ·W) + bias)
     const float *ascale, *wscale, *bias;
-    int gelu;
+    int act;                            // ZK_ACT_* code, applied row by row after the tile's store
 } qsink;
 
 // One register tile: rows i..i+R-1 × panel columns n0..n0+w-1, over all K4 bytes of the packed
@@ -152,8 +152,8 @@ typedef struct {
                 _mm512_mask_storeu_ps(s->out + (size_t)(i + r) * N + n0 + j, m, _mm512_fmadd_ps(f, scale, bias)); \
             }                                                                                          \
         }                                                                                              \
-        if (s->out && s->gelu)                                                                         \
-            for (int r = 0; r < R; r++) zk__gelu_row(s->out + (size_t)(i + r) * N + n0, w);            \
+        if (s->out && s->act)                                                                          \
+            for (int r = 0; r < R; r++) zk__act_row(s->out + (size_t)(i + r) * N + n0, w, s->act);     \
     }
 VNNI_TILE(1) VNNI_TILE(2) VNNI_TILE(3) VNNI_TILE(4) VNNI_TILE(5) VNNI_TILE(6)
 typedef void (*tile_fn)(const qsink *, const uint8_t *, int, const int8_t *, int, const int32_t *, int, int, int, int);
@@ -177,7 +177,7 @@ static void tile_scalar(const qsink *s, const uint8_t *A, int lda, const int8_t 
             if (s->c32) s->c32[(size_t)(i + r) * N + n0 + j] = v;
             else s->out[(size_t)(i + r) * N + n0 + j] = (float)v * (s->ascale[i + r] * s->wscale[n0 + j]) + (s->bias ? s->bias[n0 + j] : 0.0f);
         }
-        if (s->out && s->gelu) zk__gelu_row(s->out + (size_t)(i + r) * N + n0, w);
+        if (s->out && s->act) zk__act_row(s->out + (size_t)(i + r) * N + n0, w, s->act);
     }
 }
 
@@ -223,9 +223,10 @@ void zk_qgemm_s32(int32_t *C, const uint8_t *A, const int8_t *packed, const int3
 }
 
 void zk_qlinear_forward(float *out, const float *inp, uint8_t *qbuf, float *qscale, const int8_t *packed,
-                        const int32_t *colsum, const float *wscale, const float *bias, int M, int N, int K, int gelu) {
+                        const int32_t *colsum, const float *wscale, const float *bias, int M, int N, int K, int act) {
+    zk__check_act(act);
     zk_quantize_rows(qbuf, qscale, inp, M, K);
-    const qsink s = {.out = out, .ascale = qscale, .wscale = wscale, .bias = bias, .gelu = gelu};
+    const qsink s = {.out = out, .ascale = qscale, .wscale = wscale, .bias = bias, .act = act};
     qgemm(&s, qbuf, packed, colsum, M, N, K);
 }
 

@@ -1,8 +1,10 @@
 // Helpers shared between the C files of CKernels (not part of the Swift-visible API).
 #ifndef ZOO_CKERNELS_INTERNAL_H
 #define ZOO_CKERNELS_INTERNAL_H
-// x = gelu(x) over n floats, with the row kernels chosen at run time (AVX-512 or generic).
-void zk__gelu_row(float *x, int n);
+// x = act(x) over n floats (act a ZK_ACT_* code), with the row kernels chosen at run time (AVX-512 or generic).
+void zk__act_row(float *x, int n, int act);
+// Aborts with a message unless act is one of the ZK_ACT_* codes (the public entry points call it once).
+void zk__check_act(int act);
 
 // Part p of `parts` of [0, n): boundaries rounded down to multiples of `align`, the last part to n.
 static inline void slice(int n, int p, int parts, int align, int *lo, int *hi) {

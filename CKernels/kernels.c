@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
@@ -138,23 +139,27 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #undef ZK_TC
 #pragma clang attribute pop
 
+typedef void (*act_row_fn)(float *, const float *, int);
+typedef void (*act_backward_row_fn)(float *, const float *, const float *, int);
 typedef struct {
-    void (*gelu_row)(float *, const float *, int);
+    act_row_fn act_row[4];                    // by ZK_ACT_* code: x = act(x + bias)
+    act_backward_row_fn act_backward_row[4];  // by ZK_ACT_* code: dx = dy · act'(x)
     void (*layernorm_row)(float *, const float *, const float *, const float *, int, float, float *, float *);
     void (*bias_residual_layernorm_row)(float *, const float *, const float *, const float *, const float *, int, float);
     void (*softmax_row)(float *, int, int, float);
     void (*attention_head)(float *, int, const float *, const float *, const float *, int, int, int, int, float, float *);
     void (*linear_tile)(float *, int, const float *, int, int, const float *, int, int, int, const float *, int);
-    void (*gelu_backward_row)(float *, const float *, const float *, int);
     void (*dropout_row)(float *, int, float, uint64_t, size_t);
-    void (*attention_train_head)(float *, int, float *, const float *, const float *, const float *, int, int, int,
+    void (*attention_train_head)(float *, int, float *, int, const float *, const float *, const float *, int, int, int,
                                  float, float, uint64_t, size_t, float *);
     void (*attention_backward_head)(float *, float *, float *, const float *, int, const float *, const float *, const float *,
                                     const float *, int, int, int, float, float, uint64_t, size_t, float *);
 } zk_rows;
 
-#define ZK_TABLE(sfx) { gelu_row_##sfx, layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx, \
-                       linear_tile_##sfx, gelu_backward_row_##sfx, dropout_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
+#define ZK_TABLE(sfx) { {bias_row_##sfx, gelu_row_##sfx, gelu_tanh_row_##sfx, relu_row_##sfx},                                    \
+                       {identity_backward_row_##sfx, gelu_backward_row_##sfx, gelu_tanh_backward_row_##sfx, relu_backward_row_##sfx}, \
+                       layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx,             \
+                       linear_tile_##sfx, dropout_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
 static const zk_rows rows_generic = ZK_TABLE(generic), rows_avx512 = ZK_TABLE(avx512);
 static int g_simd = -1;   // -1: not decided yet; 0: generic; 1: AVX-512
 
@@ -163,7 +168,13 @@ static const zk_rows *R(void) {
     return g_simd ? &rows_avx512 : &rows_generic;
 }
 void zk_set_simd(int level) { g_simd = level < 0 ? zk_cpu_has_avx512() : (level && zk_cpu_has_avx512()); }
-void zk__gelu_row(float *x, int n) { R()->gelu_row(x, NULL, n); }
+void zk__act_row(float *x, int n, int act) { R()->act_row[act](x, NULL, n); }
+void zk__check_act(int act) {
+    if (act < ZK_ACT_NONE || act > ZK_ACT_RELU) {
+        fprintf(stderr, "CKernels: unknown activation code %d (ZK_ACT_* in ckernels.h)\n", act);
+        abort();
+    }
+}
 
 // ---- packed-weight GEMM (the encoder's Linear layers) ---------------------------------------------
 // Weights are packed once at load into panels of 32 output features: panel p holds, for every k,
@@ -190,9 +201,9 @@ void zk_pack_weight(float *packed, const float *W, int N, int K) {
         }
 }
 
-// The rows [m0, m1) × panels [p0, p1) of out = inp · W^T (+ bias, GELU), K-blocked.
+// The rows [m0, m1) × panels [p0, p1) of out = act(inp · W^T + bias), K-blocked.
 static void linear_block(const zk_rows *r, float *out, const float *inp, const float *packed, const float *bias,
-                         int N, int K, int gelu, int m0, int m1, int p0, int p1) {
+                         int N, int K, int act, int m0, int m1, int p0, int p1) {
     for (int k0 = 0; k0 < K; k0 += ZK_KC) {
         const int kc = K - k0 < ZK_KC ? K - k0 : ZK_KC;
         const int last = k0 + kc == K;
@@ -203,14 +214,15 @@ static void linear_block(const zk_rows *r, float *out, const float *inp, const f
                 const float *bp = packed + ((size_t)p * K + k0) * ZK_NR;
                 for (int i = i0; i < i1; i += ZK_MR)
                     r->linear_tile(out + (size_t)i * N + n0, N, inp + (size_t)i * K + k0, K, i1 - i < ZK_MR ? i1 - i : ZK_MR,
-                                   bp, kc, w, k0 > 0, last && bias ? bias + n0 : NULL, last && gelu);
+                                   bp, kc, w, k0 > 0, last && bias ? bias + n0 : NULL, last ? act : ZK_ACT_NONE);
             }
         }
     }
 }
 
 void zk_linear_packed_forward(float *out, const float *inp, const float *packed, const float *bias,
-                              int M, int N, int K, int gelu) {
+                              int M, int N, int K, int act) {
+    zk__check_act(act);
     const zk_rows *r = R();
     const int panels = (N + ZK_NR - 1) / ZK_NR;
     const int threads = omp_in_parallel() ? 1 : g_threads;
@@ -220,11 +232,11 @@ void zk_linear_packed_forward(float *out, const float *inp, const float *packed,
         if (M >= ZK_MC * nth) {   // many rows: each thread takes its own rows, all panels
             int m0, m1;
             slice(M, t, nth, ZK_MR, &m0, &m1);
-            linear_block(r, out, inp, packed, bias, N, K, gelu, m0, m1, 0, panels);
+            linear_block(r, out, inp, packed, bias, N, K, act, m0, m1, 0, panels);
         } else {                  // few rows: each thread takes its own panels, all rows
             int p0, p1;
             slice(panels, t, nth, 1, &p0, &p1);
-            linear_block(r, out, inp, packed, bias, N, K, gelu, 0, M, p0, p1);
+            linear_block(r, out, inp, packed, bias, N, K, act, 0, M, p0, p1);
         }
     }
 }
@@ -238,18 +250,25 @@ void zk_bias_forward(float *x, const float *bias, int M, int N) {
     }
 }
 
-void zk_gelu_forward(float *out, const float *inp, size_t n) {
-    const zk_rows *r = R();
+// Chunks of 4096 floats: each copied (when out ≠ inp) and transformed while it is in L1.
+void zk_activation_forward(float *out, const float *inp, size_t n, int act) {
+    zk__check_act(act);
+    const act_row_fn row = R()->act_row[act];
     const size_t chunk = 4096;
-    if (out != inp) memcpy(out, inp, n * sizeof(float));
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i += chunk) r->gelu_row(out + i, NULL, (int)(n - i < chunk ? n - i : chunk));
+    for (size_t i = 0; i < n; i += chunk) {
+        const int len = (int)(n - i < chunk ? n - i : chunk);
+        if (out != inp) memcpy(out + i, inp + i, (size_t)len * sizeof(float));
+        row(out + i, NULL, len);
+    }
 }
 
+void zk_gelu_forward(float *out, const float *inp, size_t n) { zk_activation_forward(out, inp, n, ZK_ACT_GELU); }
+
 void zk_bias_gelu_forward(float *x, const float *bias, int M, int N) {
-    const zk_rows *r = R();
+    const act_row_fn row = R()->act_row[ZK_ACT_GELU];
     #pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) r->gelu_row(x + (size_t)i * N, bias, N);
+    for (int i = 0; i < M; i++) row(x + (size_t)i * N, bias, N);
 }
 
 void zk_residual_forward(float *out, const float *a, const float *b, size_t n) {
@@ -308,12 +327,17 @@ void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
     }
 }
 
-// ---- training attention, GELU backward, dropout (their SIMD copies live in rows.h) -----------------
-void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-    const zk_rows *r = R();
+// ---- training attention, activation backward, dropout (their SIMD copies live in rows.h) -----------
+void zk_activation_backward(float *dinp, const float *inp, const float *dout, size_t n, int act) {
+    zk__check_act(act);
+    const act_backward_row_fn row = R()->act_backward_row[act];
     const size_t chunk = 4096;
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i += chunk) r->gelu_backward_row(dinp + i, inp + i, dout + i, (int)(n - i < chunk ? n - i : chunk));
+    for (size_t i = 0; i < n; i += chunk) row(dinp + i, inp + i, dout + i, (int)(n - i < chunk ? n - i : chunk));
+}
+
+void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    zk_activation_backward(dinp, inp, dout, n, ZK_ACT_GELU);
 }
 
 // Scratch floats of one training attention head over L tokens, enough for the forward and the
@@ -344,16 +368,18 @@ void zk_attention_train_forward(float *out, float *probs, const float *qkv, cons
     const zk_rows *r = R();
     size_t *tok = malloc(sizeof(size_t) * 2 * (size_t)B), *pr = tok + B;
     const int longest = packed_offsets(lengths, B, heads, tok, pr);
+    // Without probs, each thread keeps one row tile of probabilities (8 rows, ZK_TR in rows.h, × L) after its scratch.
+    const size_t own = train_attention_scratch(longest, head_dim), tile = probs ? 0 : (size_t)8 * longest;
     #pragma omp parallel
     {
-        float *scratch = malloc(sizeof(float) * train_attention_scratch(longest, head_dim));
+        float *scratch = malloc(sizeof(float) * (own + tile));
         #pragma omp for schedule(static, 1)   // round robin: lengths differ (dynamic needs a newer libomp)
         for (int bh = 0; bh < B * heads; bh++) {
             const int b = bh / heads, h = bh % heads, L = lengths[b];
             const size_t base = (size_t)h * L * L;
             const float *q = qkv + tok[b] * ld + h * head_dim;
-            r->attention_train_head(out + tok[b] * H + h * head_dim, H, probs + pr[b] + base, q, q + H, q + 2 * H, ld,
-                                    L, head_dim, scale, p_drop, seeds[b], base, scratch);
+            r->attention_train_head(out + tok[b] * H + h * head_dim, H, probs ? probs + pr[b] + base : scratch + own, !probs,
+                                    q, q + H, q + 2 * H, ld, L, head_dim, scale, p_drop, seeds ? seeds[b] : 0, base, scratch);
         }
         free(scratch);
     }
@@ -399,9 +425,13 @@ void zk_embedding_forward(float *x, const int32_t *type_ids, int B, int S, const
     #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * S; bt++) {
         const float *p = position + (size_t)(bt % S) * H;
-        const float *ty = type_emb + (size_t)(type_ids ? type_ids[bt] : 0) * H;
         float *o = x + (size_t)bt * H;
-        for (int j = 0; j < H; j++) o[j] = (o[j] + ty[j]) + p[j];   // HF's order: (word + type) + position
+        if (type_emb) {
+            const float *ty = type_emb + (size_t)(type_ids ? type_ids[bt] : 0) * H;
+            for (int j = 0; j < H; j++) o[j] = (o[j] + ty[j]) + p[j];   // HF's order: (word + type) + position
+        } else {
+            for (int j = 0; j < H; j++) o[j] += p[j];                   // DistilBERT: word + position
+        }
     }
 }
 

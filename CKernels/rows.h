@@ -4,8 +4,9 @@
 // ZK(name) gives each copy its own suffix.
 
 // exp, Cephes-style: range reduction by ln 2, degree-6 polynomial, 2^n by exponent bits. ≤ 2 ulp.
+// Arguments are clamped to [−87.3, 88]: 2^n stays a normal float (up to 88.7 it was 2^128 = inf).
 static inline float ZK(expf)(float x) {
-    x = fminf(fmaxf(x, -87.3f), 88.7f);
+    x = fminf(fmaxf(x, -87.3f), 88.0f);
     float y0 = x * 1.44269504088896341f + 0.5f;
     float n = (float)(int32_t)y0;
     n -= (n > y0) ? 1.0f : 0.0f;             // floor without a libm call (vectorises on plain SSE2)
@@ -67,10 +68,46 @@ static inline float ZK(max)(const float *x, int n) {
 
 static inline float ZK(gelu)(float x) { return 0.5f * x * (1.0f + ZK(erff)(x * 0.70710678118654752f)); }
 
-// x = gelu(x + bias) in place (bias may be NULL). One pointer read and written, so it vectorises.
+// Tanh-form GELU, 0.5·x·(1 + tanh(u)) with u = √(2/π)·(x + 0.044715·x³), evaluated as x·σ(v) =
+// x / (1 + e^(−v)), v = 2u (1 + tanh u = 2σ(2u)): one expf, no cancellation at negative x (where
+// 1 + tanh u would cancel). Error relative to the exact function, v = 2u:
+//   ≤ 2^-23·(3 + 2.5·|v|·(1 − σ(v)))
+// v carries five float roundings and the two constants' (≈ 1.75·2^-23 relative), which e^(−v)
+// amplifies by |v| and the result feels weighted by 1 − σ(v); expf (≤ 2 ulp), the add and the division
+// give the 3. Measured over 8M points per range: ≤ 1.5e-7 (1.3 ulp) for x ≥ 0, 2.3e-7 on [−1, 0],
+// 8.7e-7 on [−3, −1], 1.2e-5 on [−9, −6] (≤ 0.78 of the bound). Below x ≈ −9.17 (−v > 88, expf's
+// clamp) the result is x·6e-39 instead of smaller: |error| ≤ 6.1e-39·|x|. Checked in KernelTests.
+#define ZK_C1 1.5957691216057308f    // 2√(2/π)
+#define ZK_C3 0.07135481627260025f   // 2√(2/π)·0.044715
+static inline float ZK(gelu_tanh)(float x) { return x / (1.0f + ZK(expf)(-x * (ZK_C1 + ZK_C3 * x * x))); }
+static inline float ZK(relu)(float x) { return x > 0.0f ? x : 0.0f; }
+
+// x = act(x + bias) in place (bias may be NULL), one row per activation code (act_row[] in kernels.c).
+// One pointer read and written, so they vectorise.
+static void ZK(bias_row)(float *x, const float *restrict bias, int n) {
+    if (bias) { for (int j = 0; j < n; j++) x[j] += bias[j]; }
+}
 static void ZK(gelu_row)(float *x, const float *restrict bias, int n) {
     if (bias) { for (int j = 0; j < n; j++) x[j] = ZK(gelu)(x[j] + bias[j]); }
     else      { for (int j = 0; j < n; j++) x[j] = ZK(gelu)(x[j]); }
+}
+static void ZK(gelu_tanh_row)(float *x, const float *restrict bias, int n) {
+    if (bias) { for (int j = 0; j < n; j++) x[j] = ZK(gelu_tanh)(x[j] + bias[j]); }
+    else      { for (int j = 0; j < n; j++) x[j] = ZK(gelu_tanh)(x[j]); }
+}
+static void ZK(relu_row)(float *x, const float *restrict bias, int n) {
+    if (bias) { for (int j = 0; j < n; j++) x[j] = ZK(relu)(x[j] + bias[j]); }
+    else      { for (int j = 0; j < n; j++) x[j] = ZK(relu)(x[j]); }
+}
+
+// x[0..n) = act(x) for a nonzero code, chosen once per call: each case is its own vectorised loop.
+static inline void ZK(act_inplace)(float *x, int n, int act) {
+    switch (act) {
+    case ZK_ACT_GELU:      for (int j = 0; j < n; j++) x[j] = ZK(gelu)(x[j]); break;
+    case ZK_ACT_GELU_TANH: for (int j = 0; j < n; j++) x[j] = ZK(gelu_tanh)(x[j]); break;
+    case ZK_ACT_RELU:      for (int j = 0; j < n; j++) x[j] = ZK(relu)(x[j]); break;
+    default: break;
+    }
 }
 
 static void ZK(layernorm_row)(float *out, const float *x, const float *restrict gamma, const float *restrict beta, int N,
@@ -151,9 +188,9 @@ static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int a
 
 // One 8×32 block of a packed-weight GEMM over one K block: C[rows, w] (+)= A[rows, kc] · Bp, where
 // Bp is a [kc][32] slice of a packed weight panel. On the last K block the epilogue adds the bias
-// and, when asked, applies GELU.
+// and applies the activation `act` (a ZK_ACT_* code; the caller passes 0 on earlier K blocks).
 static void ZK(linear_tile)(float *C, int ldc, const float *A, int lda, int rows, const float *Bp, int kc, int w,
-                            int accumulate, const float *bias, int gelu) {
+                            int accumulate, const float *bias, int act) {
     float t[ZK_TR * ZK_TC] __attribute__((aligned(64)));
     const float *ar[ZK_TR];
     for (int r = 0; r < ZK_TR; r++) ar[r] = A + (size_t)(r < rows ? r : rows - 1) * lda;
@@ -164,7 +201,7 @@ static void ZK(linear_tile)(float *C, int ldc, const float *A, int lda, int rows
         if (accumulate) { for (int j = 0; j < w; j++) c[j] += tr[j]; }
         else            { for (int j = 0; j < w; j++) c[j] = tr[j]; }
         if (bias) { for (int j = 0; j < w; j++) c[j] += bias[j]; }
-        if (gelu) { for (int j = 0; j < w; j++) c[j] = ZK(gelu)(c[j]); }
+        if (act) ZK(act_inplace)(c, w, act);
     }
 }
 
@@ -211,8 +248,15 @@ static void ZK(dropout_row)(float *x, int n, float p, uint64_t seed, size_t firs
     for (int j = 0; j < n; j++) x[j] = zk_keep(seed, first + (size_t)j, p) ? x[j] * s : 0.0f;
 }
 
-// dx = dy · gelu'(x), gelu'(x) = Φ(x) + x·φ(x). dx may be dy (in place): each element is read before
-// it is written, so the loop is safe to vectorise (the compiler cannot prove it on its own).
+// dx = dy · act'(x), one row per activation code (act_backward_row[] in kernels.c). dx may be dy (in
+// place): each element is read before it is written, so the loops are safe to vectorise (the compiler
+// cannot prove it on its own).
+static void ZK(identity_backward_row)(float *dx, const float *restrict x, const float *dy, int n) {
+    (void)x;
+    if (dx != dy) memcpy(dx, dy, (size_t)n * sizeof(float));
+}
+
+// gelu'(x) = Φ(x) + x·φ(x).
 static void ZK(gelu_backward_row)(float *dx, const float *restrict x, const float *dy, int n) {
     #pragma clang loop vectorize(assume_safety)
     for (int j = 0; j < n; j++) {
@@ -222,6 +266,23 @@ static void ZK(gelu_backward_row)(float *dx, const float *restrict x, const floa
     }
 }
 
+// gelu_tanh = x·σ(v), v = 2u: gelu_tanh' = σ + x·σ·(1 − σ)·v', with 1 − σ = e·σ (e = e^(−v), no
+// cancellation) and v' = 2√(2/π)·(1 + 3·0.044715·x²).
+static void ZK(gelu_tanh_backward_row)(float *dx, const float *restrict x, const float *dy, int n) {
+    #pragma clang loop vectorize(assume_safety)
+    for (int j = 0; j < n; j++) {
+        const float xj = x[j], x2 = xj * xj;
+        const float e = ZK(expf)(-xj * (ZK_C1 + ZK_C3 * x2)), s = 1.0f / (1.0f + e);
+        dx[j] = dy[j] * (s + xj * (ZK_C1 + 3.0f * ZK_C3 * x2) * (e * s) * s);
+    }
+}
+
+// relu'(x) = 1 for x > 0, else 0 (0 at x = 0, as torch).
+static void ZK(relu_backward_row)(float *dx, const float *restrict x, const float *dy, int n) {
+    #pragma clang loop vectorize(assume_safety)
+    for (int j = 0; j < n; j++) dx[j] = x[j] > 0.0f ? dy[j] : 0.0f;
+}
+
 // Training attention works on 8-row tiles with tile_8x32, like attention_head above. Each output
 // element is one multiply-add chain from zero over the same index order as a plain loop, so the
 // results do not depend on the tiling.
@@ -229,8 +290,11 @@ static void ZK(gelu_backward_row)(float *dx, const float *restrict x, const floa
 // One (sequence, head) of training attention over the sequence's L tokens: probabilities P (L×L,
 // before dropout) kept for the backward pass; out = D(P)·V with inverted dropout D keyed by
 // (seed, base + index in P). scratch: train_attention_scratch(L, dh) floats (kernels.c).
-static void ZK(attention_train_head)(float *out, int ldo, float *P, const float *q, const float *k, const float *v, int ld,
-                                     int L, int dh, float scale, float p_drop, uint64_t seed, size_t base, float *scratch) {
+// tile_only: P has room for one row tile only (ZK_TR × L, rows of the tile overwrite the previous
+// tile's): inference, where the probabilities are not kept. The arithmetic is the same either way.
+static void ZK(attention_train_head)(float *out, int ldo, float *P, int tile_only, const float *q, const float *k,
+                                     const float *v, int ld, int L, int dh, float scale, float p_drop, uint64_t seed,
+                                     size_t base, float *scratch) {
     const int Lp = (L + ZK_TC - 1) / ZK_TC * ZK_TC, Dp = (dh + ZK_TC - 1) / ZK_TC * ZK_TC;
     const float ks = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
     float *kT = scratch;                    // [dh][Lp], zero-padded keys
@@ -251,7 +315,7 @@ static void ZK(attention_train_head)(float *out, int ldo, float *P, const float 
         for (int j0 = 0; j0 < Lp; j0 += ZK_TC) ZK(tile_8x32)(sc + j0, Lp, qr, 1, kT + j0, Lp, dh, ZK_TC);
         for (int r = 0; r < R; r++) {
             const size_t i = (size_t)(i0 + r);
-            float *p = P + i * L, *t = pd + (size_t)r * Lp;
+            float *p = P + (tile_only ? (size_t)r : i) * L, *t = pd + (size_t)r * Lp;
             for (int j = 0; j < L; j++) p[j] = sc[(size_t)r * Lp + j];
             ZK(softmax_row)(p, L, L, 1.0f);
             for (int j = 0; j < L; j++) t[j] = p_drop > 0 ? (zk_keep(seed, base + i * L + j, p_drop) ? p[j] * ks : 0.0f) : p[j];

@@ -64,7 +64,8 @@ void zk_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float
 
 // ---- embeddings ------------------------------------------------------------------------------------
 // Scatter-add of the embedding output gradient into the three tables (serial over tokens: rows of
-// the word table repeat, so a parallel loop would race; split by columns instead).
+// the word table repeat, so a parallel loop would race; split by columns instead). dtype NULL: the
+// model has no token-type table.
 void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
                            const int32_t *type_ids, int B, int S, int H) {
     #pragma omp parallel for schedule(static)
@@ -73,7 +74,7 @@ void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float 
             const float g = dout[(size_t)bt * H + j];
             dword[(size_t)ids[bt] * H + j] += g;
             dpos[(size_t)(bt % S) * H + j] += g;
-            dtype[(size_t)(type_ids ? type_ids[bt] : 0) * H + j] += g;
+            if (dtype) dtype[(size_t)(type_ids ? type_ids[bt] : 0) * H + j] += g;
         }
 }
 

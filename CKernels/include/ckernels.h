@@ -31,17 +31,30 @@ void zk_sgemm_tn(int M, int N, int K, const float *A, int lda, const float *B, i
 // out[M,N] = inp[M,K] · weight[N,K]^T + bias[N]   (bias may be NULL)
 void zk_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int N, int K);
 
+// Activation codes, for the fused Linear epilogues and zk_activation_forward/_backward.
+//   ZK_ACT_GELU       erf form, 0.5·x·(1 + erf(x/√2))   (HF "gelu")
+//   ZK_ACT_GELU_TANH  0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))   (HF "gelu_new", "gelu_pytorch_tanh")
+//   ZK_ACT_RELU       max(x, 0)
+// Any other value is a programming error: the kernels print it and abort.
+enum { ZK_ACT_NONE = 0, ZK_ACT_GELU = 1, ZK_ACT_GELU_TANH = 2, ZK_ACT_RELU = 3 };
+
 // Packed-weight Linear: weights packed once (zk_pack_weight) into panels of 32 output features,
-// then out[M,N] = inp[M,K] · W^T + bias (bias may be NULL), GELU applied when `gelu` is 1.
+// then out[M,N] = act(inp[M,K] · W^T + bias) (bias may be NULL; act a ZK_ACT_* code, 1 = erf GELU).
 size_t zk_packed_weight_floats(int N, int K);
 void zk_pack_weight(float *packed, const float *W, int N, int K);
 void zk_linear_packed_forward(float *out, const float *inp, const float *packed, const float *bias,
-                              int M, int N, int K, int gelu);
+                              int M, int N, int K, int act);
 
 // ---- elementwise / normalisation ---------------------------------------------------------------
 // x[M,N] += bias[N]
 void zk_bias_forward(float *x, const float *bias, int M, int N);
-// out = gelu(inp), erf form: 0.5·x·(1 + erf(x/√2))
+// out = act(inp) elementwise, act a ZK_ACT_* code (out may equal inp). Errors against the exact
+// functions (bounds in rows.h, checked by KernelTests): GELU ≤ 1e-6 absolute (erf by A&S 7.1.26);
+// GELU_TANH (computed as x·σ(2u), one expf) relative ≤ 2^-23·(3 + 2.5·|2u|·(1 − σ(2u))): 1.5e-7
+// measured for x ≥ 0, 8.7e-7 on [−3, 0], 1.2e-5 at x = −9; ≤ 6.1e-39·|x| absolute below x = −9.17;
+// RELU and NONE exact.
+void zk_activation_forward(float *out, const float *inp, size_t n, int act);
+// out = gelu(inp), erf form: 0.5·x·(1 + erf(x/√2))   (= zk_activation_forward with ZK_ACT_GELU)
 void zk_gelu_forward(float *out, const float *inp, size_t n);
 // x[M,N] = gelu(x + bias[N])  (fused epilogue of the FFN up-projection)
 void zk_bias_gelu_forward(float *x, const float *bias, int M, int N);
@@ -67,7 +80,8 @@ void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
 
 // ---- embeddings --------------------------------------------------------------------------------
 // x[b·S+t] holds the word embedding of its token (gathered by the caller); this adds
-// type[type_ids] and position[t] (LayerNorm applied separately).
+// type_emb[type_ids] and position[t] (LayerNorm applied separately). type_ids NULL: every token has
+// type 0. type_emb NULL (models without a token-type table, e.g. DistilBERT): no type term is added.
 void zk_embedding_forward(float *x, const int32_t *type_ids, int B, int S, const float *position,
                           const float *type_emb, int H);
 
@@ -80,19 +94,25 @@ void zk_mean_pool_forward(float *out, const float *hidden, const int32_t *length
 // Linear: dinp = dout·W, dweight += doutᵀ·inp, dbias += Σ_rows dout (any of the three may be NULL).
 void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, int M, int N, int K);
-void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+// dinp = dout ⊙ act'(inp), act a ZK_ACT_* code; dinp may equal dout (in place). ReLU'(0) = 0 (as torch).
+void zk_activation_backward(float *dinp, const float *inp, const float *dout, size_t n, int act);
+void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);   // act = ZK_ACT_GELU
 // mean/rstd as saved by zk_layernorm_forward.
 void zk_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                            const float *gamma, const float *mean, const float *rstd, int M, int N);
 // Attention for training over packed sequences: sequence b is lengths[b] consecutive rows of qkv
-// [T, 3H] and out [T, H] (T = Σ lengths; no padding), attending to its own tokens. The forward keeps
-// the probabilities before dropout, heads × L × L per sequence one after another in probs; dropout
-// (rate p_drop) of sequence b is keyed by seeds[b] and the index in its probabilities. The backward
-// writes dqkv [T, 3H].
+// [T, 3A] and out [T, A] (T = Σ lengths; no padding; A = heads·head_dim, which need not equal the
+// model's hidden size), attending to its own tokens. The forward keeps the probabilities before
+// dropout, heads × L × L per sequence one after another in probs; dropout (rate p_drop) of sequence b
+// is keyed by seeds[b] and the index in its probabilities. The backward writes dqkv [T, 3A].
+// Inference over packed sequences: probs may be NULL (the probabilities are not kept; each thread
+// works on them in its own scratch), and seeds may be NULL when p_drop == 0. out is bit-identical to
+// the call that keeps probs.
 void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths, const uint64_t *seeds,
                                 int B, int heads, int head_dim, float p_drop);
 void zk_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *probs, const int32_t *lengths,
                            const uint64_t *seeds, int B, int heads, int head_dim, float p_drop);
+// dtype may be NULL (no token-type table): no type gradient is accumulated.
 void zk_embedding_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
                            const int32_t *type_ids, int B, int S, int H);
 // Inverted dropout with rate p; element i is kept by a hash of (seed, i), so no mask is stored.
@@ -121,10 +141,10 @@ void zk_qpack_weight(int8_t *packed, int32_t *colsum, const int8_t *W, int N, in
 void zk_quantize_rows(uint8_t *q, float *scale, const float *x, int M, int K);
 // Exact: C[M,N] = Σ_k (A[m,k] − 128)·W[n,k], A as written by zk_quantize_rows.
 void zk_qgemm_s32(int32_t *C, const uint8_t *A, const int8_t *packed, const int32_t *colsum, int M, int N, int K);
-// out[M,N] = ascale[m]·wscale[n]·Σ_k q[m,k]·W[n,k] + bias[n] (bias may be NULL), then GELU when `gelu`;
-// inp is quantized into qbuf [M, zk_qpad_k(K)] bytes and qscale [M] first.
+// out[M,N] = act(ascale[m]·wscale[n]·Σ_k q[m,k]·W[n,k] + bias[n]) (bias may be NULL; act a ZK_ACT_*
+// code, 1 = erf GELU); inp is quantized into qbuf [M, zk_qpad_k(K)] bytes and qscale [M] first.
 void zk_qlinear_forward(float *out, const float *inp, uint8_t *qbuf, float *qscale, const int8_t *packed,
-                        const int32_t *colsum, const float *wscale, const float *bias, int M, int N, int K, int gelu);
+                        const int32_t *colsum, const float *wscale, const float *bias, int M, int N, int K, int act);
 // W[N,K] → q (int8 values in ±(2^(bits−1)−1)) and scale[N], one scale per group of `group` rows,
 // the clipping range chosen per group to minimise squared error (absmax at 8 bits).
 void zk_quantize_weight(int8_t *q, float *scale, const float *W, int N, int K, int bits, int group);

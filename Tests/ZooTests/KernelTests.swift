@@ -3,6 +3,35 @@ import Foundation
 import XCTest
 @testable import ZooCore
 
+/// Double-precision references of the ZK_ACT_* activations. The tanh form is written as x·σ(2u)
+/// (1 + tanh u = 2σ(2u)) so that double does not cancel at negative x either.
+func activationReference(_ x: Double, _ act: Int32) -> Double {
+    switch Int(act) {
+    case ZK_ACT_GELU: return 0.5 * x * (1 + erf(x / 2.0.squareRoot()))
+    case ZK_ACT_GELU_TANH: return x / (1 + exp(-tanhGeluArgument(x)))
+    case ZK_ACT_RELU: return max(x, 0)
+    default: return x
+    }
+}
+
+/// v = 2u = 2√(2/π)·(x + 0.044715·x³), the argument of σ in the tanh GELU.
+func tanhGeluArgument(_ x: Double) -> Double { 2 * (2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x) }
+
+/// d/dx of `activationReference` (ReLU'(0) = 0, as torch).
+func activationDerivativeReference(_ x: Double, _ act: Int32) -> Double {
+    switch Int(act) {
+    case ZK_ACT_GELU: return 0.5 * (1 + erf(x / 2.0.squareRoot())) + x * exp(-0.5 * x * x) / (2 * Double.pi).squareRoot()
+    case ZK_ACT_GELU_TANH:
+        let s = 1 / (1 + exp(-tanhGeluArgument(x)))
+        return s + x * s * (1 - s) * 2 * (2 / Double.pi).squareRoot() * (1 + 3 * 0.044715 * x * x)
+    case ZK_ACT_RELU: return x > 0 ? 1 : 0
+    default: return 1
+    }
+}
+
+let allActivations: [Int32] = [ZK_ACT_NONE, ZK_ACT_GELU, ZK_ACT_GELU_TANH, ZK_ACT_RELU].map { Int32($0) }
+let activationNames = ["none", "gelu", "gelu_tanh", "relu"]
+
 /// Each C kernel against a plain double-precision reference written here, for both compiled copies
 /// (AVX-512 and the portable fallback), with the error threshold stated per kernel.
 final class KernelTests: XCTestCase {
@@ -172,6 +201,183 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// zk_activation_forward for every code against the double references, out of place and in place,
+    /// on x ∈ [−8, 8) plus edge values. Thresholds: NONE and RELU exact; GELU 1e-6 absolute (as above);
+    /// GELU_TANH the bound stated in rows.h, relative 2^-23·(3 + 2.5·|v|·(1 − σ(v))) with v = 2u (3 ulp
+    /// for x ≥ 0, 2e-5 at x = −9: float rounding of v, amplified by e^(−v)), and where −v > 88
+    /// (expf's clamp, x < −9.17) |error| ≤ 6.1e-39·|x|.
+    func testActivationForwardMatchesDoubleReference() {
+        let edges: [Float] = [0, -0.0, 1e-30, -1e-30, 1e-6, -1e-6, 1, -1, 9, -9, 9.5, -9.5, 20, -20, 60, -60]
+        let x = random(20000, scale: 8) + edges
+        forEachSIMD { level in
+            for act in allActivations {
+                let name = "\(level) \(activationNames[Int(act)])"
+                var y = [Float](repeating: .nan, count: x.count), inPlace = x
+                zk_activation_forward(&y, x, x.count, act)
+                zk_activation_forward(&inPlace, inPlace, x.count, act)
+                XCTAssertEqual(y.map(\.bitPattern), inPlace.map(\.bitPattern), "\(name): in place")
+                var worstAbs = 0.0, worstRel = 0.0, worstBound = 0.0
+                for (xi, yi) in zip(x, y) {
+                    let r = activationReference(Double(xi), act), err = abs(Double(yi) - r)
+                    switch Int(act) {
+                    case ZK_ACT_NONE: XCTAssertEqual(yi.bitPattern, xi.bitPattern, name)
+                    case ZK_ACT_RELU: XCTAssertEqual(yi, max(xi, 0), name)
+                    case ZK_ACT_GELU: XCTAssertLessThan(err, 1e-6, "\(name) x=\(xi)")
+                    default:
+                        let v = tanhGeluArgument(Double(xi)), s = 1 / (1 + exp(-v))
+                        if -v < 87.9 {
+                            let bound = 0x1p-23 * (3 + 2.5 * abs(v) * (1 - s)) * abs(r)
+                            XCTAssertLessThanOrEqual(err, bound, "\(name) x=\(xi): \(yi) vs \(r)")
+                            if r != 0 { worstRel = max(worstRel, err / abs(r)); worstBound = max(worstBound, err / bound) }
+                        } else {
+                            XCTAssertLessThanOrEqual(err, 6.1e-39 * abs(Double(xi)), "\(name) x=\(xi)")
+                        }
+                    }
+                    worstAbs = max(worstAbs, err)
+                }
+                print("activation forward \(name): worst |error| \(worstAbs)" + (Int(act) == ZK_ACT_GELU_TANH ? ", worst relative (−v < 87.9) \(worstRel), worst error / bound \(worstBound)" : ""))
+            }
+            var viaGelu = [Float](repeating: 0, count: x.count), viaAct = viaGelu
+            zk_gelu_forward(&viaGelu, x, x.count)
+            zk_activation_forward(&viaAct, x, x.count, Int32(ZK_ACT_GELU))
+            XCTAssertEqual(viaGelu.map(\.bitPattern), viaAct.map(\.bitPattern), "\(level): zk_gelu_forward is the GELU code")
+        }
+    }
+
+    /// Packed Linear with each activation code in the epilogue: bitwise equal to the plain packed
+    /// Linear followed by zk_activation_forward (the same row arithmetic), and against OpenBLAS's
+    /// zk_linear_forward + the double reference activation within 1.13e-5·K (the GEMM threshold above
+    /// times the largest slope of the GELUs, 1.13) + 1e-6·max(1, |y|) (activation error).
+    func testPackedLinearEachActivation() {
+        forEachSIMD { level in
+            for threads in [1, 2] {
+                zk_set_threads(Int32(threads))
+                for (M, N, K) in [(5, 33, 7), (13, 70, 800), (300, 40, 64), (9, 100, 31)] {
+                    let a = random(M * K), w = random(N * K), bias = random(N)
+                    var packed = [Float](repeating: .nan, count: zk_packed_weight_floats(Int32(N), Int32(K)))
+                    zk_pack_weight(&packed, w, Int32(N), Int32(K))
+                    var plain = [Float](repeating: .nan, count: M * N), blas = plain
+                    zk_linear_packed_forward(&plain, a, packed, bias, Int32(M), Int32(N), Int32(K), Int32(ZK_ACT_NONE))
+                    zk_linear_forward(&blas, a, w, bias, Int32(M), Int32(N), Int32(K))
+                    for act in allActivations {
+                        let name = "\(level) \(threads) threads \(M)x\(N)x\(K) \(activationNames[Int(act)])"
+                        var fused = [Float](repeating: .nan, count: M * N), separate = plain
+                        zk_linear_packed_forward(&fused, a, packed, bias, Int32(M), Int32(N), Int32(K), act)
+                        zk_activation_forward(&separate, separate, separate.count, act)
+                        XCTAssertEqual(fused.map(\.bitPattern), separate.map(\.bitPattern), name)
+                        var worst = 0.0
+                        for i in 0..<M * N {
+                            let r = activationReference(Double(blas[i]), act)
+                            let err = abs(Double(fused[i]) - r)
+                            XCTAssertLessThan(err, 1.13e-5 * Double(K) + 1e-6 * max(1, abs(r)), "\(name) [\(i)]")
+                            worst = max(worst, err / Double(K))
+                        }
+                        if M == 13 { print("packed linear \(name): worst |error| / K \(worst)") }
+                    }
+                }
+            }
+        }
+        zk_set_threads(2)
+    }
+
+    /// int8 Linear with each activation code, for both int8 kernels (VNNI, scalar) and both row
+    /// copies: bitwise equal to act=NONE followed by zk_activation_forward, and against the fp32
+    /// Linear + double activation within QuantTests' rounding bound times the activation's largest
+    /// slope (1.13 for the GELUs, 1 for ReLU) + 1e-6·max(1, |y|).
+    func testQLinearEachActivation() {
+        let (M, N, K) = (37, 70, 131)
+        let x = random(M * K, scale: 2), w = random(N * K, scale: 0.1), bias = random(N)
+        var q = [Int8](repeating: 0, count: N * K), ws = [Float](repeating: 0, count: N)
+        zk_quantize_weight(&q, &ws, w, Int32(N), Int32(K), 8, 1)
+        var packed = [Int8](repeating: 0, count: zk_qpacked_weight_bytes(Int32(N), Int32(K))), colsum = [Int32](repeating: 0, count: N)
+        zk_qpack_weight(&packed, &colsum, q, Int32(N), Int32(K))
+        var ref = [Float](repeating: 0, count: M * N)
+        zk_linear_forward(&ref, x, w, bias, Int32(M), Int32(N), Int32(K))
+        var bound = [Double](repeating: 1e-4, count: M * N)   // as QuantTests.testDequantizedLinearWithinRoundingBound
+        for m in 0..<M {
+            let sa = Double((0..<K).map { abs(x[m * K + $0]) }.max()! / 127)
+            for n in 0..<N { for k in 0..<K {
+                bound[m * N + n] += Double(abs(x[m * K + k])) * Double(ws[n]) / 2 + Double(abs(w[n * K + k])) * sa / 2 + sa * Double(ws[n]) / 4
+            } }
+        }
+        var qbuf = [UInt8](repeating: 0, count: M * Int(zk_qpad_k(Int32(K)))), qscale = [Float](repeating: 0, count: M)
+        forEachSIMD { level in
+            for kernel in zk_cpu_has_vnni() != 0 ? [1, 0] : [0] {
+                zk_set_int8_kernel(Int32(kernel))
+                var plain = [Float](repeating: .nan, count: M * N)
+                zk_qlinear_forward(&plain, x, &qbuf, &qscale, packed, colsum, ws, bias, Int32(M), Int32(N), Int32(K), Int32(ZK_ACT_NONE))
+                for act in allActivations {
+                    let name = "\(level) \(kernel == 1 ? "VNNI" : "scalar") \(activationNames[Int(act)])"
+                    var fused = [Float](repeating: .nan, count: M * N), separate = plain
+                    zk_qlinear_forward(&fused, x, &qbuf, &qscale, packed, colsum, ws, bias, Int32(M), Int32(N), Int32(K), act)
+                    zk_activation_forward(&separate, separate, separate.count, act)
+                    XCTAssertEqual(fused.map(\.bitPattern), separate.map(\.bitPattern), name)
+                    let slope = Int(act) == ZK_ACT_RELU || Int(act) == ZK_ACT_NONE ? 1.0 : 1.13
+                    var worst = 0.0
+                    for i in 0..<M * N {
+                        let r = activationReference(Double(ref[i]), act)
+                        let limit = slope * bound[i] + 1e-6 * max(1, abs(r))
+                        XCTAssertLessThanOrEqual(abs(Double(fused[i]) - r), limit, "\(name) [\(i)]")
+                        worst = max(worst, abs(Double(fused[i]) - r) / limit)
+                    }
+                    print("qlinear \(name): worst error / bound \(worst)")
+                }
+            }
+        }
+        zk_set_int8_kernel(-1)
+    }
+
+    /// Packed attention for inference (probs NULL, seeds NULL): bitwise equal to the call that keeps
+    /// the probabilities, at 1 and 2 threads, with and without dropout (then with seeds); and within
+    /// 1e-5 absolute of zk_attention_forward on the same sequences padded into a batch. Widths: the kernels' row width is A = heads·head_dim (qkv rows 3A), with no
+    /// hidden size involved: A = 24 (3 × 8, one partial 32-column tile) and A = 80 (2 × 40, two tiles).
+    func testPackedAttentionWithoutProbs() {
+        let lengths: [Int32] = [5, 3, 37, 1, 70], seeds: [UInt64] = [11, 12, 13, 14, 15]
+        let B = lengths.count, S = Int(lengths.max()!), T = Int(lengths.reduce(0, +))
+        forEachSIMD { level in
+            for (heads, dh) in [(3, 8), (2, 40)] {
+                let A = heads * dh
+                let qkv = random(T * 3 * A), probCount = lengths.map { heads * Int($0 * $0) }.reduce(0, +)
+                var padded = random(B * S * 3 * A)   // pad rows hold noise: the mask must hide them
+                var t0 = 0
+                for b in 0..<B {
+                    let n = Int(lengths[b])
+                    padded.replaceSubrange(b * S * 3 * A..<(b * S + n) * 3 * A, with: qkv[t0 * 3 * A..<(t0 + n) * 3 * A])
+                    t0 += n
+                }
+                var inference = [Float](repeating: .nan, count: B * S * A)
+                var scratch = [Float](repeating: 0, count: zk_attention_scratch_floats(Int32(S), Int32(dh)))
+                zk_attention_forward(&inference, padded, lengths, Int32(B), Int32(S), Int32(heads), Int32(dh), &scratch)
+                for threads in [1, 2] {
+                    zk_set_threads(Int32(threads))
+                    for p: Float in [0, 0.3] {
+                        let name = "\(level) heads \(heads) dh \(dh) \(threads) threads p \(p)"
+                        var kept = [Float](repeating: .nan, count: T * A), unkept = kept
+                        var probs = [Float](repeating: .nan, count: probCount)
+                        zk_attention_train_forward(&kept, &probs, qkv, lengths, seeds, Int32(B), Int32(heads), Int32(dh), p)
+                        if p == 0 {
+                            zk_attention_train_forward(&unkept, nil, qkv, lengths, nil, Int32(B), Int32(heads), Int32(dh), 0)
+                        } else {
+                            zk_attention_train_forward(&unkept, nil, qkv, lengths, seeds, Int32(B), Int32(heads), Int32(dh), p)
+                        }
+                        XCTAssertEqual(unkept.map(\.bitPattern), kept.map(\.bitPattern), name)
+                        guard p == 0 else { continue }
+                        var worst = 0.0, t = 0
+                        for b in 0..<B {
+                            for i in 0..<Int(lengths[b]) { for d in 0..<A {
+                                worst = max(worst, abs(Double(unkept[(t + i) * A + d]) - Double(inference[(b * S + i) * A + d])))
+                            } }
+                            t += Int(lengths[b])
+                        }
+                        XCTAssertLessThan(worst, 1e-5, name)
+                        print("packed attention \(name): worst |packed − padded| \(worst)")
+                    }
+                }
+            }
+        }
+        zk_set_threads(2)
+    }
+
     func testEmbeddingAndMeanPool() {
         let (B, S, H, V) = (2, 5, 8, 11)
         let word = random(V * H), pos = random(S * H), type = random(2 * H)
@@ -187,5 +393,19 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(pooled[j], (0..<3).map { out[$0 * H + j] }.reduce(0, +) / 3, accuracy: 1e-6)
             XCTAssertEqual(pooled[H + j], (5..<10).map { out[$0 * H + j] }.reduce(0, +) / 5, accuracy: 1e-6)
         }
+    }
+
+    /// Without a token-type table (DistilBERT): word + position, and the type ids (given or not) are ignored.
+    func testEmbeddingWithoutTypeTable() {
+        let (B, S, H) = (2, 5, 8)
+        let word = random(B * S * H), pos = random(S * H)
+        let types: [Int32] = [0, 0, 1, 1, 1, 0, 1, 0, 1, 0]
+        var withIds = word, withoutIds = word
+        zk_embedding_forward(&withIds, types, Int32(B), Int32(S), pos, nil, Int32(H))
+        zk_embedding_forward(&withoutIds, nil, Int32(B), Int32(S), pos, nil, Int32(H))
+        for bt in 0..<B * S { for j in 0..<H {
+            XCTAssertEqual(withIds[bt * H + j], word[bt * H + j] + pos[(bt % S) * H + j])
+        } }
+        XCTAssertEqual(withoutIds, withIds)
     }
 }

@@ -54,6 +54,47 @@ final class TrainKernelTests: XCTestCase {
         zk_set_simd(-1)
     }
 
+    /// zk_activation_backward for every code and both row copies: against finite differences of
+    /// zk_activation_forward (the tolerance above; ReLU's inputs kept 0.01 from its kink), against the
+    /// double derivative on x ∈ [−8, 8) within 1e-6 absolute (NONE and RELU exact), in place (dinp =
+    /// dout) bitwise equal to out of place, and zk_gelu_backward bitwise equal to the GELU code.
+    func testActivationBackward() {
+        for level: Int32 in zk_cpu_has_avx512() != 0 ? [0, 1] : [0] {
+            zk_set_simd(level)
+            for act in allActivations {
+                let name = "simd \(level) \(activationNames[Int(act)])"
+                let x = random(40, scale: 4).map { abs($0) < 0.01 ? 0.5 : $0 }, dout = random(40)
+                var dx = [Float](repeating: .nan, count: 40)
+                zk_activation_backward(&dx, x, dout, 40, act)
+                check(name, x, dx, dout: dout) { v in var o = v; zk_activation_forward(&o, v, v.count, act); return o }
+
+                let n = 20000
+                let xs = random(n, scale: 8) + [0, -0.0, 1e-30, -20, 20, -60, 60], g = random(xs.count)
+                var d = [Float](repeating: .nan, count: xs.count), inPlace = g
+                zk_activation_backward(&d, xs, g, xs.count, act)
+                zk_activation_backward(&inPlace, xs, inPlace, xs.count, act)
+                XCTAssertEqual(inPlace.map(\.bitPattern), d.map(\.bitPattern), "\(name): in place")
+                var worst = 0.0
+                for i in xs.indices {
+                    let r = Double(g[i]) * activationDerivativeReference(Double(xs[i]), act)
+                    switch Int(act) {
+                    case ZK_ACT_NONE: XCTAssertEqual(d[i].bitPattern, g[i].bitPattern, name)
+                    case ZK_ACT_RELU: XCTAssertEqual(d[i], xs[i] > 0 ? g[i] : 0, name)
+                    default: XCTAssertLessThan(abs(Double(d[i]) - r), 1e-6, "\(name) x=\(xs[i])")
+                    }
+                    worst = max(worst, abs(Double(d[i]) - r))
+                }
+                print("activation backward \(name): worst |error| against the double derivative \(worst)")
+                if Int(act) == ZK_ACT_GELU {
+                    var viaGelu = [Float](repeating: 0, count: xs.count)
+                    zk_gelu_backward(&viaGelu, xs, g, xs.count)
+                    XCTAssertEqual(viaGelu.map(\.bitPattern), d.map(\.bitPattern), "zk_gelu_backward is the GELU code")
+                }
+            }
+        }
+        zk_set_simd(-1)
+    }
+
     func testLayerNormBackward() {
         let (M, N) = (3, 7)
         let x = random(M * N, scale: 2), g = random(N), b = random(N), dout = random(M * N)
@@ -76,14 +117,15 @@ final class TrainKernelTests: XCTestCase {
             zk_set_simd(level)
             attentionBackward(dropout: 0)
             attentionBackward(dropout: 0.3)
+            attentionBackward(dropout: 0, heads: 3, dh: 8, lengths: [5, 3, 11])   // A = 24: any heads·head_dim
+            attentionBackward(dropout: 0.3, heads: 3, dh: 8, lengths: [5, 3, 11])
         }
         zk_set_simd(-1)
     }
 
     /// Three packed sequences (5, 3 and 37 tokens: partial and several 8-row / 32-column tiles; no padding).
-    func attentionBackward(dropout: Float) {
-        let (heads, dh) = (2, 3)
-        let H = heads * dh, lengths: [Int32] = [5, 3, 37], seeds: [UInt64] = [7, 8, 9]
+    func attentionBackward(dropout: Float, heads: Int = 2, dh: Int = 3, lengths: [Int32] = [5, 3, 37]) {
+        let H = heads * dh, seeds: [UInt64] = [7, 8, 9]
         let T = Int(lengths.reduce(0, +)), probCount = lengths.map { heads * Int($0 * $0) }.reduce(0, +)
         let qkv = random(T * 3 * H), dout = random(T * H)
         func fwd(_ v: [Float]) -> [Float] {
@@ -126,6 +168,27 @@ final class TrainKernelTests: XCTestCase {
         check("dword", word, dw, dout: dout) { fwd($0, pos, type) }
         check("dpos", pos, dp, dout: dout) { fwd(word, $0, type) }
         check("dtype", type, dt, dout: dout) { fwd(word, pos, $0) }
+    }
+
+    /// Without a token-type table (dtype NULL, DistilBERT): word and position gradients against finite
+    /// differences of the forward without a type table, and equal to those of the call with one.
+    func testEmbeddingBackwardWithoutTypeTable() {
+        let (B, S, H, V) = (2, 3, 4, 5)
+        let ids: [Int32] = [1, 1, 4, 0, 1, 2], types: [Int32] = [0, 1, 1, 0, 0, 1]
+        let word = random(V * H), pos = random(S * H), dout = random(B * S * H)
+        func fwd(_ w: [Float], _ p: [Float]) -> [Float] {
+            var x = ids.flatMap { w[Int($0) * H..<(Int($0) + 1) * H] }
+            zk_embedding_forward(&x, nil, Int32(B), Int32(S), p, nil, Int32(H))
+            return x
+        }
+        var dw = [Float](repeating: 0, count: V * H), dp = [Float](repeating: 0, count: S * H)
+        zk_embedding_backward(&dw, &dp, nil, dout, ids, types, Int32(B), Int32(S), Int32(H))
+        check("dword", word, dw, dout: dout) { fwd($0, pos) }
+        check("dpos", pos, dp, dout: dout) { fwd(word, $0) }
+        var dw2 = [Float](repeating: 0, count: V * H), dp2 = [Float](repeating: 0, count: S * H), dt = [Float](repeating: 0, count: 2 * H)
+        zk_embedding_backward(&dw2, &dp2, &dt, dout, ids, types, Int32(B), Int32(S), Int32(H))
+        XCTAssertEqual(dw, dw2)
+        XCTAssertEqual(dp, dp2)
     }
 
     func testLossesBackward() {
