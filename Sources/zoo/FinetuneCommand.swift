@@ -44,6 +44,7 @@ struct FinetuneCommand: Command {
             try tuner.resume()
             log("resumed from \(tuner.checkpointURL.path)")
         }
+        if !tuner.work.initialised.isEmpty { log("initialised (not in the base checkpoint, or for another label count): \(tuner.work.initialised.joined(separator: ", "))") }
         log("fine-tuning \(base.dir.lastPathComponent) on \(task.glueName): \(tuner.batchesPerEpoch) steps/epoch × \(o.epochs) epochs, \(Runtime.threads) threads")
         var progress = Progress("train")
         var lastPosition = Int.max

@@ -42,7 +42,7 @@ public struct QuantizeCommand: Command {
             let examples = try task.load(.train, from: glueDirectory(args["data"])).prefix(o.calibExamples)
             let tok = try ckpt.tokenizer()
             log("calibration: \(examples.count) \(task.glueName) training examples, \(o.iterations) power iterations per unit")
-            try q.estimateSensitivity(calibration: examples.map { tok.encode($0.textA, $0.textB, maxLength: 128) },
+            try q.estimateSensitivity(calibration: examples.map { tok.encode($0.textA, $0.textB, maxLength: min(128, ckpt.spec.positions)) },
                                       targets: examples.map(\.labelValue), isRegression: task.isRegression, log: log)
             try q.allocateBits(log: log)
         }

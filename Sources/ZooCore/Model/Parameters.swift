@@ -94,8 +94,9 @@ public final class ParameterStore: WeightReader {
     // MARK: checkpoints
 
     /// Loads every tensor of the layout from a checkpoint (`*ForSequenceClassification` or base-model
-    /// names). The pooler and classifier, when absent, are initialised as HF does (normal(0, 0.02)
-    /// weights, zero biases) from `seed`. Returns the names that were initialised rather than loaded.
+    /// names). The pooler and classifier, when absent (or, for the classifier, of another label
+    /// count), are initialised as HF does (normal(0, 0.02) weights, zero biases) from `seed`.
+    /// Returns the names that were initialised rather than loaded.
     @discardableResult
     public func load(_ ckpt: Checkpoint, seed: UInt64) throws -> [String] {
         var rng = SplitMix64(seed: seed)
@@ -103,10 +104,11 @@ public final class ParameterStore: WeightReader {
         var initialised: [String] = []
         for s in slots {
             let name = ckpt.name(s.name)
-            if ckpt.tensors.entries[name] != nil {
+            let isHead = s.name.hasPrefix(names.pooler + ".") || s.name.hasPrefix(names.classifier + ".")
+            if let e = ckpt.tensors.entries[name], !(isHead && e.shape != s.shape && s.name.hasPrefix(names.classifier + ".")) {
                 let t = try ckpt.tensors.tensor(name, shape: s.shape)
                 (values.data + s.offset).update(from: t.data, count: s.count)
-            } else if s.name.hasPrefix(names.pooler + ".") || s.name.hasPrefix(names.classifier + ".") {
+            } else if isHead {
                 for i in 0..<s.count { values[s.offset + i] = s.decay ? rng.normal() * 0.02 : 0 }
                 initialised.append(s.name)
             } else {

@@ -13,6 +13,8 @@ public final class FinetuneStep: TrainingStep {
     public let network: Network<ParamLinear>
     let train: [WordPieceTokenizer.Encoding], trainTargets: [Double]
     let dev: [WordPieceTokenizer.Encoding], devLabels: [Double]
+    /// Head tensors the base checkpoint did not have (or had for another label count): initialised.
+    public let initialised: [String]
 
     public var stores: [ParameterStore] { [network.store!] }
     public var exampleCount: Int { train.count }
@@ -29,11 +31,8 @@ public final class FinetuneStep: TrainingStep {
         dev = devExamples.map(enc)
         devLabels = devExamples.map(\.labelValue)
         guard !train.isEmpty else { throw ZooError.failed("\(task.glueName): the train split is empty") }
-        if base.spec.head != .none && base.spec.numLabels != task.numLabels {
-            throw ZooError.badFile(path: base.dir.path, problem: "classifier has \(base.spec.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
-        }
         let store = ParameterStore(spec: base.spec.withHead(numLabels: task.numLabels))
-        try store.load(base, seed: options.seed)
+        initialised = try store.load(base, seed: options.seed)
         network = try Network(spec: store.spec, reader: store)
     }
 
