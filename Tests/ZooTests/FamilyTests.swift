@@ -173,4 +173,35 @@ final class FamilyTests: XCTestCase {
             }
         }
     }
+
+    /// The CLI on each family as a user runs it: `zoo embed`, `zoo finetune` (the family's own head,
+    /// 3 labels replaced by RTE's 2), `zoo eval` equal to fine-tuning's last dev score, and the
+    /// written checkpoint loaded by HF transformers with the same logits.
+    func testEmbedFinetuneEvalEachFamily() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48)
+        for family in Self.families {
+            let base = Paths.reference.appendingPathComponent("families/\(family)/model")
+            try require(base.appendingPathComponent("config.json"), "make reference")
+            let e = try zoo(["embed", "bert", "--weights", base.path], stdin: Data("hello world\na b\tb a\n".utf8))
+            XCTAssertEqual(e.code, 0, e.stderr)
+            let rows = e.out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [Double] }
+            XCTAssertEqual(rows.map(\.count), [64, 64], family)
+
+            let out = try tempDir().appendingPathComponent(family)
+            let f = try zoo(["finetune", "--base", base.path, "--task", "rte", "--data", glue.path, "--out", out.path, "--epochs", "2",
+                             "--batch", "8", "--lr", "1e-3", "--threads", "2"])
+            XCTAssertEqual(f.code, 0, f.stderr)
+            XCTAssertTrue(f.stderr.contains("initialised"), f.stderr)
+            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as! [String: Any]
+            XCTAssertEqual(config["model_type"] as? String, family.hasPrefix("albert") ? "albert" : family == "distilbert" ? "distilbert" : "bert")
+            let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("metrics.json"))) as! [String: Any]
+            let last = (metrics["epochs"] as! [[String: Any]]).last!
+            let evalJSON = try tempDir().appendingPathComponent("e.json")
+            let ev = try zoo(["eval", "bert", "--task", "rte", "--weights", out.path, "--data", glue.path, "--json", evalJSON.path])
+            XCTAssertEqual(ev.code, 0, ev.stderr)
+            let evObj = try JSONSerialization.jsonObject(with: Data(contentsOf: evalJSON)) as! [String: Any]
+            XCTAssertEqual(evObj["score"] as! Double, last["score"] as! Double, "\(family): finetune's dev score is zoo eval's")
+            try assertSameLogitsAsHF(out)
+        }
+    }
 }

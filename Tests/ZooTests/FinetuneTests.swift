@@ -97,26 +97,7 @@ final class FinetuneTests: XCTestCase {
         XCTAssertEqual(lines[0], "index\tprediction")
 
         // HF transformers loads it and gives the same logits (tolerance 1e-4).
-        let python = ProcessInfo.processInfo.environment["ZOO_PYTHON"] ?? Fetch.cacheDir.appendingPathComponent("venv/bin/python").path
-        try require(URL(fileURLWithPath: python), "the tools venv (make setup) or ZOO_PYTHON")
-        let inputs = "hello world\ta b\nb a .\thello\nworld world world\tas bs\n"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [Paths.root.appendingPathComponent("tools/hf_reference.py").path, "roundtrip", "--model", out.path]
-        let i = Pipe(), o = Pipe()
-        p.standardInput = i; p.standardOutput = o; p.standardError = FileHandle.nullDevice
-        try p.run()
-        i.fileHandleForWriting.write(Data(inputs.utf8)); try i.fileHandleForWriting.close()
-        let hf = try JSONSerialization.jsonObject(with: o.fileHandleForReading.readDataToEndOfFile()) as! [[Double]]
-        p.waitUntilExit()
-        let ckpt = try Checkpoint(dir: out)
-        let model = try BertNetwork(checkpoint: ckpt)
-        let tok = try ckpt.tokenizer()
-        for (n, line) in inputs.split(separator: "\n").enumerated() {
-            let parts = line.split(separator: "\t").map(String.init)
-            let logits = try model.logits(Batch([tok.encode(parts[0], parts[1])]))
-            for c in 0..<2 { XCTAssertEqual(Double(logits[c]), hf[n][c], accuracy: 1e-4, "line \(n)") }
-        }
+        try assertSameLogitsAsHF(out)
     }
 
     /// MNLI has no train split here; the layout of the official one (12 columns, gold_label last)

@@ -79,6 +79,32 @@ func maxAbsDiff(_ a: Tensor, _ b: Tensor, offset: Int = 0) -> Float {
     return m
 }
 
+/// A zoo-written checkpoint loaded by HF transformers (`tools/hf_reference.py roundtrip`,
+/// AutoModelForSequenceClassification) gives the same logits as the zoo, within 1e-4.
+func assertSameLogitsAsHF(_ dir: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+    let python = ProcessInfo.processInfo.environment["ZOO_PYTHON"] ?? Fetch.cacheDir.appendingPathComponent("venv/bin/python").path
+    try require(URL(fileURLWithPath: python), "the tools venv (make setup) or ZOO_PYTHON")
+    let inputs = "hello world\ta b\nb a .\thello\nworld world world\tas bs\n"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: python)
+    p.arguments = [Paths.root.appendingPathComponent("tools/hf_reference.py").path, "roundtrip", "--model", dir.path]
+    let i = Pipe(), o = Pipe()
+    p.standardInput = i; p.standardOutput = o; p.standardError = FileHandle.nullDevice
+    try p.run()
+    i.fileHandleForWriting.write(Data(inputs.utf8)); try i.fileHandleForWriting.close()
+    let hf = try JSONSerialization.jsonObject(with: o.fileHandleForReading.readDataToEndOfFile()) as! [[Double]]
+    p.waitUntilExit()
+    let ckpt = try Checkpoint(dir: dir)
+    let model = try Network<Linear>(checkpoint: ckpt)
+    let tok = try ckpt.tokenizer()
+    for (n, l) in inputs.split(separator: "\n").enumerated() {
+        let parts = l.split(separator: "\t").map(String.init)
+        let logits = try model.logits(Batch([tok.encode(parts[0], parts[1])]))
+        XCTAssertEqual(hf[n].count, ckpt.spec.numLabels, file: file, line: line)
+        for c in 0..<ckpt.spec.numLabels { XCTAssertEqual(Double(logits[c]), hf[n][c], accuracy: 1e-4, "\(dir.lastPathComponent) line \(n)", file: file, line: line) }
+    }
+}
+
 /// A tiny BERT (1 layer, hidden 8, vocabulary of 12) for tests that need a checkpoint but not real weights.
 enum Tiny {
     static let config: [String: Any] = [
