@@ -327,6 +327,27 @@ void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
     }
 }
 
+// Packed sequences (no padding): sequence b is lengths[b] consecutive rows of qkv [T, 3A] / out [T, A].
+// The same per-head worker as above, each sequence attending over its own L tokens.
+void zk_attention_packed_forward(float *out, const float *qkv, const int32_t *lengths,
+                                 int B, int heads, int head_dim, float *scratch) {
+    const int A = heads * head_dim, ld = 3 * A;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    int longest = 0;
+    size_t *tok = malloc(sizeof(size_t) * (size_t)B);
+    for (int b = 0, t = 0; b < B; t += lengths[b], b++) { tok[b] = (size_t)t; if (lengths[b] > longest) longest = lengths[b]; }
+    const size_t per_thread = attention_scratch_per_thread(longest, head_dim);
+    const zk_rows *r = R();
+    #pragma omp parallel for schedule(static, 1)
+    for (int bh = 0; bh < B * heads; bh++) {
+        const int b = bh / heads, h = bh % heads, L = lengths[b];
+        const float *q = qkv + tok[b] * ld + h * head_dim;
+        r->attention_head(out + tok[b] * A + h * head_dim, A, q, q + A, q + 2 * A, ld, L, L, head_dim, scale,
+                          scratch + (size_t)omp_get_thread_num() * per_thread);
+    }
+    free(tok);
+}
+
 // ---- training attention, activation backward, dropout (their SIMD copies live in rows.h) -----------
 void zk_activation_backward(float *dinp, const float *inp, const float *dout, size_t n, int act) {
     zk__check_act(act);

@@ -77,6 +77,10 @@ void zk_softmax_forward(float *scores, int rows, int cols, int valid_cols, float
 size_t zk_attention_scratch_floats(int S, int head_dim);
 void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
                           int B, int S, int heads, int head_dim, float *scratch);
+// The same over packed sequences (T = Σ lengths rows, no padding): qkv [T, 3A], out [T, A] with
+// A = heads·head_dim; scratch: zk_attention_scratch_floats(longest length, head_dim) floats.
+void zk_attention_packed_forward(float *out, const float *qkv, const int32_t *lengths,
+                                 int B, int heads, int head_dim, float *scratch);
 
 // ---- embeddings --------------------------------------------------------------------------------
 // x[b·S+t] holds the word embedding of its token (gathered by the caller); this adds

@@ -68,6 +68,7 @@ final class FamilyTests: XCTestCase {
             XCTAssertLessThan(maxAbsDiff(logits, wantLogits), 1e-4, "\(family) logits (inference)")
 
             let store = ParameterStore(spec: spec, trainable: false)
+            XCTAssertNil(store.grads, "a frozen store allocates no gradients")
             try store.load(r.ckpt, seed: 0)
             let trainNet = try Network(spec: spec, reader: store)
             let act = try trainNet.record(r.batch, dropoutSeed: nil)
@@ -91,6 +92,24 @@ final class FamilyTests: XCTestCase {
             XCTAssertLessThan(modes, 1e-5, "\(family): inference and recording logits")
             XCTAssertLessThan(maxAbsDiff(Tensor(shape: [logits.count], values: Array(UnsafeBufferPointer(start: act.logits, count: logits.count))), wantLogits), 1e-4)
         }
+    }
+
+    /// Shared layers are stored once but run at every use: ALBERT's parameter count is that of its
+    /// groups, its FLOPs those of the same network unshared; pruned heads take their share of FLOPs out.
+    func testParameterAndFlopCountsFollowTheShapes() throws {
+        let albert = try reference("albert").ckpt.spec
+        var unshared = albert
+        for i in unshared.layers.indices { unshared.layers[i].group = i }
+        let perLayer = unshared.parameterCount - albert.parameterCount
+        XCTAssertEqual(perLayer, 3 * ParameterStore(spec: albert).slots.filter { $0.name.contains("albert_layer_groups.0.") }.map(\.count).reduce(0, +))
+        XCTAssertEqual(albert.flops(batch: 2, seq: 16), unshared.flops(batch: 2, seq: 16))
+        let pruned = try reference("bert-pruned").ckpt.spec
+        var dense = pruned
+        for i in dense.layers.indices { dense.layers[i].heads += dense.layers[i].prunedHeads.count; dense.layers[i].prunedHeads = [] }
+        let (B, S, H, d) = (2.0, 16.0, Double(pruned.hidden), Double(pruned.layers[0].headDim))
+        let removed = Double(pruned.layers.map(\.prunedHeads.count).reduce(0, +))
+        // Per removed head: Q, K, V and output projections (4·d·H multiply-adds per token) and its scores and context (2·S·d per token).
+        XCTAssertEqual(dense.flops(batch: 2, seq: 16) - pruned.flops(batch: 2, seq: 16), removed * 2 * B * S * (4 * d * H + 2 * S * d), accuracy: 1)
     }
 
     /// One training step against PyTorch autograd (no dropout): loss within 1e-5, every parameter's

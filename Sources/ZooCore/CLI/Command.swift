@@ -103,25 +103,7 @@ public final class Progress {
 }
 
 /// Lines of standard input, strictly UTF-8: a bad byte is an error naming the line.
-public func readStdinLines() throws -> [String] {
-    let data = FileHandle.standardInput.readDataToEndOfFile()
-    var lines: [String] = []
-    var start = data.startIndex
-    var n = 0
-    func take(_ end: Data.Index) throws {
-        n += 1
-        var slice = data[start..<end]
-        if slice.last == 0x0D { slice = slice.dropLast() }
-        guard let s = String(validatingUTF8Data: Data(slice)) else { throw ZooError.badFile(path: "<stdin>", problem: "line \(n): invalid UTF-8") }
-        lines.append(s)
-    }
-    while let nl = data[start...].firstIndex(of: 0x0A) {
-        try take(nl)
-        start = data.index(after: nl)
-    }
-    if start < data.endIndex { try take(data.endIndex) }
-    return lines
-}
+public func readStdinLines() throws -> [String] { try textLines(FileHandle.standardInput.readDataToEndOfFile(), path: "<stdin>") }
 
 /// One example per line, a TAB separating a sentence pair.
 public func splitPair(_ line: String, lineNumber: Int) throws -> (String, String?) {

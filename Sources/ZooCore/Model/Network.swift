@@ -89,14 +89,17 @@ public final class Network<L: LinearLayer>: ChunkedModel {
 
     public func forward(_ batch: Batch) throws -> Tensor {
         try check(batch)
-        let H = spec.hidden
-        let out = Tensor(shape: [batch.size * batch.seqLen, H])
-        try inChunks(batch) { range, x in
-            var t = 0
-            for b in range {
-                let n = Int(batch.lengths[b])
-                (out.data + b * batch.seqLen * H).update(from: x + t * H, count: n * H)
-                t += n
+        let (S, H) = (batch.seqLen, spec.hidden)
+        let out = Tensor(shape: [batch.size * S, H])
+        // Each chunk is encoded packed at its first sequence's place in `out`, then spread out to the
+        // padded layout, last sequence first (rows only move forward); pad rows are zero.
+        try inChunks(batch, output: out) { range, x in
+            var t = batch.lengths[range].reduce(0) { $0 + Int($1) }
+            for b in range.reversed() {
+                let n = Int(batch.lengths[b]), dst = out.data + b * S * H
+                t -= n
+                if dst != x + t * H { memmove(dst, x + t * H, n * H * MemoryLayout<Float>.size) }
+                (dst + n * H).update(repeating: 0, count: (S - n) * H)
             }
         }
         return out
@@ -115,13 +118,15 @@ public final class Network<L: LinearLayer>: ChunkedModel {
         return out
     }
 
-    /// Runs the batch chunk by chunk; `body` receives each chunk's sequences and their packed last hidden states.
-    private func inChunks(_ batch: Batch, _ body: (Range<Int>, Floats) throws -> Void) throws {
+    /// Runs the batch chunk by chunk; `body` receives each chunk's sequences and their packed last
+    /// hidden states (in `output` at the chunk's first sequence when given, else in the workspace).
+    private func inChunks(_ batch: Batch, output: Tensor? = nil, _ body: (Range<Int>, Floats) throws -> Void) throws {
         var b0 = 0
         while b0 < batch.size {
             var b1 = b0, tokens = 0
             repeat { tokens += Int(batch.lengths[b1]); b1 += 1 } while b1 < batch.size && tokens + Int(batch.lengths[b1]) <= chunkTokens
-            let ws = workspace.reserve(spec, tokens: tokens)
+            var ws = workspace.reserve(spec, tokens: tokens, longest: Int(batch.lengths[b0..<b1].max()!))
+            if let output { ws.x = output.data + b0 * batch.seqLen * spec.hidden }
             try encode(batch, sequences: b0..<b1, into: ws, recording: nil)
             try body(b0..<b1, ws.x)
             b0 = b1
@@ -210,7 +215,7 @@ public final class Network<L: LinearLayer>: ChunkedModel {
                 } else {
                     let ws = ws!
                     w.qkv.forward(ws.qkv, ws.x, rows: T, withBias: true, act: Int32(ZK_ACT_NONE))
-                    zk_attention_train_forward(ws.ctx, nil, ws.qkv, lens.baseAddress, nil, Int32(lens.count), Int32(s.heads), Int32(s.headDim), 0)
+                    zk_attention_packed_forward(ws.ctx, ws.qkv, lens.baseAddress, Int32(lens.count), Int32(s.heads), Int32(s.headDim), ws.scratch)
                     w.out.forward(ws.a, ws.ctx, rows: T, withBias: false, act: Int32(ZK_ACT_NONE))
                     zk_bias_residual_layernorm_forward(ws.a, w.out.bias, ws.x, w.norm1W.value, w.norm1B.value, Int32(T), Int32(H), eps)
                     w.up.forward(ws.h, ws.a, rows: T, withBias: true, act: s.activation.code)
@@ -246,17 +251,18 @@ public final class Network<L: LinearLayer>: ChunkedModel {
 struct Workspace {
     private var storage: Tensor?
     private var capacity = 0
-    struct Buffers { let x, e, qkv, ctx, a, h: Floats }
+    struct Buffers { var x: Floats; let e, qkv, ctx, a, h, scratch: Floats }
 
-    mutating func reserve(_ spec: ModelSpec, tokens T: Int) -> Buffers {
+    mutating func reserve(_ spec: ModelSpec, tokens T: Int, longest: Int) -> Buffers {
         let A = spec.layers.map(\.attentionWidth).max()!, F = spec.layers.map(\.ffn).max()!, H = spec.hidden
-        let sizes = [T * H, spec.projection ? T * spec.embedding : 0, T * 3 * A, T * A, T * H, T * F].map { ($0 + 15) / 16 * 16 }
+        let scratch = spec.layers.map { zk_attention_scratch_floats(Int32(longest), Int32($0.headDim)) }.max()!
+        let sizes = [T * H, spec.projection ? T * spec.embedding : 0, T * 3 * A, T * A, T * H, T * F, scratch].map { ($0 + 15) / 16 * 16 }
         let need = sizes.reduce(0, +)
         if need > capacity { storage = Tensor(shape: [need]); capacity = need }
         var p = storage!.data
         var ptrs: [Floats] = []
         for s in sizes { ptrs.append(p); p += s }
-        return Buffers(x: ptrs[0], e: ptrs[1], qkv: ptrs[2], ctx: ptrs[3], a: ptrs[4], h: ptrs[5])
+        return Buffers(x: ptrs[0], e: ptrs[1], qkv: ptrs[2], ctx: ptrs[3], a: ptrs[4], h: ptrs[5], scratch: ptrs[6])
     }
 }
 
