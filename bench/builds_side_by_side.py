@@ -37,6 +37,13 @@ def train(zoo, task, limit, threads, glue):
         return json.load(open(os.path.join(d, "metrics.json")))["tokens_per_s"]
 
 
+def rounds(a, n=None):
+    """The two builds in alternating order (base first, then new first, …), so that whatever favours
+    the first or second run of a pair (clock boost, caches) falls on both alike."""
+    pair = [("base", a.base), ("new", a.new)]
+    return [pair if i % 2 == 0 else pair[::-1] for i in range(n or a.rounds)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True)
@@ -51,7 +58,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR"))
     a = ap.parse_args()
-    print(f"CPU: {cpu()}; {a.threads} threads; {a.rounds} interleaved rounds per row, medians\n")
+    print(f"CPU: {cpu()}; {a.threads} threads; {a.rounds} rounds per row, the two builds in alternating order, medians\n")
     print("| what | base | new | new/base speed |")
     print("|---|---:|---:|---:|")
     for variant in a.variants.split(","):
@@ -61,15 +68,15 @@ def main():
             for shape in a.shapes.split(","):
                 b, s = map(int, shape.split("x"))
                 t = {"base": [], "new": []}
-                for _ in range(a.rounds):
-                    for name, zoo in (("base", a.base), ("new", a.new)):
+                for order in rounds(a):
+                    for name, zoo in order:
                         t[name].append(bench(zoo, variant, source, b, s, a.threads))
                 mb, mn = statistics.median(t["base"]), statistics.median(t["new"])
                 print(f"| {variant} {os.path.basename(value)} b={b} s={s} (ms) | {mb:.2f} | {mn:.2f} | {mb / mn:.3f} |", flush=True)
     if a.train_limit > 0:
         t = {"base": [], "new": []}
-        for _ in range(a.train_rounds):
-            for name, zoo in (("base", a.base), ("new", a.new)):
+        for order in rounds(a, a.train_rounds):
+            for name, zoo in order:
                 t[name].append(train(zoo, a.train_task, a.train_limit, a.threads, a.glue))
         mb, mn = statistics.median(t["base"]), statistics.median(t["new"])
         print(f"| finetune minilm-l6 {a.train_task} {a.train_limit} ex. (tokens/s) | {mb:.0f} | {mn:.0f} | {mn / mb:.3f} |")

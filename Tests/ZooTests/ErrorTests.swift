@@ -149,6 +149,11 @@ final class ErrorTests: XCTestCase {
         c = Tiny.config
         c["pruned_heads"] = ["0": [0, 7]]
         try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "pruned_heads entry '0'"])
+        c["pruned_heads"] = ["0": [0, 1]]
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["config.json", "layer 0 has no attention heads left"])
+        c = Tiny.config
+        c["pruned_heads"] = ["0": [1]]   // config and tensors disagree: the query weight is still [8, 8]
+        try assertEmbedFails(try checkpoint(config: c), mentions: ["model.safetensors", "attention.self.query.weight"])
     }
 
     func testPickleCheckpointRefused() throws {

@@ -205,6 +205,16 @@ final class FamilyTests: XCTestCase {
             XCTAssertEqual(e.code, 0, e.stderr)
             let rows = e.out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [Double] }
             XCTAssertEqual(rows.map(\.count), [64, 64], family)
+            // The base model (`DistilBertModel`, …: no family prefix, no head) gives the same embeddings.
+            let plain = try tempDir()
+            let st = try SafeTensors(url: base.appendingPathComponent("model.safetensors"))
+            let prefix = try Checkpoint(dir: base).spec.family.names.prefix
+            try SafeTensors.write(try st.names.filter { $0.hasPrefix(prefix) }.map { (String($0.dropFirst(prefix.count)), try st.tensor($0)) },
+                                  to: plain.appendingPathComponent("model.safetensors"))
+            for f in ["config.json", "vocab.txt"] { try FileManager.default.copyItem(at: base.appendingPathComponent(f), to: plain.appendingPathComponent(f)) }
+            let e2 = try zoo(["embed", "bert", "--weights", plain.path], stdin: Data("hello world\na b\tb a\n".utf8))
+            XCTAssertEqual(e2.code, 0, e2.stderr)
+            XCTAssertEqual(e2.out, e.out, "\(family) base model")
 
             let out = try tempDir().appendingPathComponent(family)
             let f = try zoo(["finetune", "--base", base.path, "--task", "rte", "--data", glue.path, "--out", out.path, "--epochs", "2",

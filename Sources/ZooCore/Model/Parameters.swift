@@ -66,6 +66,13 @@ public final class ParameterStore: WeightReader {
         return s
     }
 
+    /// The parameter `name` (values and, when trainable, gradients) in place.
+    public func view(_ name: String) -> Param { view(required(name)) }
+
+    func view(_ s: Slot, count: Int? = nil) -> Param {
+        Param(value: values.data + s.offset, grad: grads.map { $0.data + s.offset }, count: count ?? s.count, owner: self)
+    }
+
     public func zeroGrad() { if let g = grads { g.data.update(repeating: 0, count: g.count) } }
 
     // MARK: WeightReader: views into the store
@@ -73,7 +80,7 @@ public final class ParameterStore: WeightReader {
     public func param(_ name: String, shape: [Int]) throws -> Param {
         let s = required(name)
         precondition(s.shape == shape, "\(name): shape \(s.shape), asked \(shape)")
-        return Param(value: values.data + s.offset, grad: grads.map { $0.data + s.offset }, count: s.count, owner: self)
+        return view(s)
     }
 
     /// Stacked Linear layers must be adjacent in the store (Q, K, V are laid out so).
@@ -83,8 +90,7 @@ public final class ParameterStore: WeightReader {
             precondition(w[i].offset == w[i - 1].offset + w[i - 1].count && b[i].offset == b[i - 1].offset + b[i - 1].count, "stacked Linear not adjacent")
         }
         let n = outFeatures.reduce(0, +)
-        func view(_ s: Slot, _ count: Int) -> Param { Param(value: values.data + s.offset, grad: grads.map { $0.data + s.offset }, count: count, owner: self) }
-        return ParamLinear(weight: view(w[0], n * inFeatures), bias: view(b[0], n), outFeatures: n, inFeatures: inFeatures)
+        return ParamLinear(weight: view(w[0], count: n * inFeatures), bias: view(b[0], count: n), outFeatures: n, inFeatures: inFeatures)
     }
 
     public func wordEmbeddings(_ name: String, shape: [Int]) throws -> WordEmbeddings {
@@ -104,8 +110,9 @@ public final class ParameterStore: WeightReader {
         var initialised: [String] = []
         for s in slots {
             let name = ckpt.name(s.name)
-            let isHead = s.name.hasPrefix(names.pooler + ".") || s.name.hasPrefix(names.classifier + ".")
-            if let e = ckpt.tensors.entries[name], !(isHead && e.shape != s.shape && s.name.hasPrefix(names.classifier + ".")) {
+            let isClassifier = s.name.hasPrefix(names.classifier + "."), isHead = isClassifier || s.name.hasPrefix(names.pooler + ".")
+            let stored = ckpt.tensors.entries[name]
+            if let stored, !(isClassifier && stored.shape != s.shape) {
                 let t = try ckpt.tensors.tensor(name, shape: s.shape)
                 (values.data + s.offset).update(from: t.data, count: s.count)
             } else if isHead {

@@ -102,8 +102,7 @@ extension Network where L == ParamLinear {
         zk_dropout_backward(dNormed, T * E, pHidden, seed(0))
         let dEmb = act.dEmb!
         zk_layernorm_backward(dEmb, embeddings.normW.grad, embeddings.normB.grad, dNormed, act.embSum, embeddings.normW.value, act.embMean, act.embRstd, Int32(T), Int32(E))
-        let names = spec.family.names
-        let dword = try! store.param(names.word, shape: [spec.vocab, E]).grad
+        let dword = store.view(spec.family.names.word).grad
         for b in 0..<B {
             let (t0, n) = (act.starts[b], Int(act.lengths[b]))
             batch.inputIds[(b * S)..<(b * S + n)].withUnsafeBufferPointer { ids in
