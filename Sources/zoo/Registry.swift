@@ -1,4 +1,5 @@
 import BERT
+import PRUNING
 import QBERT
 import ZooCore
 
@@ -6,5 +7,6 @@ import ZooCore
 /// plugins/ (Package.swift picks it up) and its `plugin` here — one line.
 let registry = Registry(
     BERT.plugin,
-    QBERT.plugin
+    QBERT.plugin,
+    PRUNING.plugin
 )

@@ -122,8 +122,7 @@ public struct Quantizer {
     /// Top (largest-magnitude) Hessian eigenvalue of the task loss for each unit's weights, by power
     /// iteration on Hessian-vector products. Hv = (∇L(w + εv) − ∇L(w − εv)) / 2ε over the calibration batches
     /// (central differences of the engine's exact gradients, dropout off).
-    public mutating func estimateSensitivity(calibration: [WordPieceTokenizer.Encoding], targets: [Double], isRegression: Bool,
-                                             log: (String) -> Void) throws {
+    public mutating func estimateSensitivity(calibration batches: [(Batch, Targets)], log: (String) -> Void) throws {
         guard ckpt.spec.head != .none else {
             throw ZooError.badFile(path: ckpt.tensors.path, problem: "no classifier head; Hessian sensitivity needs a fine-tuned checkpoint (zoo finetune)")
         }
@@ -131,11 +130,6 @@ public struct Quantizer {
         try store.load(ckpt, seed: 0)
         let model = try Network(spec: store.spec, reader: store)
         let prefix = ckpt.spec.family.names.prefix
-        let batches = stride(from: 0, to: calibration.count, by: 32).map { s -> (Batch, Targets) in
-            let idx = s..<min(s + 32, calibration.count)
-            let t: Targets = isRegression ? .scores(idx.map { Float(targets[$0]) }) : .classes(idx.map { Int32(targets[$0]) })
-            return (Batch(Array(calibration[idx])), t)
-        }
         var rng = SplitMix64(seed: 7)
         for u in units.indices {
             let slots = units[u].prefixes.map { p in store.slot((p.hasPrefix(prefix) ? p : prefix + p) + ".weight")! }

@@ -37,13 +37,13 @@ public struct QuantizeCommand: Command {
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
         var q = try Quantizer(checkpoint: ckpt, options: o)
         if method == .mixed {
-            let taskName = try args["calib-task"] ?? fineTunedTask(ckpt)
+            guard let taskName = try args["calib-task"] ?? ckpt.fineTunedTask() else {
+                throw ZooError.usage("--calib-task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
+            }
             let task = try GLUETask.named(taskName)
-            let examples = try task.load(.train, from: glueDirectory(args["data"])).prefix(o.calibExamples)
-            let tok = try ckpt.tokenizer()
+            let examples = Array(try task.load(.train, from: glueDirectory(args["data"])).prefix(o.calibExamples))
             log("calibration: \(examples.count) \(task.glueName) training examples, \(o.iterations) power iterations per unit")
-            try q.estimateSensitivity(calibration: examples.map { tok.encode($0.textA, $0.textB, maxLength: min(128, ckpt.spec.positions)) },
-                                      targets: examples.map(\.labelValue), isRegression: task.isRegression, log: log)
+            try q.estimateSensitivity(calibration: try task.batches(examples, tokenizer: ckpt.tokenizer(), maxLength: min(128, ckpt.spec.positions)), log: log)
             try q.allocateBits(log: log)
         }
         try q.write(to: out)
@@ -55,14 +55,4 @@ public struct QuantizeCommand: Command {
     }
 
     static func size(_ url: URL) throws -> Int { (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0 }
-
-    /// The task in a `zoo finetune` output's metrics.json.
-    static func fineTunedTask(_ ckpt: Checkpoint) throws -> String {
-        let url = ckpt.dir.appendingPathComponent("metrics.json")
-        guard let data = try? Data(contentsOf: url), let m = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let task = m["task"] as? String else {
-            throw ZooError.usage("--calib-task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
-        }
-        return task
-    }
 }

@@ -125,6 +125,17 @@ public final class ParameterStore: WeightReader {
         return initialised
     }
 
+    /// An HF checkpoint directory of these parameters: config.json (the family adapter's fields for
+    /// this spec over `base`'s other fields, then `config`), model.safetensors, `base`'s vocab.txt.
+    public func writeCheckpoint(to dir: URL, base: Checkpoint, config extra: [String: Any] = [:]) throws {
+        var config = spec.family.config(spec, base: try base.configDictionary())
+        if spec.head != .none { config["architectures"] = [spec.family.classifierArchitecture] }
+        for (k, v) in extra { config[k] = v }
+        try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), to: dir.appendingPathComponent("config.json"))
+        try save(to: dir.appendingPathComponent("model.safetensors"))
+        try writeAtomically(try Data(contentsOf: base.vocabURL), to: dir.appendingPathComponent("vocab.txt"))
+    }
+
     /// The parameters as an HF-compatible safetensors file.
     public func save(to url: URL) throws {
         try SafeTensors.write(slots.map { s in

@@ -39,8 +39,9 @@ extension Network where L == ParamLinear {
 
     /// The backward pass of the recorded forward `act`: from `act.dlogits` (set by `loss`, or cleared)
     /// plus `extra` gradients at taps (laid out as the taps are). Parameter gradients accumulate into
-    /// the store (tied layers into their shared slots).
-    public func backward(_ act: Activations, batch: Batch, extra: [Tap: UnsafePointer<Float>] = [:]) {
+    /// the store (tied layers into their shared slots); `masks`, when given, accumulates the gradients
+    /// of unit masks on every head and FFN neuron.
+    public func backward(_ act: Activations, batch: Batch, extra: [Tap: UnsafePointer<Float>] = [:], masks: MaskGradients? = nil) {
         guard let store, store.grads != nil else { preconditionFailure("backward needs a trainable parameter store") }
         let (E, H, T, B, S) = (spec.embedding, spec.hidden, act.T, act.B, batch.seqLen)
         let dropping = act.dropoutSeed != nil
@@ -74,6 +75,7 @@ extension Network where L == ParamLinear {
             dA.update(from: dOPre, count: T * H)                                  // residual into a
             zk_dropout_backward(dOPre, T * H, pHidden, seed(10 * l + 3))
             w.down.backward(dH, dOPre, act.h[l], rows: T)
+            masks?.accumulate(neurons: l, act.h[l], dH, rows: T, width: F, groupSize: 1)
             zk_activation_backward(dH, act.hPre[l], dH, T * F, s.activation.code)
             w.up.backward(dTmpH, dH, act.a[l], rows: T)
             zk_residual_forward(dA, dA, dTmpH, T * H)
@@ -82,6 +84,7 @@ extension Network where L == ParamLinear {
             dxPrev.update(from: dAPre, count: T * H)                              // residual into x_l
             zk_dropout_backward(dAPre, T * H, pHidden, seed(10 * l + 2))
             w.out.backward(dCtx, dAPre, act.ctx[l], rows: T)
+            masks?.accumulate(heads: l, act.ctx[l], dCtx, rows: T, width: s.attentionWidth, groupSize: s.headDim)
             act.lengths.withUnsafeBufferPointer { lens in
                 zk_attention_backward(dQKV, dCtx, act.qkv[l], act.probs[l], lens.baseAddress, act.sequenceSeeds(10 * l + 1),
                                       Int32(B), Int32(s.heads), Int32(s.headDim), pAttn)
@@ -125,5 +128,38 @@ extension Network where L == ParamLinear {
             zk_sgemm_nn(n, hd, n, G, n, act.qkv[l] + k, ld, 1, dQKV + q, ld)   // dQ += G·K
             zk_sgemm_tn(n, hd, n, G, n, act.qkv[l] + q, ld, 1, dQKV + k, ld)   // dK += Gᵀ·Q
         }
+    }
+}
+
+/// |∂L/∂ξ| of a unit mask ξ on each attention head's output and on each FFN neuron's output
+/// (Michel et al., 2019), accumulated over backward passes: for a head, Σ over tokens and the
+/// head's columns of ctx ⊙ ∂L/∂ctx; for a neuron, Σ over tokens of h ⊙ ∂L/∂h; the absolute value is
+/// taken per batch. Per executed layer (shared ALBERT layers are scored per use).
+public final class MaskGradients {
+    public private(set) var heads: [[Double]]
+    public private(set) var neurons: [[Double]]
+
+    public init(_ spec: ModelSpec) {
+        heads = spec.layers.map { [Double](repeating: 0, count: $0.heads) }
+        neurons = spec.layers.map { [Double](repeating: 0, count: $0.ffn) }
+    }
+
+    func accumulate(heads l: Int, _ x: UnsafePointer<Float>, _ dx: UnsafePointer<Float>, rows: Int, width: Int, groupSize: Int) {
+        add(&heads[l], x, dx, rows: rows, width: width, groupSize: groupSize)
+    }
+
+    func accumulate(neurons l: Int, _ x: UnsafePointer<Float>, _ dx: UnsafePointer<Float>, rows: Int, width: Int, groupSize: Int) {
+        add(&neurons[l], x, dx, rows: rows, width: width, groupSize: groupSize)
+    }
+
+    private func add(_ into: inout [Double], _ x: UnsafePointer<Float>, _ dx: UnsafePointer<Float>, rows: Int, width: Int, groupSize: Int) {
+        var column = [Double](repeating: 0, count: width)
+        column.withUnsafeMutableBufferPointer { c in
+            for t in 0..<rows {
+                let (xr, dr) = (x + t * width, dx + t * width)
+                for j in 0..<width { c[j] += Double(xr[j] * dr[j]) }
+            }
+        }
+        for g in 0..<(width / groupSize) { into[g] += abs(column[(g * groupSize)..<((g + 1) * groupSize)].reduce(0, +)) }
     }
 }

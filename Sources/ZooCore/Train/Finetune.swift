@@ -50,18 +50,14 @@ public final class FinetuneStep: TrainingStep {
 
     /// The HF-compatible result: config.json, model.safetensors, vocab.txt.
     public func export(to out: URL) throws {
-        let spec = network.spec
-        var config = spec.family.config(spec, base: try base.configDictionary())
-        config["architectures"] = [spec.family.classifierArchitecture]
-        config["num_labels"] = task.numLabels
-        config["problem_type"] = task.isRegression ? "regression" : "single_label_classification"
         let names = task.isRegression ? ["LABEL_0"] : task.labels
-        config["id2label"] = Dictionary(uniqueKeysWithValues: names.enumerated().map { ("\($0.offset)", $0.element) })
-        config["label2id"] = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($0.element, $0.offset) })
-        config["finetuning_task"] = task.name
-        try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("config.json"))
-        try network.store!.save(to: out.appendingPathComponent("model.safetensors"))
-        try writeAtomically(try Data(contentsOf: base.vocabURL), to: out.appendingPathComponent("vocab.txt"))
+        try network.store!.writeCheckpoint(to: out, base: base, config: [
+            "num_labels": task.numLabels,
+            "problem_type": task.isRegression ? "regression" : "single_label_classification",
+            "id2label": Dictionary(uniqueKeysWithValues: names.enumerated().map { ("\($0.offset)", $0.element) }),
+            "label2id": Dictionary(uniqueKeysWithValues: names.enumerated().map { ($0.element, $0.offset) }),
+            "finetuning_task": task.name,
+        ])
     }
 }
 
@@ -103,5 +99,25 @@ public final class Finetuner {
         metrics["base"] = work.base.dir.path
         metrics["options"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(trainer.options))
         try writeAtomically(try JSONSerialization.data(withJSONObject: metrics, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("metrics.json"))
+    }
+}
+
+extension GLUETask {
+    /// Labelled batches of `examples` in order (calibration, importance scoring): `batchSize` each.
+    public func batches(_ examples: [Example], tokenizer: WordPieceTokenizer, maxLength: Int, batchSize: Int = 32) -> [(Batch, Targets)] {
+        stride(from: 0, to: examples.count, by: batchSize).map { s in
+            let part = examples[s..<min(s + batchSize, examples.count)]
+            let targets: Targets = isRegression ? .scores(part.map { Float($0.labelValue) }) : .classes(part.map { Int32($0.labelValue) })
+            return (Batch(part.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }), targets)
+        }
+    }
+}
+
+extension Checkpoint {
+    /// The task a `zoo finetune` output was trained on (its metrics.json), or nil.
+    public func fineTunedTask() -> String? {
+        guard let data = try? Data(contentsOf: dir.appendingPathComponent("metrics.json")),
+              let m = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+        return m["task"] as? String
     }
 }

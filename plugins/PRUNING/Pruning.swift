@@ -1,0 +1,175 @@
+import Foundation
+import ZooCore
+
+/// Structural pruning: attention heads (and FFN neurons) scored by the gradient of a mask on their
+/// output (Michel et al., 2019) and physically removed, so the pruned model is smaller and faster.
+public let plugin = Plugin(
+    variants: [
+        Variant(name: "pruned", summary: "BERT with attention heads / FFN neurons removed by `zoo prune` (HF pruned_heads; fp32)") { source in
+            switch source {
+            case .checkpoint(let ckpt):
+                guard ckpt.spec.layers.contains(where: { !$0.prunedHeads.isEmpty }) || Set(ckpt.spec.layers.map(\.ffn)).count > 1 else {
+                    throw ZooError.badFile(path: ckpt.dir.path, problem: "not a pruned checkpoint (no pruned_heads, one FFN width); make one with `zoo prune`, or evaluate it as bert")
+                }
+                return try Network<Linear>(checkpoint: ckpt)
+            case .geometry:
+                throw ZooError.usage("pruned has no geometry of its own: bench a pruned checkpoint with --weights")
+            }
+        },
+    ],
+    commands: [PruneCommand.self])
+
+/// The pruning schedule (`zoo prune`).
+public struct Pruner {
+    public struct Options {
+        public var keepHeads = 1.0           // fraction of the checkpoint's heads to keep
+        public var keepNeurons = 1.0         // fraction of its FFN neurons to keep
+        public var steps: Int? = nil         // default: about 10 % of the heads (neurons) per step
+        public var importanceExamples = 512  // training examples the mask gradients are summed over
+        public init() {}
+    }
+
+    /// What one step removed, for prune.json.
+    public struct Step: Codable {
+        public var heads: [[Int]]             // per layer, the heads left (original indices)
+        public var ffn: [Int]                 // per layer, FFN width left
+        public var removedHeads: Int, removedNeurons: Int
+    }
+
+    /// Mask-gradient importance over `batches`, normalised by its L2 norm within each layer.
+    static func importance(_ store: ParameterStore, _ batches: [(Batch, Targets)]) throws -> (heads: [[Double]], neurons: [[Double]]) {
+        let net = try Network(spec: store.spec, reader: store)
+        let masks = MaskGradients(store.spec)
+        for (batch, targets) in batches {
+            let act = try net.record(batch, dropoutSeed: nil)
+            _ = net.loss(act, targets: targets)
+            net.backward(act, batch: batch, masks: masks)
+        }
+        store.zeroGrad()
+        func normalised(_ x: [[Double]]) -> [[Double]] {
+            x.map { row in let n = row.map { $0 * $0 }.reduce(0, +).squareRoot() + 1e-20; return row.map { $0 / n } }
+        }
+        return (normalised(masks.heads), normalised(masks.neurons))
+    }
+
+    /// The `count` lowest-scoring units over all layers, never the last one of a layer; returns
+    /// the indices each layer keeps.
+    static func keep(_ scores: [[Double]], removing count: Int) -> [[Int]] {
+        var removed = scores.map { _ in Set<Int>() }
+        let ranked = scores.enumerated().flatMap { l, row in row.enumerated().map { (l, $0.offset, $0.element) } }.sorted { $0.2 < $1.2 }
+        var left = count
+        for (l, i, _) in ranked where left > 0 && removed[l].count + 1 < scores[l].count {
+            removed[l].insert(i)
+            left -= 1
+        }
+        return scores.enumerated().map { l, row in row.indices.filter { !removed[l].contains($0) } }
+    }
+
+    /// Prunes iteratively: each step recomputes importance on the pruned model and removes its share
+    /// of heads and neurons. `recover` (optional) fine-tunes between steps.
+    public static func run(_ store: ParameterStore, batches: [(Batch, Targets)], options o: Options, log: (String) -> Void,
+                           recover: ((ParameterStore, Int) throws -> ParameterStore)? = nil) throws -> (ParameterStore, [Step]) {
+        let heads0 = store.spec.layers.map(\.heads).reduce(0, +), neurons0 = store.spec.layers.map(\.ffn).reduce(0, +)
+        let removeHeads = heads0 - Int((o.keepHeads * Double(heads0)).rounded()), removeNeurons = neurons0 - Int((o.keepNeurons * Double(neurons0)).rounded())
+        let fraction = max(Double(removeHeads) / Double(heads0), Double(removeNeurons) / Double(neurons0))
+        let steps = max(1, o.steps ?? Int((fraction / 0.1).rounded(.up)))
+        var current = store, done: [Step] = []
+        for step in 0..<steps where removeHeads + removeNeurons > 0 {
+            let (h, n) = try importance(current, batches)
+            // Each step removes its share of what is still to go.
+            let doneHeads = heads0 - current.spec.layers.map(\.heads).reduce(0, +), doneNeurons = neurons0 - current.spec.layers.map(\.ffn).reduce(0, +)
+            let k = (removeHeads - doneHeads + steps - step - 1) / (steps - step), m = (removeNeurons - doneNeurons + steps - step - 1) / (steps - step)
+            current = try Surgery.prune(current, keepHeads: keep(h, removing: k), keepNeurons: keep(n, removing: m))
+            let s = current.spec
+            done.append(Step(heads: s.layers.map { l in (0..<(l.heads + l.prunedHeads.count)).filter { !l.prunedHeads.contains($0) } },
+                             ffn: s.layers.map(\.ffn), removedHeads: k, removedNeurons: m))
+            log("step \(step + 1)/\(steps): removed \(k) heads, \(m) FFN neurons; heads per layer \(s.layers.map(\.heads)), FFN widths \(s.layers.map(\.ffn)), \(s.parameterCount) parameters")
+            if let recover, step + 1 < steps { current = try recover(current, step) }
+        }
+        return (current, done)
+    }
+}
+
+public struct PruneCommand: Command {
+    public static let name = "prune"
+    public static let summary = "remove attention heads (and FFN neurons) by mask-gradient importance, then recover"
+    public static let help = """
+    zoo prune --weights FINETUNED --keep-heads F --out DIR [--task T] [--keep-ffn F] [--steps N]
+              [--recover-epochs E] [--recover-every-step] [--lr X] [--importance-examples N]
+              [--data DIR] [--threads N] [--seed S]
+      Scores every attention head (and, with --keep-ffn, every FFN neuron) by |∂L/∂ξ| of a mask on its
+      output over --importance-examples training examples of the task (default 512; Michel et al.
+      2019), normalised within each layer, and removes the lowest, about 10 % of them per step (--steps
+      N sets the number of steps), recomputing the scores on the pruned model each step; a layer keeps
+      at least one head. Heads and neurons are removed from the weights (smaller Q/K/V/output and FFN
+      matrices), not masked. Then fine-tunes the pruned model for E epochs (--recover-epochs, default 1;
+      0 = none; --recover-every-step also after each step) at --lr (default 2e-5).
+      --task defaults to the task the checkpoint was fine-tuned on (metrics.json of zoo finetune).
+      DIR gets an HF checkpoint: heads only, `pruned_heads` in config.json (transformers loads it);
+      with FFN neurons removed, the per-layer widths go into `zoo_intermediate_sizes` (the zoo's own
+      field: transformers' BERT has one intermediate size). prune.json records every step.
+    """
+    public static let options: Set<String> = ["weights", "task", "keep-heads", "keep-ffn", "steps", "recover-epochs", "lr",
+                                              "importance-examples", "out", "data", "threads", "seed"]
+    public static let flags: Set<String> = ["recover-every-step"]
+
+    public static func run(_ args: Arguments) throws {
+        guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
+        Runtime.setThreads(try args.int("threads"))
+        var o = Pruner.Options()
+        o.keepHeads = Double(try args.float("keep-heads", default: 1, range: 0...1))
+        o.keepNeurons = Double(try args.float("keep-ffn", default: 1, range: 0...1))
+        guard o.keepHeads < 1 || o.keepNeurons < 1 else { throw ZooError.usage("nothing to prune: give --keep-heads and/or --keep-ffn below 1") }
+        o.steps = try args.int("steps")
+        o.importanceExamples = try args.int("importance-examples", default: o.importanceExamples)!
+        let recoverEpochs = try args.int("recover-epochs", default: 1, range: 0...100)!
+        var recipe = TrainOptions()
+        recipe.epochs = recoverEpochs
+        recipe.lr = try args.float("lr", default: 2e-5, range: 0...1)
+        recipe.saveEvery = 0
+        if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; recipe.seed = v }
+        let out = URL(fileURLWithPath: try args.required("out"))
+        let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
+        guard ckpt.spec.head != .none else { throw ZooError.badFile(path: ckpt.dir.path, problem: "no classifier head; prune a model fine-tuned with `zoo finetune`") }
+        guard let taskName = try args["task"] ?? ckpt.fineTunedTask() else {
+            throw ZooError.usage("--task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
+        }
+        let task = try GLUETask.named(taskName)
+        guard ckpt.spec.numLabels == task.numLabels else {
+            throw ZooError.badFile(path: ckpt.dir.path, problem: "classifier has \(ckpt.spec.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
+        }
+        let glue = glueDirectory(args["data"])
+        let examples = Array(try task.load(.train, from: glue).prefix(o.importanceExamples))
+        let batches = try task.batches(examples, tokenizer: ckpt.tokenizer(), maxLength: min(128, ckpt.spec.positions))
+        let store = ParameterStore(spec: ckpt.spec)
+        try store.load(ckpt, seed: 0)
+        log("pruning \(ckpt.dir.path) on \(task.glueName): importance over \(examples.count) training examples, keep \(o.keepHeads) of the heads, \(o.keepNeurons) of the FFN neurons")
+
+        let work = out.appendingPathComponent(".steps")
+        // Recovery: the pruned model written as a checkpoint, fine-tuned by the core trainer.
+        func recover(_ s: ParameterStore, into dir: URL) throws -> ParameterStore {
+            let stepDir = work.appendingPathComponent("pruned")
+            try s.writeCheckpoint(to: stepDir, base: ckpt)
+            let tuner = try Finetuner(base: try Checkpoint(dir: stepDir), task: task, glue: glue, options: recipe, out: dir)
+            try tuner.run(log: { log("recovery " + $0) })
+            let r = ParameterStore(spec: tuner.work.network.spec)
+            try r.load(try Checkpoint(dir: dir), seed: 0)
+            return r
+        }
+        let (pruned, steps) = try Pruner.run(store, batches: batches, options: o, log: log,
+                                             recover: args.flag("recover-every-step") && recoverEpochs > 0 ? { s, i in try recover(s, into: work.appendingPathComponent("step-\(i + 1)")) } : nil)
+        if recoverEpochs > 0 {
+            _ = try recover(pruned, into: out)
+        } else {
+            try pruned.writeCheckpoint(to: out, base: ckpt)
+        }
+        try? FileManager.default.removeItem(at: work)
+        let record: [String: Any] = ["base": ckpt.dir.path, "task": task.name, "keep_heads": o.keepHeads, "keep_ffn": o.keepNeurons,
+                                     "importance_examples": examples.count, "recover_epochs": recoverEpochs,
+                                     "parameters_before": ckpt.spec.parameterCount, "parameters_after": pruned.spec.parameterCount,
+                                     "steps": try JSONSerialization.jsonObject(with: JSONEncoder().encode(steps))]
+        try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("prune.json"))
+        let heads = pruned.spec.layers.map(\.heads)
+        print("\(out.path): heads per layer \(heads) (\(heads.reduce(0, +)) of \(ckpt.spec.layers.map(\.heads).reduce(0, +))), FFN widths \(pruned.spec.layers.map(\.ffn)), \(pruned.spec.parameterCount) parameters (\(ckpt.spec.parameterCount) before)")
+    }
+}
