@@ -285,7 +285,8 @@ extension Network where L == Linear {
     public convenience init(packing store: ParameterStore) throws { try self.init(spec: store.spec, reader: PackingReader(store: store)) }
 }
 
-/// Packs a store's Linear weights for inference; other tensors are read in place.
+/// Packs a store's Linear weights for inference and copies its other tensors, so the network keeps
+/// no reference to the store (a random geometry's store is freed once the network is built).
 public struct PackingReader<Layer: LinearLayer>: WeightReader {
     let store: ParameterStore
     let make: (UnsafePointer<Float>, Tensor, Int, Int) -> Layer
@@ -300,10 +301,13 @@ public struct PackingReader<Layer: LinearLayer>: WeightReader {
         bias.data.update(from: p.bias, count: p.outFeatures)
         return make(p.weight.value, bias, p.outFeatures, p.inFeatures)
     }
-    public func wordEmbeddings(_ name: String, shape: [Int]) throws -> WordEmbeddings { try store.wordEmbeddings(name, shape: shape) }
-    public func param(_ name: String, shape: [Int]) throws -> Param {
-        let p = try store.param(name, shape: shape)
-        return Param(value: p.value, grad: nil, count: p.count, owner: store)
+    public func wordEmbeddings(_ name: String, shape: [Int]) throws -> WordEmbeddings { RowTable.memory(try copy(name, shape)) }
+    public func param(_ name: String, shape: [Int]) throws -> Param { Param(try copy(name, shape)) }
+
+    func copy(_ name: String, _ shape: [Int]) throws -> Tensor {
+        let p = try store.param(name, shape: shape), t = Tensor(shape: shape)
+        t.data.update(from: p.value, count: p.count)
+        return t
     }
 }
 
