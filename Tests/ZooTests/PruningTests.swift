@@ -110,13 +110,62 @@ final class PruningTests: XCTestCase {
         XCTAssertTrue(spec.layers[2].prunedHeads.isSuperset(of: [0, 2, 3]), "earlier pruning is kept: \(spec.layers[2].prunedHeads)")
         let record = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("prune.json"))) as! [String: Any]
         XCTAssertEqual((record["steps"] as! [Any]).count, 5)         // half the heads, about 10 % of them per step
-        let e = try zoo(["eval", "pruned", "--task", "rte", "--weights", out.path, "--data", glue.path])
-        XCTAssertEqual(e.code, 0, e.stderr)
-        XCTAssertTrue(e.out.contains("accuracy"), e.out)
+        XCTAssertEqual(try evalScore("pruned", out, glue), record["dev"] as! Double, "prune.json's dev score is zoo eval's")
+        // FFN neurons removed: the widths in the zoo's field, intermediate_size still the width before.
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as! [String: Any]
+        XCTAssertEqual(config["intermediate_size"] as? Int, 128)
+        XCTAssertEqual(config["zoo_intermediate_sizes"] as? [Int], spec.layers.map(\.ffn))
+
+        // --like: random weights of another geometry with the same per-layer fractions, for zoo bench.
+        let like = try tempDir().appendingPathComponent("like")
+        r = try zoo(["prune", "--like", out.path, "--geometry", "tinybert-4l", "--out", like.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let g = try Checkpoint(dir: like).spec, geometry = Geometry.tinybert4l.spec
+        XCTAssertEqual(g.layers.count, 4)
+        for (l, layer) in g.layers.enumerated() {
+            let p = spec.layers[l * spec.layers.count / g.layers.count]
+            XCTAssertEqual(layer.heads, max(1, Int((12 * Double(p.heads) / Double(p.heads + p.prunedHeads.count)).rounded())), "layer \(l)")
+            XCTAssertEqual(layer.ffn, max(1, Int((1200 * Double(p.ffn) / 128).rounded())), "layer \(l)")
+            XCTAssertEqual(layer.headDim, geometry.layers[l].headDim)
+        }
+        r = try zoo(["bench", "pruned", "--weights", like.path, "--batch", "1", "--seq", "8", "--iters", "1", "--warmup", "0"])
+        XCTAssertEqual(r.code, 0, r.stderr)
         let dense = Paths.reference.appendingPathComponent("families/distilbert/model")
         let refused = try zoo(["eval", "pruned", "--task", "rte", "--weights", dense.path, "--data", glue.path])
         XCTAssertEqual(refused.code, 1)
         XCTAssertTrue(refused.stderr.contains("not a pruned checkpoint"), refused.stderr)
+    }
+
+    /// `zoo prune --curve`: one checkpoint per step, each step's dev score equal to `zoo eval` on it,
+    /// step 0 the unpruned model.
+    func testPruneCurve() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48)
+        let base = Paths.reference.appendingPathComponent("families/bert-pruned/model")
+        try require(base.appendingPathComponent("config.json"), "make reference")
+        let tuned = try tempDir().appendingPathComponent("tuned")
+        var r = try zoo(["finetune", "--base", base.path, "--task", "rte", "--data", glue.path, "--out", tuned.path, "--epochs", "1", "--batch", "8", "--threads", "2"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let out = try tempDir().appendingPathComponent("curve")
+        r = try zoo(["prune", "--weights", tuned.path, "--curve", "--steps", "2", "--keep-heads", "0.5", "--data", glue.path, "--out", out.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let curve = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("curve.json"))) as! [String: Any]
+        let points = curve["points"] as! [[String: Any]]
+        XCTAssertEqual(points.map { $0["removed_heads"] as! Int }, [0, 2, 4])      // 8 heads; half removed in two steps
+        XCTAssertEqual(points[0]["dev"] as! Double, try evalScore("bert", tuned, glue))
+        for p in points.dropFirst() {
+            let dir = URL(fileURLWithPath: p["dir"] as! String)
+            XCTAssertEqual(try Checkpoint(dir: dir).spec.layers.map(\.heads), p["heads"] as! [Int])
+            XCTAssertEqual(p["dev"] as! Double, try evalScore("pruned", dir, glue), dir.path)
+        }
+        XCTAssertTrue(r.out.contains("| 2 | 4 of 8 |"), r.out)
+    }
+
+    /// The dev score `zoo eval` reports for a checkpoint (its --json file).
+    func evalScore(_ variant: String, _ dir: URL, _ glue: URL) throws -> Double {
+        let json = try tempDir().appendingPathComponent("eval.json")
+        let r = try zoo(["eval", variant, "--task", "rte", "--weights", dir.path, "--data", glue.path, "--json", json.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        return (try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any])["score"] as! Double
     }
 }
 

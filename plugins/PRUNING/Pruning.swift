@@ -66,9 +66,10 @@ public struct Pruner {
     }
 
     /// Prunes iteratively: each step recomputes importance on the pruned model and removes its share
-    /// of heads and neurons. `recover` (optional) fine-tunes between steps.
+    /// of heads and neurons. `after` (optional) sees each step's model (step index, whether it is the
+    /// last) and returns the model the next step starts from: a recovery fine-tune, a saved curve point.
     public static func run(_ store: ParameterStore, batches: [(Batch, Targets)], options o: Options, log: (String) -> Void,
-                           recover: ((ParameterStore, Int) throws -> ParameterStore)? = nil) throws -> (ParameterStore, [Step]) {
+                           after: ((ParameterStore, Int, Bool) throws -> ParameterStore)? = nil) throws -> (ParameterStore, [Step]) {
         let heads0 = store.spec.layers.map(\.heads).reduce(0, +), neurons0 = store.spec.layers.map(\.ffn).reduce(0, +)
         let removeHeads = heads0 - Int((o.keepHeads * Double(heads0)).rounded()), removeNeurons = neurons0 - Int((o.keepNeurons * Double(neurons0)).rounded())
         let fraction = max(Double(removeHeads) / Double(heads0), Double(removeNeurons) / Double(neurons0))
@@ -84,7 +85,7 @@ public struct Pruner {
             done.append(Step(heads: s.layers.map { l in (0..<(l.heads + l.prunedHeads.count)).filter { !l.prunedHeads.contains($0) } },
                              ffn: s.layers.map(\.ffn), removedHeads: k, removedNeurons: m))
             log("step \(step + 1)/\(steps): removed \(k) heads, \(m) FFN neurons; heads per layer \(s.layers.map(\.heads)), FFN widths \(s.layers.map(\.ffn)), \(s.parameterCount) parameters")
-            if let recover, step + 1 < steps { current = try recover(current, step) }
+            if let after { current = try after(current, step, step + 1 == steps) }
         }
         return (current, done)
     }
@@ -97,6 +98,8 @@ public struct PruneCommand: Command {
     zoo prune --weights FINETUNED --keep-heads F --out DIR [--task T] [--keep-ffn F] [--steps N]
               [--recover-epochs E] [--recover-every-step] [--lr X] [--importance-examples N]
               [--data DIR] [--threads N] [--seed S]
+    zoo prune --weights FINETUNED --curve --out DIR [--keep-heads 0.1] [--steps 9] [--recover-epochs 0] …
+    zoo prune --like PRUNED --geometry bert-base|minilm-l6|tinybert-4l --out DIR
       Scores every attention head (and, with --keep-ffn, every FFN neuron) by |∂L/∂ξ| of a mask on its
       output over --importance-examples training examples of the task (default 512; Michel et al.
       2019), normalised within each layer, and removes the lowest, about 10 % of them per step (--steps
@@ -107,28 +110,38 @@ public struct PruneCommand: Command {
       --task defaults to the task the checkpoint was fine-tuned on (metrics.json of zoo finetune).
       DIR gets an HF checkpoint: heads only, `pruned_heads` in config.json (transformers loads it);
       with FFN neurons removed, the per-layer widths go into `zoo_intermediate_sizes` (the zoo's own
-      field: transformers' BERT has one intermediate size). prune.json records every step.
+      field: transformers' BERT has one intermediate size). prune.json records every step and the
+      dev score.
+      --curve: the accuracy curve. Removes heads in --steps steps (default 9) down to --keep-heads
+      (default 0.1), without recovery unless --recover-epochs is given (then after every step), and
+      writes each step's model to DIR/step-N with its dev score; DIR/curve.json and the printed table
+      list them, step 0 being the unpruned model. bench/prune_curve.py adds measured speed.
+      --like: random weights of a --geometry, pruned to the same per-layer fractions of heads and FFN
+      neurons as PRUNED (layer l of the geometry follows layer l·L/L' of PRUNED), for speed
+      measurements of a pruning pattern on another model size (`zoo bench pruned --weights DIR`).
     """
     public static let options: Set<String> = ["weights", "task", "keep-heads", "keep-ffn", "steps", "recover-epochs", "lr",
-                                              "importance-examples", "out", "data", "threads", "seed"]
-    public static let flags: Set<String> = ["recover-every-step"]
+                                              "importance-examples", "out", "data", "threads", "seed", "like", "geometry"]
+    public static let flags: Set<String> = ["recover-every-step", "curve"]
 
     public static func run(_ args: Arguments) throws {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
         Runtime.setThreads(try args.int("threads"))
+        let out = URL(fileURLWithPath: try args.required("out"))
+        if let like = args["like"] { return try prunedLike(like, geometry: try args.required("geometry"), out: out) }
+        let curve = args.flag("curve")
         var o = Pruner.Options()
-        o.keepHeads = Double(try args.float("keep-heads", default: 1, range: 0...1))
+        o.keepHeads = Double(try args.float("keep-heads", default: curve ? 0.1 : 1, range: 0...1))
         o.keepNeurons = Double(try args.float("keep-ffn", default: 1, range: 0...1))
         guard o.keepHeads < 1 || o.keepNeurons < 1 else { throw ZooError.usage("nothing to prune: give --keep-heads and/or --keep-ffn below 1") }
-        o.steps = try args.int("steps")
+        o.steps = try args.int("steps", default: curve ? 9 : nil)
         o.importanceExamples = try args.int("importance-examples", default: o.importanceExamples)!
-        let recoverEpochs = try args.int("recover-epochs", default: 1, range: 0...100)!
+        let recoverEpochs = try args.int("recover-epochs", default: curve ? 0 : 1, range: 0...100)!
         var recipe = TrainOptions()
         recipe.epochs = recoverEpochs
         recipe.lr = try args.float("lr", default: 2e-5, range: 0...1)
         recipe.saveEvery = 0
         if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; recipe.seed = v }
-        let out = URL(fileURLWithPath: try args.required("out"))
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
         guard ckpt.spec.head != .none else { throw ZooError.badFile(path: ckpt.dir.path, problem: "no classifier head; prune a model fine-tuned with `zoo finetune`") }
         guard let taskName = try args["task"] ?? ckpt.fineTunedTask() else {
@@ -139,8 +152,16 @@ public struct PruneCommand: Command {
             throw ZooError.badFile(path: ckpt.dir.path, problem: "classifier has \(ckpt.spec.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
         }
         let glue = glueDirectory(args["data"])
+        let tokenizer = try ckpt.tokenizer()
+        let maxLength = min(128, ckpt.spec.positions)
         let examples = Array(try task.load(.train, from: glue).prefix(o.importanceExamples))
-        let batches = try task.batches(examples, tokenizer: ckpt.tokenizer(), maxLength: min(128, ckpt.spec.positions))
+        let batches = try task.batches(examples, tokenizer: tokenizer, maxLength: maxLength)
+        let devExamples = try task.load(.dev, from: glue)
+        let dev = devExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
+        func devScore(_ s: ParameterStore) throws -> Double {
+            TaskResult(task: task, predictions: try predictions(try Network<Linear>(packing: s), dev, regression: task.isRegression),
+                       labels: devExamples.map(\.labelValue)).score
+        }
         let store = ParameterStore(spec: ckpt.spec)
         try store.load(ckpt, seed: 0)
         log("pruning \(ckpt.dir.path) on \(task.glueName): importance over \(examples.count) training examples, keep \(o.keepHeads) of the heads, \(o.keepNeurons) of the FFN neurons")
@@ -156,20 +177,68 @@ public struct PruneCommand: Command {
             try r.load(try Checkpoint(dir: dir), seed: 0)
             return r
         }
-        let (pruned, steps) = try Pruner.run(store, batches: batches, options: o, log: log,
-                                             recover: args.flag("recover-every-step") && recoverEpochs > 0 ? { s, i in try recover(s, into: work.appendingPathComponent("step-\(i + 1)")) } : nil)
-        if recoverEpochs > 0 {
-            _ = try recover(pruned, into: out)
-        } else {
-            try pruned.writeCheckpoint(to: out, base: ckpt)
+        func summary(_ s: ModelSpec) -> [String: Any] {
+            ["heads": s.layers.map(\.heads), "ffn": s.layers.map(\.ffn), "parameters": s.parameterCount]
         }
-        try? FileManager.default.removeItem(at: work)
-        let record: [String: Any] = ["base": ckpt.dir.path, "task": task.name, "keep_heads": o.keepHeads, "keep_ffn": o.keepNeurons,
+        let heads0 = ckpt.spec.layers.map(\.heads).reduce(0, +)
+        var points: [[String: Any]] = []
+        if curve {
+            let score = try devScore(store)
+            points.append(summary(ckpt.spec).merging(["step": 0, "removed_heads": 0, "dir": ckpt.dir.path, "dev": score]) { a, _ in a })
+            log("step 0: \(task.glueName) dev \(String(format: "%.2f", score))")
+        }
+        let (pruned, steps) = try Pruner.run(store, batches: batches, options: o, log: log) { s, step, last in
+            if curve {
+                let dir = out.appendingPathComponent("step-\(step + 1)")
+                let r = recoverEpochs > 0 ? try recover(s, into: dir) : s
+                if recoverEpochs == 0 { try s.writeCheckpoint(to: dir, base: ckpt) }
+                let score = try devScore(r)
+                let removed = heads0 - r.spec.layers.map(\.heads).reduce(0, +)
+                points.append(summary(r.spec).merging(["step": step + 1, "removed_heads": removed, "dir": dir.path, "dev": score]) { a, _ in a })
+                log("step \(step + 1): \(removed) of \(heads0) heads removed, \(task.glueName) dev \(String(format: "%.2f", score))")
+                return r
+            }
+            return !last && recoverEpochs > 0 && args.flag("recover-every-step") ? try recover(s, into: work.appendingPathComponent("step-\(step + 1)")) : s
+        }
+        var record: [String: Any] = ["base": ckpt.dir.path, "task": task.name, "keep_heads": o.keepHeads, "keep_ffn": o.keepNeurons,
                                      "importance_examples": examples.count, "recover_epochs": recoverEpochs,
                                      "parameters_before": ckpt.spec.parameterCount, "parameters_after": pruned.spec.parameterCount,
                                      "steps": try JSONSerialization.jsonObject(with: JSONEncoder().encode(steps))]
+        if curve {
+            record["points"] = points
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("curve.json"))
+            print("| step | heads removed | parameters | \(task.glueName) dev |\n|---:|---:|---:|---:|")
+            for p in points {
+                print("| \(p["step"]!) | \(p["removed_heads"]!) of \(heads0) | \(p["parameters"]!) | \(String(format: "%.2f", p["dev"] as! Double)) |")
+            }
+            try? FileManager.default.removeItem(at: work)
+            return
+        }
+        let final = recoverEpochs > 0 ? try recover(pruned, into: out) : pruned
+        if recoverEpochs == 0 { try pruned.writeCheckpoint(to: out, base: ckpt) }
+        try? FileManager.default.removeItem(at: work)
+        record["dev"] = try devScore(final)
         try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("prune.json"))
         let heads = pruned.spec.layers.map(\.heads)
-        print("\(out.path): heads per layer \(heads) (\(heads.reduce(0, +)) of \(ckpt.spec.layers.map(\.heads).reduce(0, +))), FFN widths \(pruned.spec.layers.map(\.ffn)), \(pruned.spec.parameterCount) parameters (\(ckpt.spec.parameterCount) before)")
+        print("\(out.path): heads per layer \(heads) (\(heads.reduce(0, +)) of \(heads0)), FFN widths \(pruned.spec.layers.map(\.ffn)), \(pruned.spec.parameterCount) parameters (\(ckpt.spec.parameterCount) before), \(task.glueName) dev \(String(format: "%.2f", record["dev"] as! Double))")
+    }
+
+    /// `--like`: random weights of `geometry` with `like`'s per-layer fractions of heads and neurons.
+    static func prunedLike(_ like: String, geometry name: String, out: URL) throws {
+        guard let g = Geometry(rawValue: name) else {
+            throw ZooError.usage("unknown geometry '\(name)'; known: \(Geometry.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let pattern = try Checkpoint(dir: URL(fileURLWithPath: like))
+        let layers = pattern.spec.layers, ffnBefore = try pattern.configDictionary()["intermediate_size"] as? Int ?? layers.map(\.ffn).max()!
+        let random = randomStore(g.spec, seed: 1)
+        // Layer l of the geometry keeps the fractions of the pattern's layer l·L/L', at least one unit.
+        func first(_ n: Int, _ fraction: Double) -> [Int] { Array(0..<max(1, Int((Double(n) * fraction).rounded()))) }
+        let map = random.spec.layers.indices.map { layers[$0 * layers.count / random.spec.layers.count] }
+        let pruned = try Surgery.prune(random,
+                                       keepHeads: zip(random.spec.layers, map).map { first($0.heads, Double($1.heads) / Double($1.heads + $1.prunedHeads.count)) },
+                                       keepNeurons: zip(random.spec.layers, map).map { first($0.ffn, Double($1.ffn) / Double(ffnBefore)) })
+        try pruned.writeCheckpoint(to: out, base: pattern, config: ["intermediate_size": g.spec.layers[0].ffn])
+        print("\(out.path): \(name) with heads per layer \(pruned.spec.layers.map(\.heads)), FFN widths \(pruned.spec.layers.map(\.ffn)) (random weights, for speed)")
     }
 }

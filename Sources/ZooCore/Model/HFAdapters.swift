@@ -92,7 +92,8 @@ public enum HFFamily: String, Codable, CaseIterable {
             guard heads > 0, H % heads == 0 else { throw c.bad("hidden_size \(H) is not divisible by num_attention_heads \(heads)") }
             try c.absolutePositions()
             let act = try c.activation("hidden_act", default: "gelu")
-            // The zoo's own field: per-layer FFN widths after neuron pruning (HF's BERT has one intermediate_size).
+            // The zoo's own field: per-layer FFN widths after neuron pruning (HF's BERT has one
+            // intermediate_size, which then holds the width before pruning).
             let ffn = try c.intList("zoo_intermediate_sizes", count: n) ?? [Int](repeating: try c.int("intermediate_size"), count: n)
             let pruned = try c.prunedHeads(layers: n, heads: heads)
             let hidden = try c.double("hidden_dropout_prob", default: 0.1)
@@ -152,8 +153,16 @@ public enum HFFamily: String, Codable, CaseIterable {
             c["hidden_size"] = spec.hidden
             c["num_hidden_layers"] = spec.layers.count
             c["num_attention_heads"] = heads
-            c["intermediate_size"] = spec.layers.map(\.ffn).max()!
-            if Set(spec.layers.map(\.ffn)).count > 1 { c["zoo_intermediate_sizes"] = spec.layers.map(\.ffn) } else { c["zoo_intermediate_sizes"] = nil }
+            // FFN neurons removed: the widths go into `zoo_intermediate_sizes` and `intermediate_size`
+            // keeps the width before pruning (so transformers refuses the file instead of misreading it).
+            let widths = spec.layers.map(\.ffn), before = base["intermediate_size"] as? Int
+            if Set(widths).count > 1 || (before != nil && widths[0] != before) {
+                c["zoo_intermediate_sizes"] = widths
+                c["intermediate_size"] = before ?? widths.max()!
+            } else {
+                c["zoo_intermediate_sizes"] = nil
+                c["intermediate_size"] = widths[0]
+            }
             let pruned = spec.layers.enumerated().filter { !$0.element.prunedHeads.isEmpty }
             c["pruned_heads"] = pruned.isEmpty ? nil : Dictionary(uniqueKeysWithValues: pruned.map { ("\($0.offset)", $0.element.prunedHeads) })
             c["hidden_act"] = hfAct

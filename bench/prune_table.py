@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Issue 11's pruning tables: GLUE dev scores and measured speed of pruned all-MiniLM-L6-v2 models.
+
+For each task: the dense model fine-tuned by `zoo finetune` (tools/compare_finetune.sh's recipe), then
+two `zoo prune` runs on it — 40 % of the heads removed, and heads + FFN neurons removed together — each
+with a recovery fine-tune. Missing runs are made (in --runs, reused when present), then every pruned
+model is timed against its dense model with `zoo bench` (the two interleaved, alternating which runs
+first, medians), on MiniLM-L6 itself and on the bert-base geometry with random weights pruned to the
+same per-layer fractions (`zoo prune --like`).
+
+    python bench/prune_table.py [--tasks rte,mrpc,stsb,cola,sst2] [--runs runs] [--rounds 3]
+                                [--prepare-only] [--speed-only]
+
+Prints Markdown tables (speed > 1: the pruned model is faster) and the CPU it ran on; writes
+<runs>/prune_table.md.
+"""
+import argparse, json, os, statistics, subprocess, sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from builds_side_by_side import bench, cpu  # noqa: E402
+
+# name: (zoo prune options, recovery epochs (SST-2: 1, its epoch is 67k examples))
+CONFIGS = {
+    "heads40": (["--keep-heads", "0.6"], 2),
+    "heads50-ffn60": (["--keep-heads", "0.5", "--keep-ffn", "0.4"], 3),
+}
+LABELS = {"heads40": "40 % of heads removed", "heads50-ffn60": "50 % of heads + 60 % of FFN neurons removed"}
+
+
+def run(cmd, log):
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    with open(log, "w") as f:
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True)
+
+
+def prepare(a, task):
+    dense = os.path.join(a.runs, task)
+    if not os.path.exists(os.path.join(dense, "metrics.json")):
+        epochs = "3" if task == "sst2" else "5"
+        run([a.zoo, "finetune", "--base", "weights/minilm-l6", "--task", task, "--epochs", epochs, "--lr", "5e-5", "--batch", "32",
+             "--max-len", "128", "--warmup", "0.1", "--weight-decay", "0.01", "--seed", "42", "--threads", str(a.threads),
+             "--out", dense], dense + ".log")
+    for name, (options, epochs) in CONFIGS.items():
+        out = f"{dense}-{name}"
+        if not os.path.exists(os.path.join(out, "prune.json")):
+            run([a.zoo, "prune", "--weights", dense, *options, "--recover-epochs", str(1 if task == "sst2" else epochs),
+                 "--threads", str(a.threads), "--out", out], out + ".log")
+        for geometry in ["bert-base"]:
+            like = f"{out}-{geometry}"
+            if not os.path.exists(os.path.join(like, "config.json")):
+                run([a.zoo, "prune", "--like", out, "--geometry", geometry, "--out", like], like + ".log")
+
+
+def dense_score(a, task):
+    return json.load(open(os.path.join(a.runs, task, "metrics.json")))["epochs"][-1]["score"]
+
+
+def speed(a, dense, pruned, b):
+    """Median latency of dense and pruned (ms), runs interleaved in alternating order."""
+    t = {"dense": [], "pruned": []}
+    for i in range(a.rounds):
+        pair = [("dense", dense), ("pruned", pruned)]
+        for name, (variant, source) in (pair if i % 2 == 0 else pair[::-1]):
+            t[name].append(bench(a.zoo, variant, source, b, 128, a.threads))
+    return statistics.median(t["dense"]), statistics.median(t["pruned"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--zoo", default=".build/release/zoo")
+    ap.add_argument("--tasks", default="rte,mrpc,stsb,cola,sst2")
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--speed-only", action="store_true", help="skip making missing runs")
+    a = ap.parse_args()
+    tasks = a.tasks.split(",")
+    if not a.speed_only:
+        for task in tasks:
+            prepare(a, task)
+    if a.prepare_only:
+        return
+    lines = [f"CPU: {cpu()}; {a.threads} threads; s=128; {a.rounds} rounds per speed, dense and pruned interleaved, medians\n"]
+    lines += ["| task | dense | " + " | ".join(f"{LABELS[c]}: dev (drop)" for c in CONFIGS) + " |",
+              "|---|---:|" + "---:|" * len(CONFIGS)]
+    drops = {c: [] for c in CONFIGS}
+    for task in tasks:
+        d = dense_score(a, task)
+        cells = []
+        for c in CONFIGS:
+            p = json.load(open(os.path.join(a.runs, f"{task}-{c}", "prune.json")))["dev"]
+            drops[c].append(d - p)
+            cells.append(f"{p:.2f} ({d - p:+.2f})")
+        lines.append(f"| {task} | {d:.2f} | " + " | ".join(cells) + " |")
+    lines.append("| mean drop | | " + " | ".join(f"{statistics.mean(drops[c]):+.2f}" for c in CONFIGS) + " |")
+    lines += ["", "| pruned model | heads left | FFN widths | geometry | b=1 dense / pruned (ms) | speed | b=32 dense / pruned (ms) | speed |",
+              "|---|---|---|---|---:|---:|---:|---:|"]
+    print("\n".join(lines), flush=True)
+    for c in CONFIGS:
+        for task in tasks:
+            out = os.path.join(a.runs, f"{task}-{c}")
+            cfg = json.load(open(os.path.join(out, "prune.json")))["steps"][-1]
+            heads, ffn = sum(len(h) for h in cfg["heads"]), cfg["ffn"]
+            for geometry, dense, pruned in [("minilm-l6", ("bert", ["--weights", os.path.join(a.runs, task)]), ("pruned", ["--weights", out])),
+                                            ("bert-base", ("bert", ["--geometry", "bert-base"]), ("pruned", ["--weights", out + "-bert-base"]))]:
+                cells = []
+                for b in (1, 32):
+                    md, mp = speed(a, dense, pruned, b)
+                    cells.append(f"{md:.1f} / {mp:.1f} | {md / mp:.3f}")
+                line = f"| {task} {c} | {heads} of 72 | {ffn} | {geometry} | " + " | ".join(cells) + " |"
+                lines.append(line)
+                print(line, flush=True)
+    with open(os.path.join(a.runs, "prune_table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
