@@ -470,3 +470,21 @@ void zk_mean_pool_forward(float *out, const float *hidden, const int32_t *length
         for (int j = 0; j < H; j++) o[j] /= (float)L;
     }
 }
+
+// ---- Symmetric eigen-decomposition (LAPACK dsyev, in OpenBLAS) ----------------------------------
+// Fortran ABI: arguments by pointer, the lengths of the two character arguments passed at the end.
+extern void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+                   double *work, const int *lwork, int *info, size_t jobz_len, size_t uplo_len);
+
+int zk_symmetric_eigen(int n, double *a, double *w) {
+    int info = 0, lwork = -1;
+    double query = 0;
+    dsyev_("V", "U", &n, a, &n, w, &query, &lwork, &info, 1, 1);
+    if (info != 0) return info;
+    lwork = (int)query;
+    double *work = malloc(sizeof(double) * (size_t)lwork);
+    if (!work) return -1000;
+    dsyev_("V", "U", &n, a, &n, w, work, &lwork, &info, 1, 1);
+    free(work);
+    return info;
+}

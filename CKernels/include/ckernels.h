@@ -28,6 +28,9 @@ void zk_sgemm_nt(int M, int N, int K, const float *A, int lda, const float *B, i
 void zk_sgemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 // C[M,N] = A[K,M]^T · B[K,N] + beta·C.
 void zk_sgemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+// Eigen-decomposition of a symmetric n×n matrix a (row-major, double; LAPACK dsyev): w[n] gets the
+// eigenvalues in ascending order and row i of a the unit eigenvector of w[i]. Returns LAPACK's info (0 = ok).
+int zk_symmetric_eigen(int n, double *a, double *w);
 // out[M,N] = inp[M,K] · weight[N,K]^T + bias[N]   (bias may be NULL)
 void zk_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int M, int N, int K);
 

@@ -1,3 +1,4 @@
+import ALBERT
 import BERT
 import PRUNING
 import QBERT
@@ -7,6 +8,7 @@ import ZooCore
 /// plugins/ (Package.swift picks it up) and its `plugin` here — one line.
 let registry = Registry(
     BERT.plugin,
+    ALBERT.plugin,
     QBERT.plugin,
     PRUNING.plugin
 )

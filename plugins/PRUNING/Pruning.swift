@@ -144,7 +144,7 @@ public struct PruneCommand: Command {
         if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; recipe.seed = v }
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
         guard ckpt.spec.head != .none else { throw ZooError.badFile(path: ckpt.dir.path, problem: "no classifier head; prune a model fine-tuned with `zoo finetune`") }
-        guard let taskName = try args["task"] ?? ckpt.fineTunedTask() else {
+        guard let taskName = args["task"] ?? ckpt.fineTunedTask() else {
             throw ZooError.usage("--task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
         }
         let task = try GLUETask.named(taskName)
@@ -155,7 +155,7 @@ public struct PruneCommand: Command {
         let tokenizer = try ckpt.tokenizer()
         let maxLength = min(128, ckpt.spec.positions)
         let examples = Array(try task.load(.train, from: glue).prefix(o.importanceExamples))
-        let batches = try task.batches(examples, tokenizer: tokenizer, maxLength: maxLength)
+        let batches = task.batches(examples, tokenizer: tokenizer, maxLength: maxLength)
         let devExamples = try task.load(.dev, from: glue)
         let dev = devExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
         func devScore(_ s: ParameterStore) throws -> Double {

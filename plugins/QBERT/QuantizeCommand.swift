@@ -37,7 +37,7 @@ public struct QuantizeCommand: Command {
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
         var q = try Quantizer(checkpoint: ckpt, options: o)
         if method == .mixed {
-            guard let taskName = try args["calib-task"] ?? ckpt.fineTunedTask() else {
+            guard let taskName = args["calib-task"] ?? ckpt.fineTunedTask() else {
                 throw ZooError.usage("--calib-task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
             }
             let task = try GLUETask.named(taskName)

@@ -9,6 +9,10 @@ public enum HFFamily: String, Codable, CaseIterable {
     /// The names of one parameter group's tensors (prefixes: `<p>.weight`, `<p>.bias`).
     public struct LayerNames {
         public let query, key, value, attentionOut, attentionNorm, up, down, outputNorm: String
+        /// Every tensor of the group, `.weight` and `.bias` of each prefix.
+        public var tensors: [String] {
+            [query, key, value, attentionOut, attentionNorm, up, down, outputNorm].flatMap { [$0 + ".weight", $0 + ".bias"] }
+        }
     }
 
     /// Where each tensor of the description lives in an HF checkpoint.

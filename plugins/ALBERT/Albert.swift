@@ -1,0 +1,227 @@
+import CKernels
+import Foundation
+import ZooCore
+
+/// ALBERT (Lan et al., 2020): a factorised embedding (V×E tables, then a projection E→H) and layers
+/// that share one set of weights (or G groups). The `albert` variant runs HF ALBERT checkpoints;
+/// `zoo albertize` makes one from a dense BERT the user already fine-tuned.
+public let plugin = Plugin(
+    variants: [
+        Variant(name: "albert", summary: "ALBERT: factorised embedding + cross-layer sharing (HF ALBERT checkpoints, `zoo albertize` output; fp32)") { source in
+            switch source {
+            case .checkpoint(let ckpt):
+                guard ckpt.spec.family == .albert else {
+                    throw ZooError.badFile(path: ckpt.dir.path, problem: "model_type is \(ckpt.spec.family.rawValue), not albert; make an ALBERT with `zoo albertize`, or run it as bert")
+                }
+                return try Network<Linear>(checkpoint: ckpt)
+            case .geometry(let g, let seed):
+                return try Network<Linear>(packing: randomStore(Albertize.spec(g.spec, embedding: 128, groups: 1), seed: seed))
+            }
+        },
+    ],
+    commands: [AlbertizeCommand.self])
+
+/// A dense BERT turned into an ALBERT: the weights of the new shape, initialised from the old.
+public enum Albertize {
+    /// The ALBERT description of a dense BERT: its layers, run in `groups` shared parameter groups
+    /// (HF's assignment: layer i uses group ⌊i / (L / G)⌋), E-wide embeddings and a projection E→H.
+    public static func spec(_ dense: ModelSpec, embedding: Int, groups: Int) -> ModelSpec {
+        var s = dense
+        s.family = .albert
+        s.embedding = embedding
+        let n = dense.layers.count
+        s.layers = dense.layers.enumerated().map { i, l in
+            var l = l
+            l.group = Int(Double(i) / (Double(n) / Double(groups)))
+            return l
+        }
+        return s
+    }
+
+    /// The top-`E` right singular vectors (E×H, row-major, largest first) of the stacked embedding
+    /// tables [word; position; type] — the eigenvectors of their Gram matrix — and the share of the
+    /// squared norm they keep.
+    static func basis(_ tables: [Param], rows: [Int], H: Int, E: Int) throws -> ([Float], kept: Double) {
+        var gram = [Float](repeating: 0, count: H * H)
+        for (t, n) in zip(tables, rows) { zk_sgemm_tn(Int32(H), Int32(H), Int32(n), t.value, Int32(H), t.value, Int32(H), 1, &gram, Int32(H)) }
+        var a = gram.map(Double.init), w = [Double](repeating: 0, count: H)
+        let info = zk_symmetric_eigen(Int32(H), &a, &w)
+        guard info == 0 else { throw ZooError.failed("eigen-decomposition of the embedding Gram matrix failed (LAPACK info \(info))") }
+        var u = [Float](repeating: 0, count: E * H)
+        for e in 0..<E { for h in 0..<H { u[e * H + h] = Float(a[(H - 1 - e) * H + h]) } }
+        return (u, w.suffix(E).reduce(0, +) / w.reduce(0, +))
+    }
+
+    /// The factorised embedding from the dense one. Each table T (n×H) becomes T·Uᵀ (n×E) for the
+    /// basis U; BERT's LayerNorm over H moves behind the projection: LN_H(x) ≈ √(H/E)·Uᵀ·LN_E(x·Uᵀ)
+    /// when x lies in the span of U and has zero mean over both widths, so the projection weight is
+    /// √(H/E)·diag(γ)·Uᵀ, its bias β, and the new LayerNorm over E starts as the identity (γ = 1, β = 0).
+    static func factorise(_ dense: ParameterStore, into albert: ParameterStore) throws -> Double {
+        let (d, a) = (dense.spec.family.names, albert.spec.family.names)
+        let (H, E) = (dense.spec.hidden, albert.spec.embedding)
+        var pairs = [(d.word, a.word, dense.spec.vocab), (d.position, a.position, dense.spec.positions)]
+        if let t = d.tokenType, let ta = a.tokenType, dense.spec.types > 0 { pairs.append((t, ta, dense.spec.types)) }
+        let (u, kept) = try basis(pairs.map { dense.view($0.0) }, rows: pairs.map(\.2), H: H, E: E)
+        for (from, to, n) in pairs { zk_sgemm_nt(Int32(n), Int32(E), Int32(H), dense.view(from).value, Int32(H), u, Int32(H), 0, albert.view(to).value, Int32(E)) }
+        let gamma = dense.view(d.embeddingNorm + ".weight").value, beta = dense.view(d.embeddingNorm + ".bias").value
+        let w = albert.view(a.projection! + ".weight").value, scale = Float((Double(H) / Double(E)).squareRoot())
+        for h in 0..<H { for e in 0..<E { w[h * E + e] = scale * gamma[h] * u[e * H + h] } }
+        albert.view(a.projection! + ".bias").value.update(from: beta, count: H)
+        albert.view(a.embeddingNorm + ".weight").value.update(repeating: 1, count: E)
+        albert.view(a.embeddingNorm + ".bias").value.update(repeating: 0, count: E)
+        return kept
+    }
+
+    /// A shared group's starting weights: the mean of its member layers, or one member layer.
+    enum Candidate: CustomStringConvertible, Equatable {
+        case mean, layer(Int)
+        var description: String { if case .layer(let i) = self { return "layer \(i)" } else { return "mean" } }
+        /// The dense layers averaged into the group.
+        func layers(_ members: [Int]) -> [Int] { if case .layer(let i) = self { return [i] } else { return members } }
+    }
+
+    static func setGroup(_ g: Int, to c: Candidate, members: [Int], dense: ParameterStore, albert: ParameterStore) {
+        let to = albert.spec.family.names.layer(g).tensors
+        for (k, name) in to.enumerated() {
+            let out = albert.view(name)
+            let sources = c.layers(members).map { dense.view(dense.spec.family.names.layer($0).tensors[k]).value }
+            let inv = 1 / Float(sources.count)
+            for i in 0..<out.count { out.value[i] = sources.reduce(0) { $0 + $1[i] } * inv }
+        }
+    }
+
+    /// Mean loss of the ALBERT store over labelled batches (no dropout).
+    static func loss(_ store: ParameterStore, _ batches: [(Batch, Targets)]) throws -> Double {
+        let net = try Network(spec: store.spec, reader: store)
+        var total = 0.0
+        for (batch, targets) in batches { total += Double(net.loss(try net.record(batch, dropoutSeed: nil), targets: targets)) }
+        return total / Double(batches.count)
+    }
+
+    /// Builds the ALBERT store: factorised embedding, head copied, each shared group set to the
+    /// candidate (mean of its layers, or one of them) with the lowest training loss on `batches`,
+    /// group by group (the others held at their current choice, all starting at the mean).
+    public static func run(_ dense: ParameterStore, embedding: Int, groups: Int, batches: [(Batch, Targets)],
+                           log: (String) -> Void) throws -> (ParameterStore, record: [String: Any]) {
+        let albert = ParameterStore(spec: spec(dense.spec, embedding: embedding, groups: groups), trainable: false)
+        let kept = try factorise(dense, into: albert)
+        log(String(format: "embedding: %d×%d → %d×%d · %d×%d by truncated SVD, %.1f %% of the squared norm kept", dense.spec.vocab, dense.spec.hidden,
+                   dense.spec.vocab, embedding, embedding, dense.spec.hidden, 100 * kept))
+        let (d, a) = (dense.spec.family.names, albert.spec.family.names)
+        for (from, to) in [(d.pooler, a.pooler), (d.classifier, a.classifier)] where dense.spec.head != .none {
+            for s in [".weight", ".bias"] { let v = dense.view(from + s); albert.view(to + s).value.update(from: v.value, count: v.count) }
+        }
+        let members = (0..<groups).map { g in albert.spec.layers.indices.filter { albert.spec.layers[$0].group == g } }
+        var choice = members.map { _ in Candidate.mean }
+        for g in 0..<groups { setGroup(g, to: .mean, members: members[g], dense: dense, albert: albert) }
+        var tried: [[String: Any]] = []
+        for g in 0..<groups {
+            var best = (Double.infinity, Candidate.mean)
+            for c in [Candidate.mean] + members[g].map({ .layer($0) }) {
+                setGroup(g, to: c, members: members[g], dense: dense, albert: albert)
+                let l = try loss(albert, batches)
+                tried.append(["group": g, "candidate": c.description, "loss": l])
+                log(String(format: "group %d (layers %@) from %@: training loss %.4f", g, members[g].map(String.init).joined(separator: ","), c.description, l))
+                if l < best.0 { best = (l, c) }
+            }
+            choice[g] = best.1
+            setGroup(g, to: best.1, members: members[g], dense: dense, albert: albert)
+        }
+        return (albert, ["embedding_norm_kept": kept, "candidates": tried, "chosen": choice.map(\.description)])
+    }
+}
+
+public struct AlbertizeCommand: Command {
+    public static let name = "albertize"
+    public static let summary = "turn a fine-tuned BERT into an ALBERT (factorised embedding, shared layers), then recover"
+    public static let help = """
+    zoo albertize --weights FINETUNED --out DIR [--task T] [--embedding-size E] [--share all|groups:G]
+                  [--recover-epochs N] [--lr X] [--batch B] [--candidate-examples N] [--data DIR]
+                  [--threads N] [--seed S]
+      Factorises the embedding by a truncated SVD (V×H ≈ V×E · E×H, default E = 128; the position and
+      token-type tables share the basis; BERT's LayerNorm moves behind the projection E→H) and replaces
+      the layers by one shared layer (--share all, default) or G shared groups (--share groups:G, HF's
+      layer-to-group assignment). Each group starts from the candidate — the mean of its layers or one
+      of them — with the lowest training loss over --candidate-examples examples (default 256); all
+      candidates' losses are in albertize.json. Then fine-tunes for --recover-epochs (default 3) at
+      --lr (default 5e-5) on the task's training set: plain fine-tuning (the distillation recovery
+      against the dense model needs `zoo distill`). DIR gets an HF ALBERT checkpoint
+      (AlbertForSequenceClassification loads it) and albertize.json (parameters, dev scores before
+      and after recovery). Run it with `zoo eval albert --weights DIR`.
+    """
+    public static let options: Set<String> = ["weights", "task", "embedding-size", "share", "recover-epochs", "lr", "batch",
+                                              "candidate-examples", "out", "data", "threads", "seed"]
+    public static let flags: Set<String> = []
+
+    public static func run(_ args: Arguments) throws {
+        guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
+        Runtime.setThreads(try args.int("threads"))
+        let out = URL(fileURLWithPath: try args.required("out"))
+        let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
+        let dense = ckpt.spec
+        guard dense.family == .bert, !dense.projection, Set(dense.layers.map(\.group)).count == dense.layers.count else {
+            throw ZooError.badFile(path: ckpt.dir.path, problem: "albertize takes a dense BERT (model_type bert, no shared layers), got \(dense.family.rawValue)")
+        }
+        let shapes = dense.layers.map { l -> ModelSpec.Layer in var l = l; l.group = 0; return l }
+        guard shapes.allSatisfy({ $0 == shapes[0] }) else {
+            throw ZooError.badFile(path: ckpt.dir.path, problem: "layers of different shapes (pruned?) cannot share weights; albertize a model before pruning it")
+        }
+        guard dense.head != .none else { throw ZooError.badFile(path: ckpt.dir.path, problem: "no classifier head; albertize a model fine-tuned with `zoo finetune`") }
+        let E = try args.int("embedding-size", default: min(128, dense.hidden - 1), range: 1...(dense.hidden - 1))!
+        let groups: Int
+        switch args["share"] ?? "all" {
+        case "all": groups = 1
+        case let s where s.hasPrefix("groups:"):
+            guard let g = Int(s.dropFirst(7)), g >= 1, g <= dense.layers.count, dense.layers.count % g == 0 else {
+                throw ZooError.usage("--share groups:G needs G dividing the \(dense.layers.count) layers, got '\(s)'")
+            }
+            groups = g
+        case let s: throw ZooError.usage("--share takes all or groups:G, got '\(s)'")
+        }
+        guard let taskName = args["task"] ?? ckpt.fineTunedTask() else {
+            throw ZooError.usage("--task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
+        }
+        let task = try GLUETask.named(taskName)
+        guard dense.numLabels == task.numLabels else {
+            throw ZooError.badFile(path: ckpt.dir.path, problem: "classifier has \(dense.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
+        }
+        var recipe = TrainOptions()
+        recipe.epochs = try args.int("recover-epochs", default: 3, range: 0...100)!
+        recipe.lr = try args.float("lr", default: 5e-5, range: 0...1)
+        recipe.batch = try args.int("batch", default: recipe.batch)!
+        recipe.saveEvery = 0
+        if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; recipe.seed = v }
+        let glue = glueDirectory(args["data"])
+        let tokenizer = try ckpt.tokenizer()
+        let examples = Array(try task.load(.train, from: glue).prefix(try args.int("candidate-examples", default: 256)!))
+        let batches = task.batches(examples, tokenizer: tokenizer, maxLength: min(128, dense.positions))
+        let devExamples = try task.load(.dev, from: glue)
+        let dev = devExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: min(128, dense.positions)) }
+        func devScore(_ s: ParameterStore) throws -> Double {
+            TaskResult(task: task, predictions: try predictions(try Network<Linear>(packing: s), dev, regression: task.isRegression),
+                       labels: devExamples.map(\.labelValue)).score
+        }
+        let store = ParameterStore(spec: dense, trainable: false)
+        try store.load(ckpt, seed: 0)
+        log("albertizing \(ckpt.dir.path) (\(task.glueName)): embedding \(E), \(groups == 1 ? "all layers shared" : "\(groups) groups")")
+        var (albert, record) = try Albertize.run(store, embedding: E, groups: groups, batches: batches, log: log)
+        let before = try devScore(albert)
+        log(String(format: "%@ dev before recovery %.2f", task.glueName, before))
+        let initial = recipe.epochs > 0 ? out.appendingPathComponent(".initial") : out
+        try albert.writeCheckpoint(to: initial, base: ckpt)
+        if recipe.epochs > 0 {
+            let tuner = try Finetuner(base: try Checkpoint(dir: initial), task: task, glue: glue, options: recipe, out: out)
+            try tuner.run(log: { log("recovery " + $0) })
+            albert = ParameterStore(spec: tuner.work.network.spec, trainable: false)
+            try albert.load(try Checkpoint(dir: out), seed: 0)
+            try? FileManager.default.removeItem(at: initial)
+        }
+        record.merge(["base": ckpt.dir.path, "task": task.name, "embedding_size": E, "groups": groups, "recover_epochs": recipe.epochs,
+                      "parameters_before": dense.parameterCount, "parameters_after": albert.spec.parameterCount,
+                      "dev_before_recovery": before, "dev": try devScore(albert)]) { _, b in b }
+        try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("albertize.json"))
+        print(String(format: "%@: ALBERT, embedding %d, %d shared group(s), %d parameters (%d before, %.1f×fewer); %@ dev %.2f before recovery, %.2f after",
+                     out.path, E, groups, albert.spec.parameterCount, dense.parameterCount, Double(dense.parameterCount) / Double(albert.spec.parameterCount),
+                     task.glueName, before, record["dev"] as! Double))
+    }
+}
