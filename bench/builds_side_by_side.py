@@ -13,20 +13,8 @@ Prints a Markdown table (speed ratio > 1: the new build is faster) and the CPU i
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile
 
-
-def cpu():
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            name = line.split(":", 1)[1].strip()
-    flags = open("/proc/cpuinfo").read()
-    simd = "AVX-512" + (" + VNNI" if "avx512_vnni" in flags else "") if "avx512f" in flags else ("AVX2" if "avx2" in flags else "SSE")
-    return f"{name} ({simd}), {os.cpu_count()} cores"
-
-
-def bench(zoo, variant, source, b, s, threads):
-    out = subprocess.run([zoo, "bench", variant, *source, "--batch", str(b), "--seq", str(s), "--threads", str(threads), "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)["median_ms"]
+sys.path.insert(0, os.path.dirname(__file__))
+from common import bench, cpu  # noqa: E402
 
 
 def train(zoo, task, limit, threads, glue):

@@ -8,10 +8,10 @@ Times every step's model against step 0 (the unpruned model) with `zoo bench` at
 b=32 (the two interleaved, alternating which runs first, medians), prints a Markdown table and the
 CPU, and writes <dir>/curve.md and <dir>/curve.svg (dev score and speed-up against % of heads removed).
 """
-import argparse, json, os, statistics, sys
+import argparse, json, os, sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from builds_side_by_side import bench, cpu  # noqa: E402
+from common import cpu, side_by_side  # noqa: E402
 
 
 def svg(points, task, title):
@@ -71,12 +71,7 @@ def main():
         model = dense if p["step"] == 0 else ("pruned", ["--weights", p["dir"]])
         cells, point = [], {"removed": 100 * p["removed_heads"] / heads0, "dev": p["dev"]}
         for b in (1, 32):
-            t = {"dense": [], "model": []}
-            for i in range(a.rounds):
-                pair = [("dense", dense), ("model", model)]
-                for name, (variant, source) in (pair if i % 2 == 0 else pair[::-1]):
-                    t[name].append(bench(a.zoo, variant, source, b, 128, a.threads))
-            md, mm = statistics.median(t["dense"]), statistics.median(t["model"])
+            md, mm = side_by_side(a.zoo, dense, model, b, 128, a.threads, a.rounds)
             point[f"speed{b}"] = md / mm
             cells.append(f"{mm:.1f} | {md / mm:.3f}")
         points.append(point)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Issue 11's pruning tables: GLUE dev scores and measured speed of pruned all-MiniLM-L6-v2 models.
 
-For each task: the dense model fine-tuned by `zoo finetune` (tools/compare_finetune.sh's recipe), then
-two `zoo prune` runs on it — 40 % of the heads removed, and heads + FFN neurons removed together — each
-with a recovery fine-tune. Missing runs are made (in --runs, reused when present), then every pruned
+For each task: the dense model fine-tuned by `zoo finetune` (tools/compare_finetune.sh's recipe; SST-2
+one epoch, not three), then two `zoo prune` runs on it — 40 % of the heads removed, and heads + FFN
+neurons removed together — each with a recovery fine-tune. Missing runs are made (in --runs, reused when present), then every pruned
 model is timed against its dense model with `zoo bench` (the two interleaved, alternating which runs
 first, medians), on MiniLM-L6 itself and on the bert-base geometry with random weights pruned to the
 same per-layer fractions (`zoo prune --like`).
@@ -14,10 +14,10 @@ same per-layer fractions (`zoo prune --like`).
 Prints Markdown tables (speed > 1: the pruned model is faster) and the CPU it ran on; writes
 <runs>/prune_table.md.
 """
-import argparse, json, os, statistics, subprocess, sys
+import argparse, json, os, statistics, sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from builds_side_by_side import bench, cpu  # noqa: E402
+from common import cpu, run_logged, side_by_side  # noqa: E402
 
 # name: (zoo prune options, recovery epochs (SST-2: 1, its epoch is 67k examples))
 CONFIGS = {
@@ -27,42 +27,30 @@ CONFIGS = {
 LABELS = {"heads40": "40 % of heads removed", "heads50-ffn60": "50 % of heads + 60 % of FFN neurons removed"}
 
 
-def run(cmd, log):
-    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
-    with open(log, "w") as f:
-        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True)
+def finetune_dense(a, task):
+    """<runs>/<task>: all-MiniLM-L6-v2 fine-tuned on the task, unless it is there."""
+    dense = os.path.join(a.runs, task)
+    if not os.path.exists(os.path.join(dense, "metrics.json")):
+        epochs = "1" if task == "sst2" else "5"   # SST-2: 67k examples, 3 epochs would take 25 min here
+        run_logged([a.zoo, "finetune", "--base", "weights/minilm-l6", "--task", task, "--epochs", epochs, "--lr", "5e-5", "--batch", "32",
+                    "--max-len", "128", "--warmup", "0.1", "--weight-decay", "0.01", "--seed", "42", "--threads", str(a.threads),
+                    "--out", dense], dense + ".log")
+    return dense
 
 
 def prepare(a, task):
-    dense = os.path.join(a.runs, task)
-    if not os.path.exists(os.path.join(dense, "metrics.json")):
-        epochs = "3" if task == "sst2" else "5"
-        run([a.zoo, "finetune", "--base", "weights/minilm-l6", "--task", task, "--epochs", epochs, "--lr", "5e-5", "--batch", "32",
-             "--max-len", "128", "--warmup", "0.1", "--weight-decay", "0.01", "--seed", "42", "--threads", str(a.threads),
-             "--out", dense], dense + ".log")
+    dense = finetune_dense(a, task)
     for name, (options, epochs) in CONFIGS.items():
         out = f"{dense}-{name}"
         if not os.path.exists(os.path.join(out, "prune.json")):
-            run([a.zoo, "prune", "--weights", dense, *options, "--recover-epochs", str(1 if task == "sst2" else epochs),
-                 "--threads", str(a.threads), "--out", out], out + ".log")
-        for geometry in ["bert-base"]:
-            like = f"{out}-{geometry}"
-            if not os.path.exists(os.path.join(like, "config.json")):
-                run([a.zoo, "prune", "--like", out, "--geometry", geometry, "--out", like], like + ".log")
+            run_logged([a.zoo, "prune", "--weights", dense, *options, "--recover-epochs", str(1 if task == "sst2" else epochs),
+                        "--threads", str(a.threads), "--out", out], out + ".log")
+        if not os.path.exists(os.path.join(out + "-bert-base", "config.json")):
+            run_logged([a.zoo, "prune", "--like", out, "--geometry", "bert-base", "--out", out + "-bert-base"], out + "-bert-base.log")
 
 
 def dense_score(a, task):
     return json.load(open(os.path.join(a.runs, task, "metrics.json")))["epochs"][-1]["score"]
-
-
-def speed(a, dense, pruned, b):
-    """Median latency of dense and pruned (ms), runs interleaved in alternating order."""
-    t = {"dense": [], "pruned": []}
-    for i in range(a.rounds):
-        pair = [("dense", dense), ("pruned", pruned)]
-        for name, (variant, source) in (pair if i % 2 == 0 else pair[::-1]):
-            t[name].append(bench(a.zoo, variant, source, b, 128, a.threads))
-    return statistics.median(t["dense"]), statistics.median(t["pruned"])
 
 
 def main():
@@ -106,7 +94,7 @@ def main():
                                             ("bert-base", ("bert", ["--geometry", "bert-base"]), ("pruned", ["--weights", out + "-bert-base"]))]:
                 cells = []
                 for b in (1, 32):
-                    md, mp = speed(a, dense, pruned, b)
+                    md, mp = side_by_side(a.zoo, dense, pruned, b, 128, a.threads, a.rounds)
                     cells.append(f"{md:.1f} / {mp:.1f} | {md / mp:.3f}")
                 line = f"| {task} {c} | {heads} of 72 | {ffn} | {geometry} | " + " | ".join(cells) + " |"
                 lines.append(line)

@@ -136,22 +136,24 @@ public struct AlbertizeCommand: Command {
     public static let summary = "turn a fine-tuned BERT into an ALBERT (factorised embedding, shared layers), then recover"
     public static let help = """
     zoo albertize --weights FINETUNED --out DIR [--task T] [--embedding-size E] [--share all|groups:G]
-                  [--recover-epochs N] [--lr X] [--batch B] [--candidate-examples N] [--data DIR]
-                  [--threads N] [--seed S]
+                  [--recover-epochs N] [--lr X] [--batch B] [--alpha A] [--temperature T] [--no-distill]
+                  [--candidate-examples N] [--data DIR] [--threads N] [--seed S]
       Factorises the embedding by a truncated SVD (V×H ≈ V×E · E×H, default E = 128; the position and
       token-type tables share the basis; BERT's LayerNorm moves behind the projection E→H) and replaces
       the layers by one shared layer (--share all, default) or G shared groups (--share groups:G, HF's
       layer-to-group assignment). Each group starts from the candidate — the mean of its layers or one
       of them — with the lowest training loss over --candidate-examples examples (default 256); all
-      candidates' losses are in albertize.json. Then fine-tunes for --recover-epochs (default 3) at
-      --lr (default 5e-5) on the task's training set: plain fine-tuning (the distillation recovery
-      against the dense model needs `zoo distill`). DIR gets an HF ALBERT checkpoint
+      candidates' losses are in albertize.json. Then recovers for --recover-epochs (default 3) at
+      --lr (default 5e-5) on the task's training set against the dense model it came from: the loss
+      is (1 − A)·(hard-label loss) + A·T²·KL(dense ‖ ALBERT) on logits softened by T (regression: the
+      dense model's prediction as a second MSE target); A = 0.5, T = 2 by default; --no-distill: the
+      hard labels only. DIR gets an HF ALBERT checkpoint
       (AlbertForSequenceClassification loads it) and albertize.json (parameters, dev scores before
       and after recovery). Run it with `zoo eval albert --weights DIR`.
     """
     public static let options: Set<String> = ["weights", "task", "embedding-size", "share", "recover-epochs", "lr", "batch",
-                                              "candidate-examples", "out", "data", "threads", "seed"]
-    public static let flags: Set<String> = []
+                                              "candidate-examples", "out", "data", "threads", "seed", "alpha", "temperature"]
+    public static let flags: Set<String> = ["no-distill"]
 
     public static func run(_ args: Arguments) throws {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
@@ -210,13 +212,17 @@ public struct AlbertizeCommand: Command {
         let initial = recipe.epochs > 0 ? out.appendingPathComponent(".initial") : out
         try albert.writeCheckpoint(to: initial, base: ckpt)
         if recipe.epochs > 0 {
-            let tuner = try Finetuner(base: try Checkpoint(dir: initial), task: task, glue: glue, options: recipe, out: out)
+            let teacher = args.flag("no-distill") ? nil
+                : LogitDistillation(teacher: try Network<Linear>(checkpoint: ckpt), alpha: try args.float("alpha", default: 0.5, range: 0...1),
+                                    temperature: try args.float("temperature", default: 2, range: 0.01...100))
+            let tuner = try Finetuner(base: try Checkpoint(dir: initial), task: task, glue: glue, options: recipe, out: out, distillation: teacher)
             try tuner.run(log: { log("recovery " + $0) })
             albert = ParameterStore(spec: tuner.work.network.spec, trainable: false)
             try albert.load(try Checkpoint(dir: out), seed: 0)
             try? FileManager.default.removeItem(at: initial)
         }
         record.merge(["base": ckpt.dir.path, "task": task.name, "embedding_size": E, "groups": groups, "recover_epochs": recipe.epochs,
+                      "recovery": args.flag("no-distill") ? "hard labels" : "logit distillation from the dense model",
                       "parameters_before": dense.parameterCount, "parameters_after": albert.spec.parameterCount,
                       "dev_before_recovery": before, "dev": try devScore(albert)]) { _, b in b }
         try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("albertize.json"))
