@@ -136,7 +136,7 @@ public struct AlbertizeCommand: Command {
     public static let summary = "turn a fine-tuned BERT into an ALBERT (factorised embedding, shared layers), then recover"
     public static let help = """
     zoo albertize --weights FINETUNED --out DIR [--task T] [--embedding-size E] [--share all|groups:G]
-                  [--recover-epochs N] [--lr X] [--batch B] [--alpha A] [--temperature T] [--no-distill]
+                  [--recover-epochs N] [--lr X] [--batch B] [--limit N] [--alpha A] [--temperature T] [--no-distill]
                   [--candidate-examples N] [--data DIR] [--threads N] [--seed S]
       Factorises the embedding by a truncated SVD (V×H ≈ V×E · E×H, default E = 128; the position and
       token-type tables share the basis; BERT's LayerNorm moves behind the projection E→H) and replaces
@@ -147,12 +147,12 @@ public struct AlbertizeCommand: Command {
       --lr (default 5e-5) on the task's training set against the dense model it came from: the loss
       is (1 − A)·(hard-label loss) + A·T²·KL(dense ‖ ALBERT) on logits softened by T (regression: the
       dense model's prediction as a second MSE target); A = 0.5, T = 2 by default; --no-distill: the
-      hard labels only. DIR gets an HF ALBERT checkpoint
+      hard labels only; --limit N: on the first N training examples. DIR gets an HF ALBERT checkpoint
       (AlbertForSequenceClassification loads it) and albertize.json (parameters, dev scores before
       and after recovery). Run it with `zoo eval albert --weights DIR`.
     """
     public static let options: Set<String> = ["weights", "task", "embedding-size", "share", "recover-epochs", "lr", "batch",
-                                              "candidate-examples", "out", "data", "threads", "seed", "alpha", "temperature"]
+                                              "candidate-examples", "out", "data", "threads", "seed", "alpha", "temperature", "limit"]
     public static let flags: Set<String> = ["no-distill"]
 
     public static func run(_ args: Arguments) throws {
@@ -192,6 +192,7 @@ public struct AlbertizeCommand: Command {
         recipe.lr = try args.float("lr", default: 5e-5, range: 0...1)
         recipe.batch = try args.int("batch", default: recipe.batch)!
         recipe.saveEvery = 0
+        recipe.limit = try args.int("limit")
         if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; recipe.seed = v }
         let glue = glueDirectory(args["data"])
         let tokenizer = try ckpt.tokenizer()
@@ -221,7 +222,7 @@ public struct AlbertizeCommand: Command {
             try albert.load(try Checkpoint(dir: out), seed: 0)
             try? FileManager.default.removeItem(at: initial)
         }
-        record.merge(["base": ckpt.dir.path, "task": task.name, "embedding_size": E, "groups": groups, "recover_epochs": recipe.epochs,
+        record.merge(["base": ckpt.dir.path, "task": task.name, "embedding_size": E, "groups": groups, "recover_epochs": recipe.epochs, "recover_limit": recipe.limit ?? 0,
                       "recovery": args.flag("no-distill") ? "hard labels" : "logit distillation from the dense model",
                       "parameters_before": dense.parameterCount, "parameters_after": albert.spec.parameterCount,
                       "dev_before_recovery": before, "dev": try devScore(albert)]) { _, b in b }

@@ -96,7 +96,7 @@ public struct PruneCommand: Command {
     public static let summary = "remove attention heads (and FFN neurons) by mask-gradient importance, then recover"
     public static let help = """
     zoo prune --weights FINETUNED --keep-heads F --out DIR [--task T] [--keep-ffn F] [--steps N]
-              [--recover-epochs E] [--recover-every-step] [--lr X] [--importance-examples N]
+              [--recover-epochs E] [--recover-every-step] [--lr X] [--limit N] [--importance-examples N]
               [--data DIR] [--threads N] [--seed S]
     zoo prune --weights FINETUNED --curve --out DIR [--keep-heads 0.1] [--steps 9] [--recover-epochs 0] …
     zoo prune --like PRUNED --geometry bert-base|minilm-l6|tinybert-4l --out DIR
@@ -106,7 +106,8 @@ public struct PruneCommand: Command {
       N sets the number of steps), recomputing the scores on the pruned model each step; a layer keeps
       at least one head. Heads and neurons are removed from the weights (smaller Q/K/V/output and FFN
       matrices), not masked. Then fine-tunes the pruned model for E epochs (--recover-epochs, default 1;
-      0 = none; --recover-every-step also after each step) at --lr (default 2e-5).
+      0 = none; --recover-every-step also after each step) at --lr (default 2e-5), on the first N
+      training examples with --limit N (default: all).
       --task defaults to the task the checkpoint was fine-tuned on (metrics.json of zoo finetune).
       DIR gets an HF checkpoint: heads only, `pruned_heads` in config.json (transformers loads it);
       with FFN neurons removed, the per-layer widths go into `zoo_intermediate_sizes` (the zoo's own
@@ -121,7 +122,7 @@ public struct PruneCommand: Command {
       measurements of a pruning pattern on another model size (`zoo bench pruned --weights DIR`).
     """
     public static let options: Set<String> = ["weights", "task", "keep-heads", "keep-ffn", "steps", "recover-epochs", "lr",
-                                              "importance-examples", "out", "data", "threads", "seed", "like", "geometry"]
+                                              "importance-examples", "out", "data", "threads", "seed", "like", "geometry", "limit"]
     public static let flags: Set<String> = ["recover-every-step", "curve"]
 
     public static func run(_ args: Arguments) throws {
@@ -141,6 +142,7 @@ public struct PruneCommand: Command {
         recipe.epochs = recoverEpochs
         recipe.lr = try args.float("lr", default: 2e-5, range: 0...1)
         recipe.saveEvery = 0
+        recipe.limit = try args.int("limit")
         if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; recipe.seed = v }
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
         guard ckpt.spec.head != .none else { throw ZooError.badFile(path: ckpt.dir.path, problem: "no classifier head; prune a model fine-tuned with `zoo finetune`") }
@@ -201,7 +203,7 @@ public struct PruneCommand: Command {
             return !last && recoverEpochs > 0 && args.flag("recover-every-step") ? try recover(s, into: work.appendingPathComponent("step-\(step + 1)")) : s
         }
         var record: [String: Any] = ["base": ckpt.dir.path, "task": task.name, "keep_heads": o.keepHeads, "keep_ffn": o.keepNeurons,
-                                     "importance_examples": examples.count, "recover_epochs": recoverEpochs,
+                                     "importance_examples": examples.count, "recover_epochs": recoverEpochs, "recover_limit": recipe.limit ?? 0,
                                      "parameters_before": ckpt.spec.parameterCount, "parameters_after": pruned.spec.parameterCount,
                                      "steps": try JSONSerialization.jsonObject(with: JSONEncoder().encode(steps))]
         if curve {
