@@ -36,3 +36,75 @@ final class DistillTests: XCTestCase {
         }
     }
 }
+
+/// The intermediate losses: gradients by central finite differences, and the layer maps.
+final class DistillLossTests: XCTestCase {
+    /// Checks `grads` (the analytic gradient of `loss` at x) against central differences, ε = 1e-2,
+    /// within 2e-3 absolute + 1e-2 relative (float losses of order 1).
+    func check(_ name: String, _ x: inout [Float], _ grads: [Float], _ loss: ([Float]) -> Float) {
+        for i in x.indices {
+            let v = x[i]
+            x[i] = v + 1e-2; let up = loss(x)
+            x[i] = v - 1e-2; let down = loss(x)
+            x[i] = v
+            let fd = (up - down) / 2e-2
+            XCTAssertEqual(grads[i], fd, accuracy: 2e-3 + 1e-2 * abs(fd), "\(name)[\(i)]")
+        }
+    }
+
+    func testGradientsMatchFiniteDifferences() {
+        var rng = SplitMix64(seed: 8)
+        func r(_ n: Int) -> [Float] { (0..<n).map { _ in rng.normal() } }
+        let (T, Hs, Ht) = (5, 4, 6)
+        var s = r(T * Hs), W = r(Ht * Hs), b = r(Ht)
+        let t = r(T * Ht)
+        // hidden MSE through a projection: student states, weight and bias
+        func proj(_ s: [Float], _ W: [Float], _ b: [Float]) -> (Float, [Float], [Float], [Float]) {
+            var ds = [Float](repeating: 0, count: T * Hs), dW = [Float](repeating: 0, count: Ht * Hs), db = [Float](repeating: 0, count: Ht)
+            let l = DistillLoss.hiddenMSE(student: s, teacher: t, T: T, Hs: Hs, Ht: Ht, weight: W, bias: b, ds: &ds, dW: &dW, db: &db)
+            return (l, ds, dW, db)
+        }
+        let (_, ds, dW, db) = proj(s, W, b)
+        check("hidden ds", &s, ds) { proj($0, W, b).0 }
+        check("hidden dW", &W, dW) { proj(s, $0, b).0 }
+        check("hidden db", &b, db) { proj(s, W, $0).0 }
+        // same width, no projection
+        var s2 = r(T * Ht)
+        func plain(_ x: [Float]) -> (Float, [Float]) {
+            var d = [Float](repeating: 0, count: T * Ht)
+            return (DistillLoss.hiddenMSE(student: x, teacher: t, T: T, Hs: Ht, Ht: Ht, weight: nil, bias: nil, ds: &d, dW: nil, db: nil), d)
+        }
+        check("hidden (no projection)", &s2, plain(s2).1) { plain($0).0 }
+        func scores(_ x: [Float]) -> (Float, [Float]) {
+            var d = [Float](repeating: 0, count: x.count)
+            return (DistillLoss.scoreMSE(student: x, teacher: t, count: x.count, ds: &d), d)
+        }
+        check("scores", &s2, scores(s2).1) { scores($0).0 }
+        func cosine(_ x: [Float]) -> (Float, [Float]) {
+            var d = [Float](repeating: 0, count: x.count)
+            return (DistillLoss.cosine(student: x, teacher: t, T: T, H: Ht, ds: &d), d)
+        }
+        check("cosine", &s2, cosine(s2).1) { cosine($0).0 }
+        func pkd(_ x: [Float]) -> (Float, [Float]) {
+            var d = [Float](repeating: 0, count: x.count)
+            return (DistillLoss.normalisedMSE(student: x, teacher: t, B: T, H: Ht, ds: &d), d)
+        }
+        check("pkd", &s2, pkd(s2).1) { pkd($0).0 }
+        // values: a student equal to the teacher (up to scale for the normalised ones) costs nothing
+        var d = [Float](repeating: 0, count: T * Ht)
+        XCTAssertEqual(DistillLoss.cosine(student: t.map { 3 * $0 }, teacher: t, T: T, H: Ht, ds: &d), 0, accuracy: 1e-6)
+        XCTAssertEqual(DistillLoss.normalisedMSE(student: t.map { 2 * $0 }, teacher: t, B: T, H: Ht, ds: &d), 0, accuracy: 1e-6)
+        XCTAssertEqual(DistillLoss.scoreMSE(student: t.map { $0 + 1 }, teacher: t, count: t.count, ds: &d), 1, accuracy: 1e-5)
+    }
+
+    func testLayerMaps() throws {
+        func pairs(_ m: LayerMap, _ M: Int, _ N: Int) throws -> [[Int]] { try m.pairs(student: M, teacher: N).map { [$0.0, $0.1] } }
+        XCTAssertEqual(try pairs(.uniform, 4, 12), [[1, 3], [2, 6], [3, 9], [4, 12]])
+        XCTAssertEqual(try pairs(.skip, 6, 12), [[1, 2], [2, 4], [3, 6], [4, 8], [5, 10]])      // PKD-skip, BERT-base → 6 layers
+        XCTAssertEqual(try pairs(.last, 6, 12), [[1, 7], [2, 8], [3, 9], [4, 10], [5, 11]])     // PKD-last
+        XCTAssertEqual(try pairs(.explicit([2, 5, 6]), 3, 6), [[1, 2], [2, 5], [3, 6]])
+        XCTAssertThrowsError(try pairs(.uniform, 4, 6))
+        XCTAssertThrowsError(try pairs(.explicit([1, 7]), 2, 6))
+        XCTAssertThrowsError(try pairs(.last, 7, 6))
+    }
+}
