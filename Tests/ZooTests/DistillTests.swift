@@ -77,7 +77,7 @@ final class DistillLossTests: XCTestCase {
         check("hidden (no projection)", &s2, plain(s2).1) { plain($0).0 }
         func scores(_ x: [Float]) -> (Float, [Float]) {
             var d = [Float](repeating: 0, count: x.count)
-            return (DistillLoss.scoreMSE(student: x, teacher: t, count: x.count, ds: &d), d)
+            return (DistillLoss.mse(student: x, teacher: t, count: x.count, ds: &d), d)
         }
         check("scores", &s2, scores(s2).1) { scores($0).0 }
         func cosine(_ x: [Float]) -> (Float, [Float]) {
@@ -94,7 +94,7 @@ final class DistillLossTests: XCTestCase {
         var d = [Float](repeating: 0, count: T * Ht)
         XCTAssertEqual(DistillLoss.cosine(student: t.map { 3 * $0 }, teacher: t, T: T, H: Ht, ds: &d), 0, accuracy: 1e-6)
         XCTAssertEqual(DistillLoss.normalisedMSE(student: t.map { 2 * $0 }, teacher: t, B: T, H: Ht, ds: &d), 0, accuracy: 1e-6)
-        XCTAssertEqual(DistillLoss.scoreMSE(student: t.map { $0 + 1 }, teacher: t, count: t.count, ds: &d), 1, accuracy: 1e-5)
+        XCTAssertEqual(DistillLoss.mse(student: t.map { $0 + 1 }, teacher: t, count: t.count, ds: &d), 1, accuracy: 1e-5)
     }
 
     func testLayerMaps() throws {

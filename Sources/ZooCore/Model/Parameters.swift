@@ -21,8 +21,29 @@ public final class ParameterStore: WeightReader {
         public var count: Int { shape.reduce(1, *) }
     }
 
-    public init(spec: ModelSpec, trainable: Bool = true) {
+    public convenience init(spec: ModelSpec, trainable: Bool = true) {
+        self.init(spec: spec, slots: Self.layout(spec), trainable: trainable)
+    }
+
+    /// Named tensors outside any model's layout (a distillation's projections), for the model
+    /// `spec`; initialised to zero.
+    public convenience init(spec: ModelSpec, tensors: [(name: String, shape: [Int], decay: Bool)], trainable: Bool = true) {
+        var n = 0
+        self.init(spec: spec, slots: tensors.map { t in defer { n += t.shape.reduce(1, *) }; return Slot(name: t.name, offset: n, shape: t.shape, decay: t.decay) },
+                  trainable: trainable)
+    }
+
+    init(spec: ModelSpec, slots: [Slot], trainable: Bool) {
         self.spec = spec
+        self.slots = slots
+        index = Dictionary(uniqueKeysWithValues: slots.enumerated().map { ($0.element.name, $0.offset) })
+        let n = slots.map(\.count).reduce(0, +)
+        values = Tensor(shape: [n])
+        grads = trainable ? Tensor(shape: [n]) : nil
+    }
+
+    /// The tensors of `spec` in store order.
+    static func layout(_ spec: ModelSpec) -> [Slot] {
         let names = spec.family.names
         let (E, H) = (spec.embedding, spec.hidden)
         var slots: [Slot] = [], n = 0
@@ -51,10 +72,7 @@ public final class ParameterStore: WeightReader {
             linear(names.pooler, H, H)
             linear(names.classifier, spec.numLabels, H)
         }
-        self.slots = slots
-        index = Dictionary(uniqueKeysWithValues: slots.enumerated().map { ($0.element.name, $0.offset) })
-        values = Tensor(shape: [n])
-        grads = trainable ? Tensor(shape: [n]) : nil
+        return slots
     }
 
     public var count: Int { values.count }

@@ -15,50 +15,65 @@ public struct LogitDistillation {
 
     /// The loss of student logits `s` (B×C) against the teacher's `t` and the labels, and its
     /// gradient with respect to `s` (written to `grad`). Classification: (1 − α)·CE(s, y) +
-    /// α·T²·KL(softmax(t/T) ‖ softmax(s/T)), whose gradient in s is T·(softmax(s/T) − softmax(t/T));
-    /// regression (C = 1): (1 − α)·(s − y)² + α·(s − t)². Means over the batch.
+    /// α·T²·KL(softmax(t/T) ‖ softmax(s/T)); regression (C = 1): (1 − α)·(s − y)² + α·(s − t)².
+    /// Means over the batch.
     public func loss(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, targets: Targets, B: Int, C: Int,
                      grad: UnsafeMutablePointer<Float>) -> (loss: Float, terms: [String: Float]) {
-        let soft = UnsafeMutablePointer<Float>.allocate(capacity: B * C)
-        defer { soft.deallocate() }
-        let hard: Float, kd: Float
-        switch targets {
-        case .classes(let y):
-            hard = zk_cross_entropy_forward_backward(grad, s, y, Int32(B), Int32(C))
-            let T = temperature
-            var sum: Double = 0
-            for b in 0..<B {
-                let ps = softmax((0..<C).map { s[b * C + $0] / T }), pt = softmax((0..<C).map { t[b * C + $0] / T })
-                for c in 0..<C {
-                    soft[b * C + c] = T * (ps[c] - pt[c]) / Float(B)
-                    if pt[c] > 0 { sum += Double(pt[c]) * (log(Double(pt[c])) - log(Double(max(ps[c], 1e-30)))) }
-                }
-            }
-            kd = Float(Double(T * T) * sum / Double(B))
-        case .scores(let y):
-            hard = zk_mse_forward_backward(grad, s, y, Int32(B))
-            kd = zk_mse_forward_backward(soft, s, t, Int32(B))
-        }
-        for i in 0..<B * C { grad[i] = (1 - alpha) * grad[i] + alpha * soft[i] }
-        return ((1 - alpha) * hard + alpha * kd, ["hard": hard, "soft": kd])
-    }
-
-    private func softmax(_ x: [Float]) -> [Float] {
-        let m = x.max()!, e = x.map { exp($0 - m) }, z = e.reduce(0, +)
-        return e.map { $0 / z }
+        grad.update(repeating: 0, count: B * C)
+        let hard = DistillLoss.hard(student: s, targets: targets, B: B, C: C, weight: 1 - alpha, ds: grad)
+        let soft = targets.isRegression
+            ? DistillLoss.mse(student: s, teacher: t, count: B, weight: alpha, ds: grad)
+            : DistillLoss.softCrossEntropy(student: s, teacher: t, B: B, C: C, temperature: temperature, weight: alpha, ds: grad)
+        return ((1 - alpha) * hard + alpha * soft, ["hard": hard, "soft": soft])
     }
 }
 
-/// The intermediate distillation losses (TinyBERT, DistilBERT, BERT-PKD) over tap buffers, each a
-/// forward/backward pair: the loss value, and its gradient added into the `d…` buffers given (student
-/// side and, for a learned projection, its weight and bias). Means as stated per function.
+extension Targets {
+    var isRegression: Bool { if case .scores = self { return true } else { return false } }
+}
+
+/// The distillation losses over tap buffers, each a forward/backward pair: returns the loss value and
+/// adds `weight` × its gradient into the `d…` buffers given (student side and, for a learned
+/// projection, its weight and bias). Means as stated per function.
 public enum DistillLoss {
+    /// The hard-label loss of logits s [B, C]: cross-entropy, or MSE for regression.
+    public static func hard(student s: UnsafePointer<Float>, targets: Targets, B: Int, C: Int, weight: Float, ds: UnsafeMutablePointer<Float>) -> Float {
+        let g = UnsafeMutablePointer<Float>.allocate(capacity: B * C)
+        defer { g.deallocate() }
+        let l: Float
+        switch targets {
+        case .classes(let y): l = zk_cross_entropy_forward_backward(g, s, y, Int32(B), Int32(C))
+        case .scores(let y): l = zk_mse_forward_backward(g, s, y, Int32(B))
+        }
+        for i in 0..<B * C { ds[i] += weight * g[i] }
+        return l
+    }
+
+    /// Soft cross-entropy on logits (Hinton et al.): mean over the B rows of T²·KL(softmax(t/T) ‖
+    /// softmax(s/T)), whose gradient in s is T·(softmax(s/T) − softmax(t/T)); s, t [B, C].
+    public static func softCrossEntropy(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, B: Int, C: Int, temperature T: Float,
+                                        weight: Float, ds: UnsafeMutablePointer<Float>) -> Float {
+        func softmax(_ x: UnsafePointer<Float>) -> [Float] {
+            let z = (0..<C).map { x[$0] / T }, m = z.max()!, e = z.map { exp($0 - m) }, sum = e.reduce(0, +)
+            return e.map { $0 / sum }
+        }
+        var kl: Double = 0
+        for b in 0..<B {
+            let ps = softmax(s + b * C), pt = softmax(t + b * C)
+            for c in 0..<C {
+                ds[b * C + c] += weight * (T * (ps[c] - pt[c]) / Float(B))
+                if pt[c] > 0 { kl += Double(pt[c]) * (log(Double(pt[c])) - log(Double(max(ps[c], 1e-30)))) }
+            }
+        }
+        return Float(Double(T * T) * kl / Double(B))
+    }
+
     /// Hidden-state (or embedding-output) MSE through a learned projection when the widths differ
     /// (TinyBERT): mean over T·Ht of (s·Wᵀ + b − t)², s [T, Hs], t [T, Ht], W [Ht, Hs] (nil: Hs = Ht,
     /// no projection).
     public static func hiddenMSE(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, T: Int, Hs: Int, Ht: Int,
                                  weight W: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
-                                 ds: UnsafeMutablePointer<Float>, dW: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?) -> Float {
+                                 weight: Float = 1, ds: UnsafeMutablePointer<Float>, dW: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?) -> Float {
         precondition(W != nil || Hs == Ht, "widths differ: a projection is needed")
         let r = UnsafeMutablePointer<Float>.allocate(capacity: T * Ht)
         defer { r.deallocate() }
@@ -68,7 +83,7 @@ public enum DistillLoss {
             r.update(from: s, count: T * Ht)
         }
         var sum: Double = 0
-        let scale = 2 / Float(T * Ht)
+        let scale = 2 * weight / Float(T * Ht)
         for i in 0..<T * Ht {
             let e = r[i] - t[i]
             sum += Double(e * e)
@@ -84,20 +99,21 @@ public enum DistillLoss {
         return Float(sum / Double(T * Ht))
     }
 
-    /// Attention-score MSE (TinyBERT): mean over the n scores of (s − t)², both laid out as
-    /// `Activations.scores` (per sequence and head over its own tokens, so padding never enters).
-    public static func scoreMSE(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, count n: Int, ds: UnsafeMutablePointer<Float>) -> Float {
-        var sum: Double = 0
-        for i in 0..<n {
-            let e = s[i] - t[i]
-            sum += Double(e * e)
-            ds[i] += 2 * e / Float(n)
-        }
-        return Float(sum / Double(n))
+    /// MSE: mean over n values of (s − t)². Attention scores (TinyBERT; laid out as
+    /// `Activations.scores`, per sequence and head over its own tokens, so padding never enters) and
+    /// logits (the distilled BiLSTM).
+    public static func mse(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, count n: Int, weight: Float = 1,
+                           ds: UnsafeMutablePointer<Float>) -> Float {
+        let g = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { g.deallocate() }
+        let l = zk_mse_forward_backward(g, s, t, Int32(n))
+        for i in 0..<n { ds[i] += weight * g[i] }
+        return l
     }
 
     /// Cosine loss on hidden states (DistilBERT): mean over the T rows of 1 − cos(s_i, t_i), [T, H].
-    public static func cosine(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, T: Int, H: Int, ds: UnsafeMutablePointer<Float>) -> Float {
+    public static func cosine(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, T: Int, H: Int, weight: Float = 1,
+                              ds: UnsafeMutablePointer<Float>) -> Float {
         var sum: Double = 0
         for i in 0..<T {
             let (a, b) = (s + i * H, t + i * H)
@@ -106,13 +122,14 @@ public enum DistillLoss {
             let na = max(aa.squareRoot(), 1e-12), nb = max(bb.squareRoot(), 1e-12), c = ab / (na * nb)
             sum += Double(1 - c)
             // d(1 − cos)/da = −(b / (|a||b|) − cos · a / |a|²), averaged over rows
-            for j in 0..<H { ds[i * H + j] += -(b[j] / (na * nb) - c * a[j] / (na * na)) / Float(T) }
+            for j in 0..<H { ds[i * H + j] += -weight * (b[j] / (na * nb) - c * a[j] / (na * na)) / Float(T) }
         }
         return Float(sum / Double(T))
     }
 
     /// BERT-PKD's patient loss on [CLS] states: mean over the B rows of ‖s/‖s‖ − t/‖t‖‖², [B, H].
-    public static func normalisedMSE(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, B: Int, H: Int, ds: UnsafeMutablePointer<Float>) -> Float {
+    public static func normalisedMSE(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, B: Int, H: Int, weight: Float = 1,
+                                     ds: UnsafeMutablePointer<Float>) -> Float {
         var sum: Double = 0
         for i in 0..<B {
             let (a, b) = (s + i * H, t + i * H)
@@ -122,7 +139,7 @@ public enum DistillLoss {
             var dot: Float = 0   // uᵀ(u − v)
             for j in 0..<H { let u = a[j] / na, e = u - b[j] / nb; sum += Double(e * e); dot += u * e }
             // dL/da = (2(u − v) − 2u·uᵀ(u − v)) / ‖a‖, averaged over rows
-            for j in 0..<H { let u = a[j] / na; ds[i * H + j] += 2 * ((u - b[j] / nb) - u * dot) / (na * Float(B)) }
+            for j in 0..<H { let u = a[j] / na; ds[i * H + j] += weight * 2 * ((u - b[j] / nb) - u * dot) / (na * Float(B)) }
         }
         return Float(sum / Double(B))
     }
