@@ -61,7 +61,7 @@ final class DistillLossTests: XCTestCase {
         // hidden MSE through a projection: student states, weight and bias
         func proj(_ s: [Float], _ W: [Float], _ b: [Float]) -> (Float, [Float], [Float], [Float]) {
             var ds = [Float](repeating: 0, count: T * Hs), dW = [Float](repeating: 0, count: Ht * Hs), db = [Float](repeating: 0, count: Ht)
-            let l = DistillLoss.hiddenMSE(student: s, teacher: t, T: T, Hs: Hs, Ht: Ht, weight: W, bias: b, ds: &ds, dW: &dW, db: &db)
+            let l = DistillLoss.hiddenMSE(student: s, teacher: t, T: T, Hs: Hs, Ht: Ht, projection: W, bias: b, ds: &ds, dW: &dW, db: &db)
             return (l, ds, dW, db)
         }
         let (_, ds, dW, db) = proj(s, W, b)
@@ -72,7 +72,7 @@ final class DistillLossTests: XCTestCase {
         var s2 = r(T * Ht)
         func plain(_ x: [Float]) -> (Float, [Float]) {
             var d = [Float](repeating: 0, count: T * Ht)
-            return (DistillLoss.hiddenMSE(student: x, teacher: t, T: T, Hs: Ht, Ht: Ht, weight: nil, bias: nil, ds: &d, dW: nil, db: nil), d)
+            return (DistillLoss.hiddenMSE(student: x, teacher: t, T: T, Hs: Ht, Ht: Ht, projection: nil, bias: nil, ds: &d, dW: nil, db: nil), d)
         }
         check("hidden (no projection)", &s2, plain(s2).1) { plain($0).0 }
         func scores(_ x: [Float]) -> (Float, [Float]) {
@@ -106,5 +106,82 @@ final class DistillLossTests: XCTestCase {
         XCTAssertThrowsError(try pairs(.uniform, 4, 6))
         XCTAssertThrowsError(try pairs(.explicit([1, 7]), 2, 6))
         XCTAssertThrowsError(try pairs(.last, 7, 6))
+    }
+}
+
+/// A whole distillation step: teacher and student recorded on one batch, every term at its tap.
+final class DistillStepTests: XCTestCase {
+    static let vocab = Tiny.vocab
+
+    /// A trainable store of `spec` with seeded random values, no dropout.
+    func store(_ spec: ModelSpec, seed: UInt64, trainable: Bool) -> ParameterStore {
+        var spec = spec
+        (spec.hiddenDropout, spec.attentionDropout, spec.classifierDropout) = (0, 0, 0)
+        let r = randomStore(spec, seed: seed), s = ParameterStore(spec: spec, trainable: trainable)
+        s.values.data.update(from: r.values.data, count: r.count)
+        return s
+    }
+
+    func examples() throws -> [WordPieceTokenizer.Encoding] {
+        let tok = try Checkpoint(dir: try Tiny.checkpoint()).tokenizer()
+        return [("hello world", "a b"), ("b a . hello world as", "hello"), ("world", "as bs . a"), ("a a b", "b")].map { tok.encode($0.0, $0.1, maxLength: 16) }
+    }
+
+    /// Every parameter gradient of the step's loss (student and projections) against central finite
+    /// differences of the loss, at 40 probes across the stores; ε = 3e-3 on values of order 0.1–1,
+    /// tolerance 2e-3 + 3 % (float32 through a whole network).
+    func checkStep(teacher: ModelSpec, student: ModelSpec, objective: DistillObjective, file: StaticString = #filePath, line: UInt = #line) throws {
+        let step = try DistillStep(teacher: store(teacher, seed: 1, trainable: false), student: store(student, seed: 2, trainable: true),
+                                   objective: objective, examples: try examples(), targets: [0, 2, 1, 1])
+        func loss() throws -> Float {
+            for s in step.stores { s.zeroGrad() }
+            return try step.step([0, 1, 2, 3], dropoutSeed: 5).loss
+        }
+        _ = try loss()
+        let analytic = step.stores.map { Array(UnsafeBufferPointer(start: $0.grads!.data, count: $0.count)) }
+        var rng = SplitMix64(seed: 3)
+        for (k, s) in step.stores.enumerated() {
+            for _ in 0..<(k == 0 ? 30 : 10) {
+                let i = Int(rng.next() % UInt64(s.count)), v = s.values[i]
+                s.values[i] = v + 3e-3; let up = try loss()
+                s.values[i] = v - 3e-3; let down = try loss()
+                s.values[i] = v
+                let fd = (up - down) / 6e-3
+                XCTAssertEqual(analytic[k][i], fd, accuracy: 2e-3 + 0.03 * abs(fd), "store \(k) \(s.slots.first { $0.offset <= i && i < $0.offset + $0.count }!.name)", file: file, line: line)
+            }
+        }
+    }
+
+    /// TinyBERT's terms (embedding, hidden states through projections, attention scores, soft
+    /// cross-entropy at T = 2) plus the labels, a narrower and shallower student.
+    func testTinyBERTTermsGradient() throws {
+        var o = DistillObjective()
+        (o.embedding, o.hidden, o.attention, o.softCE, o.hard, o.temperature) = (1, 1, 1, 1, 0.5, 2)
+        try checkStep(teacher: .bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16).withHead(numLabels: 3),
+                      student: .bert(vocab: 12, hidden: 8, layers: 2, heads: 2, ffn: 16, positions: 16).withHead(numLabels: 3), objective: o)
+    }
+
+    /// DistilBERT's and BERT-PKD's terms (cosine on the last states, normalised [CLS] MSE on skipped
+    /// layers, logits MSE) on a student of the teacher's width.
+    func testCosinePKDTermsGradient() throws {
+        var o = DistillObjective()
+        (o.cosine, o.pkd, o.logitsMSE, o.layerMap) = (1, 1, 1, .skip)
+        try checkStep(teacher: .bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16).withHead(numLabels: 3),
+                      student: .bert(vocab: 12, hidden: 16, layers: 2, heads: 2, ffn: 16, positions: 16).withHead(numLabels: 3), objective: o)
+    }
+
+    /// A student with the teacher's weights learns nothing: every term is zero.
+    func testStudentEqualToTeacherHasNoLoss() throws {
+        let spec = ModelSpec.bert(vocab: 12, hidden: 16, layers: 2, heads: 2, ffn: 32, positions: 16).withHead(numLabels: 3)
+        var o = DistillObjective()
+        (o.embedding, o.hidden, o.attention, o.softCE, o.cosine, o.pkd, o.logitsMSE) = (1, 1, 1, 1, 1, 1, 1)
+        let step = try DistillStep(teacher: store(spec, seed: 1, trainable: false), student: store(spec, seed: 1, trainable: true),
+                                   objective: o, examples: try examples(), targets: nil)
+        let r = try step.step([0, 1, 2, 3], dropoutSeed: 5)
+        XCTAssertEqual(Set(r.terms.keys), ["embedding", "hidden", "attention", "soft_ce", "cosine", "pkd", "logits_mse"])
+        for (name, v) in r.terms { XCTAssertEqual(v, 0, accuracy: 1e-5, name) }
+        XCTAssertNil(step.projections)
+        XCTAssertThrowsError(try DistillStep(teacher: store(spec, seed: 1, trainable: false), student: store(spec, seed: 1, trainable: true),
+                                             objective: { var h = o; h.hard = 1; return h }(), examples: try examples(), targets: nil))
     }
 }

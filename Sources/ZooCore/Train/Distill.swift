@@ -72,7 +72,7 @@ public enum DistillLoss {
     /// (TinyBERT): mean over T·Ht of (s·Wᵀ + b − t)², s [T, Hs], t [T, Ht], W [Ht, Hs] (nil: Hs = Ht,
     /// no projection).
     public static func hiddenMSE(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, T: Int, Hs: Int, Ht: Int,
-                                 weight W: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+                                 projection W: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
                                  weight: Float = 1, ds: UnsafeMutablePointer<Float>, dW: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?) -> Float {
         precondition(W != nil || Hs == Ht, "widths differ: a projection is needed")
         let r = UnsafeMutablePointer<Float>.allocate(capacity: T * Ht)
@@ -168,5 +168,140 @@ public enum LayerMap: Equatable {
             }
             return zip(1...M, list).map { ($0, $1) }
         }
+    }
+}
+
+/// What a distillation step minimises: a weight per loss term (0 = off), the softmax temperature of
+/// the soft cross-entropy, and which teacher layer each student layer learns from.
+public struct DistillObjective {
+    public var softCE: Float = 0         // T²·KL on logits softened by T
+    public var logitsMSE: Float = 0      // MSE between logits (the distilled BiLSTM)
+    public var hard: Float = 0           // the labels (cross-entropy / MSE)
+    public var hidden: Float = 0         // hidden-state MSE per mapped layer, through a projection when widths differ
+    public var attention: Float = 0      // pre-softmax attention-score MSE per mapped layer (equal head counts)
+    public var embedding: Float = 0      // embedding-output MSE, through a projection when widths differ
+    public var cosine: Float = 0         // 1 − cos between the last hidden states (equal widths)
+    public var pkd: Float = 0            // PKD's normalised [CLS] MSE per mapped layer (equal widths)
+    public var temperature: Float = 1
+    public var layerMap = LayerMap.uniform
+    public init() {}
+}
+
+/// One distillation step: a frozen teacher and a trainable student recorded over the same packed
+/// batch, the objective's terms read at the taps of both, their gradients injected into the
+/// student's backward pass (and into the projections'). Labelled examples (the task stage) or
+/// sentences without labels (general distillation: `targets` nil, no hard or prediction terms
+/// needed). The `Trainer` runs it like fine-tuning: schedule, clipping, checkpoints, exact resume.
+public final class DistillStep: TrainingStep {
+    public let teacher: Network<ParamLinear>, student: Network<ParamLinear>
+    /// "hidden.weight/bias", "embedding.weight/bias" [Ht, Hs]: present when the widths differ.
+    public let projections: ParameterStore?
+    public let objective: DistillObjective
+    let pairs: [(Int, Int)]
+    let examples: [WordPieceTokenizer.Encoding], targets: [Double]?
+    let task: GLUETask?, dev: [WordPieceTokenizer.Encoding], devLabels: [Double]
+
+    public var stores: [ParameterStore] { [student.store!] + (projections.map { [$0] } ?? []) }
+    public var exampleCount: Int { examples.count }
+
+    public init(teacher: ParameterStore, student: ParameterStore, objective: DistillObjective,
+                examples: [WordPieceTokenizer.Encoding], targets: [Double]?, task: GLUETask? = nil,
+                dev: [WordPieceTokenizer.Encoding] = [], devLabels: [Double] = [], seed: UInt64 = 42) throws {
+        precondition(teacher.grads == nil, "the teacher is frozen")
+        let (t, s) = (teacher.spec, student.spec)
+        let o = objective
+        guard targets != nil || o.hard == 0 else { throw ZooError.usage("the hard-label loss needs labelled examples") }
+        if o.cosine > 0 || o.pkd > 0, t.hidden != s.hidden {
+            throw ZooError.usage("cosine and PKD losses compare hidden states of equal width (teacher \(t.hidden), student \(s.hidden))")
+        }
+        if o.softCE > 0 || o.logitsMSE > 0 || o.hard > 0, t.numLabels != s.numLabels || t.head == .none || s.head == .none {
+            throw ZooError.usage("prediction losses need a classifier on both sides with the same outputs (teacher \(t.numLabels), student \(s.numLabels))")
+        }
+        pairs = try o.layerMap.pairs(student: s.layers.count, teacher: t.layers.count)
+        if o.attention > 0, let (m, n) = pairs.first(where: { s.layers[$0.0 - 1].heads != t.layers[$0.1 - 1].heads }) {
+            throw ZooError.usage("attention-score loss: student layer \(m) has \(s.layers[m - 1].heads) heads, teacher layer \(n) \(t.layers[n - 1].heads)")
+        }
+        self.teacher = try Network(spec: t, reader: teacher)
+        self.student = try Network(spec: s, reader: student)
+        self.objective = o
+        (self.examples, self.targets, self.task, self.dev, self.devLabels) = (examples, targets, task, dev, devLabels)
+        if t.hidden != s.hidden, o.hidden > 0 || o.embedding > 0 {
+            let p = ParameterStore(spec: s, tensors: ["hidden", "embedding"].flatMap { [($0 + ".weight", [t.hidden, s.hidden], true), ($0 + ".bias", [t.hidden], false)] })
+            var rng = SplitMix64(seed: seed)
+            for name in ["hidden.weight", "embedding.weight"] {   // nn.Linear-like scale, seeded
+                let v = p.view(name)
+                for i in 0..<v.count { v.value[i] = rng.normal() / Float(s.hidden).squareRoot() }
+            }
+            projections = p
+        } else {
+            projections = nil
+        }
+    }
+
+    public func step(_ indices: [Int], dropoutSeed: UInt64) throws -> (loss: Float, terms: [String: Float], tokens: Int) {
+        let batch = Batch(indices.map { examples[$0] })
+        let ta = try teacher.record(batch, dropoutSeed: nil)
+        let sa = try student.record(batch, dropoutSeed: dropoutSeed)
+        let (T, B, o) = (sa.T, sa.B, objective)
+        let (Hs, Ht, C) = (student.spec.hidden, teacher.spec.hidden, max(student.spec.numLabels, 1))
+        var extra: [Tap: Tensor] = [:]
+        func grad(_ tap: Tap, _ n: Int) -> UnsafeMutablePointer<Float> {
+            if extra[tap] == nil { extra[tap] = Tensor(shape: [n]) }
+            return extra[tap]!.data
+        }
+        var terms: [String: Float] = [:], total: Float = 0
+        func add(_ name: String, _ weight: Float, _ value: Float) { terms[name, default: 0] += value; total += weight * value }
+        func hidden(_ m: Int, _ n: Int, _ weight: Float, projection: String) -> Float {
+            let p = projections
+            return DistillLoss.hiddenMSE(student: sa.hidden(m), teacher: ta.hidden(n), T: T, Hs: Hs, Ht: Ht,
+                                         projection: p.map { UnsafePointer($0.view(projection + ".weight").value) },
+                                         bias: p.map { UnsafePointer($0.view(projection + ".bias").value) },
+                                         weight: weight, ds: grad(.hidden(m), T * Hs),
+                                         dW: p?.view(projection + ".weight").grad, db: p?.view(projection + ".bias").grad)
+        }
+        if o.embedding > 0 { add("embedding", o.embedding, hidden(0, 0, o.embedding, projection: "embedding")) }
+        for (m, n) in pairs {
+            if o.hidden > 0 { add("hidden", o.hidden, hidden(m, n, o.hidden, projection: "hidden")) }
+            if o.attention > 0 {
+                let s = sa.scores(m - 1, spec: student.spec), t = ta.scores(n - 1, spec: teacher.spec)
+                add("attention", o.attention, DistillLoss.mse(student: s.data, teacher: t.data, count: s.count, weight: o.attention, ds: grad(.scores(m - 1), s.count)))
+            }
+            if o.pkd > 0 {
+                let s = Tensor(shape: [B, Hs]), t = Tensor(shape: [B, Hs]), d = Tensor(shape: [B, Hs])
+                for (b, start) in sa.starts.enumerated() {
+                    (s.data + b * Hs).update(from: sa.hidden(m) + start * Hs, count: Hs)
+                    (t.data + b * Hs).update(from: ta.hidden(n) + start * Hs, count: Hs)
+                }
+                add("pkd", o.pkd, DistillLoss.normalisedMSE(student: s.data, teacher: t.data, B: B, H: Hs, weight: o.pkd, ds: d.data))
+                let g = grad(.hidden(m), T * Hs)
+                for (b, start) in sa.starts.enumerated() { for j in 0..<Hs { g[start * Hs + j] += d[b * Hs + j] } }
+            }
+        }
+        if o.cosine > 0 {
+            let (M, N) = (student.spec.layers.count, teacher.spec.layers.count)
+            add("cosine", o.cosine, DistillLoss.cosine(student: sa.hidden(M), teacher: ta.hidden(N), T: T, H: Hs, weight: o.cosine, ds: grad(.hidden(M), T * Hs)))
+        }
+        if o.softCE > 0 || o.logitsMSE > 0 || o.hard > 0 {
+            let g = grad(.logits, B * C)
+            if o.softCE > 0 {
+                add("soft_ce", o.softCE, DistillLoss.softCrossEntropy(student: sa.logits, teacher: ta.logits, B: B, C: C, temperature: o.temperature, weight: o.softCE, ds: g))
+            }
+            if o.logitsMSE > 0 { add("logits_mse", o.logitsMSE, DistillLoss.mse(student: sa.logits, teacher: ta.logits, count: B * C, weight: o.logitsMSE, ds: g)) }
+            if o.hard > 0, let targets {
+                let y = indices.map { targets[$0] }
+                let t: Targets = C == 1 ? .scores(y.map(Float.init)) : .classes(y.map { Int32($0) })
+                add("hard", o.hard, DistillLoss.hard(student: sa.logits, targets: t, B: B, C: C, weight: o.hard, ds: g))
+            }
+        }
+        student.clearLogitGradient(sa)
+        student.backward(sa, batch: batch, extra: extra.mapValues { UnsafePointer($0.data) })
+        return (total, terms, batch.lengths.reduce(0) { $0 + Int($1) })
+    }
+
+    /// The student's dev score on the task (nil in general distillation).
+    public func evaluate() throws -> TaskResult? {
+        guard let task, !dev.isEmpty else { return nil }
+        return TaskResult(task: task, predictions: try predictions(try Network<Linear>(packing: student.store!), dev, regression: task.isRegression),
+                          labels: devLabels)
     }
 }
