@@ -1,5 +1,6 @@
 import ALBERT
 import BERT
+import DISTILL
 import PRUNING
 import QBERT
 import ZooCore
@@ -9,6 +10,7 @@ import ZooCore
 let registry = Registry(
     BERT.plugin,
     ALBERT.plugin,
+    DISTILL.plugin,
     QBERT.plugin,
     PRUNING.plugin
 )

@@ -232,15 +232,15 @@ public struct PruneCommand: Command {
             throw ZooError.usage("unknown geometry '\(name)'; known: \(Geometry.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let pattern = try Checkpoint(dir: URL(fileURLWithPath: like))
-        let layers = pattern.spec.layers, ffnBefore = try pattern.configDictionary()["intermediate_size"] as? Int ?? layers.map(\.ffn).max()!
+        let layers = pattern.spec.layers
         let random = randomStore(g.spec, seed: 1)
         // Layer l of the geometry keeps the fractions of the pattern's layer l·L/L', at least one unit.
         func first(_ n: Int, _ fraction: Double) -> [Int] { Array(0..<max(1, Int((Double(n) * fraction).rounded()))) }
         let map = random.spec.layers.indices.map { layers[$0 * layers.count / random.spec.layers.count] }
         let pruned = try Surgery.prune(random,
                                        keepHeads: zip(random.spec.layers, map).map { first($0.heads, Double($1.heads) / Double($1.heads + $1.prunedHeads.count)) },
-                                       keepNeurons: zip(random.spec.layers, map).map { first($0.ffn, Double($1.ffn) / Double(ffnBefore)) })
-        try pruned.writeCheckpoint(to: out, base: pattern, config: ["intermediate_size": g.spec.layers[0].ffn])
+                                       keepNeurons: zip(random.spec.layers, map).map { first($0.ffn, Double($1.ffn) / Double($1.ffn + $1.prunedNeurons)) })
+        try pruned.writeCheckpoint(to: out, base: pattern)
         print("\(out.path): \(name) with heads per layer \(pruned.spec.layers.map(\.heads)), FFN widths \(pruned.spec.layers.map(\.ffn)) (random weights, for speed)")
     }
 }

@@ -20,6 +20,7 @@ enum Surgery {
             spec.layers[l].heads = keepHeads[l].count
             spec.layers[l].prunedHeads = (0..<original.count + layer.prunedHeads.count).filter { !kept.contains($0) }
             spec.layers[l].ffn = keepNeurons[l].count
+            spec.layers[l].prunedNeurons += layer.ffn - keepNeurons[l].count
         }
         let out = ParameterStore(spec: spec)
         let names = old.family.names

@@ -11,6 +11,21 @@ public enum Corpus {
         guard !lines.isEmpty else { throw ZooError.badFile(path: url.path, problem: "no sentences (one per line expected)") }
         return lines
     }
+
+    /// Every distinct sentence of the GLUE files present in `dir` (train, dev and test of every task;
+    /// both sides of a pair; no labels), in file order: the default corpus of general distillation.
+    public static func glue(_ dir: URL) -> [String] {
+        var seen = Set<String>(), out: [String] = []
+        for task in GLUETask.all {
+            for split in Split.allCases {
+                guard let examples = try? task.load(split, from: dir) else { continue }
+                for e in examples {
+                    for t in [e.textA, e.textB].compactMap({ $0 }) where !t.isEmpty && seen.insert(t).inserted { out.append(t) }
+                }
+            }
+        }
+        return out
+    }
 }
 
 /// The lines of `data` (LF or CRLF; no empty line after a final newline), strictly UTF-8: a bad byte

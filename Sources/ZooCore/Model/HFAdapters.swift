@@ -98,13 +98,14 @@ public enum HFFamily: String, Codable, CaseIterable {
             let act = try c.activation("hidden_act", default: "gelu")
             // The zoo's own field: per-layer FFN widths after neuron pruning (HF's BERT has one
             // intermediate_size, which then holds the width before pruning).
-            let ffn = try c.intList("zoo_intermediate_sizes", count: n) ?? [Int](repeating: try c.int("intermediate_size"), count: n)
+            let full = try c.int("intermediate_size"), ffn = try c.intList("zoo_intermediate_sizes", count: n) ?? [Int](repeating: full, count: n)
             let pruned = try c.prunedHeads(layers: n, heads: heads)
             let hidden = try c.double("hidden_dropout_prob", default: 0.1)
             return ModelSpec(family: .bert, vocab: try c.int("vocab_size"), embedding: H, positions: try c.int("max_position_embeddings", default: 512),
                              types: try c.int("type_vocab_size", default: 2), hidden: H,
                              layers: (0..<n).map { i in
-                                 .init(heads: heads - pruned[i].count, headDim: H / heads, ffn: ffn[i], activation: act, group: i, prunedHeads: pruned[i])
+                                 .init(heads: heads - pruned[i].count, headDim: H / heads, ffn: ffn[i], activation: act, group: i, prunedHeads: pruned[i],
+                                       prunedNeurons: max(0, full - ffn[i]))
                              },
                              head: .none, numLabels: 0, layerNormEps: Float(try c.double("layer_norm_eps", default: 1e-12)),
                              hiddenDropout: Float(hidden), attentionDropout: Float(try c.double("attention_probs_dropout_prob", default: 0.1)),
@@ -159,10 +160,10 @@ public enum HFFamily: String, Codable, CaseIterable {
             c["num_attention_heads"] = heads
             // FFN neurons removed: the widths go into `zoo_intermediate_sizes` and `intermediate_size`
             // keeps the width before pruning (so transformers refuses the file instead of misreading it).
-            let widths = spec.layers.map(\.ffn), before = base["intermediate_size"] as? Int
-            if Set(widths).count > 1 || (before != nil && widths[0] != before) {
+            let widths = spec.layers.map(\.ffn)
+            if Set(widths).count > 1 || spec.layers.contains(where: { $0.prunedNeurons > 0 }) {
                 c["zoo_intermediate_sizes"] = widths
-                c["intermediate_size"] = before ?? widths.max()!
+                c["intermediate_size"] = spec.layers.map { $0.ffn + $0.prunedNeurons }.max()!
             } else {
                 c["zoo_intermediate_sizes"] = nil
                 c["intermediate_size"] = widths[0]
@@ -175,6 +176,10 @@ public enum HFFamily: String, Codable, CaseIterable {
             c["hidden_dropout_prob"] = Double(spec.hiddenDropout)
             c["attention_probs_dropout_prob"] = Double(spec.attentionDropout)
         case .distilbert:
+            // A student written over a BERT teacher's config: its BERT-named fields would alias dim,
+            // n_layers and n_heads in transformers' DistilBertConfig, so they go.
+            for k in ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act", "type_vocab_size",
+                      "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "pruned_heads", "zoo_intermediate_sizes"] { c[k] = nil }
             c["dim"] = spec.hidden
             c["n_layers"] = spec.layers.count
             c["n_heads"] = l0.heads

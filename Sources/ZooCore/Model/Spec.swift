@@ -27,10 +27,12 @@ public struct ModelSpec: Codable, Equatable {
         public var activation: Activation
         public var group: Int                // parameter group (ALBERT: shared; otherwise the layer's own index)
         public var prunedHeads: [Int] = []   // BERT `pruned_heads`: original indices of removed heads
+        public var prunedNeurons = 0         // FFN neurons removed (the width before pruning: ffn + prunedNeurons)
         public var attentionWidth: Int { heads * headDim }
 
-        public init(heads: Int, headDim: Int, ffn: Int, activation: Activation = .gelu, group: Int, prunedHeads: [Int] = []) {
-            (self.heads, self.headDim, self.ffn, self.activation, self.group, self.prunedHeads) = (heads, headDim, ffn, activation, group, prunedHeads)
+        public init(heads: Int, headDim: Int, ffn: Int, activation: Activation = .gelu, group: Int, prunedHeads: [Int] = [], prunedNeurons: Int = 0) {
+            (self.heads, self.headDim, self.ffn, self.activation, self.group) = (heads, headDim, ffn, activation, group)
+            (self.prunedHeads, self.prunedNeurons) = (prunedHeads, prunedNeurons)
         }
     }
 

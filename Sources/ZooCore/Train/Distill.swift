@@ -148,7 +148,7 @@ public enum DistillLoss {
 /// Which teacher layer each student layer learns from (hidden state l = output of layer l, 0 = the
 /// embedding output). For M student and N teacher layers, student layer m = 1…M maps to:
 public enum LayerMap: Equatable {
-    case uniform              // TinyBERT: m → m·N/M for m = 1…M (the embeddings, 0 → 0, separately)
+    case uniform              // TinyBERT: m → m·N/M (rounded) for m = 1…M (the embeddings, 0 → 0, separately)
     case skip                 // BERT-PKD-skip: m → m·N/M for m = 1…M−1 (the last layer learns through the prediction)
     case last                 // BERT-PKD-last: m → N−M+m for m = 1…M−1
     case explicit([Int])      // given: teacher layer of each student layer 1…M
@@ -158,8 +158,8 @@ public enum LayerMap: Equatable {
         guard M <= N else { throw ZooError.usage("the student has more layers (\(M)) than the teacher (\(N))") }
         switch self {
         case .uniform, .skip:
-            guard N % M == 0 else { throw ZooError.usage("a uniform or skip layer map needs the teacher's \(N) layers to be a multiple of the student's \(M)") }
-            return (1...(self == .uniform ? M : M - 1)).filter { $0 >= 1 }.map { ($0, $0 * N / M) }
+            // m·N/M, rounded half up when M does not divide N (6 → 4 layers: 2, 3, 5, 6)
+            return (1...M).dropLast(self == .uniform ? 0 : 1).map { ($0, Int((Double($0 * N) / Double(M)).rounded())) }
         case .last:
             return (1..<M).map { ($0, N - M + $0) }
         case .explicit(let list):

@@ -1,0 +1,240 @@
+import Foundation
+import ZooCore
+
+/// Knowledge distillation (the seed's KD table) as recipes on the core `DistillStep`: a fine-tuned
+/// teacher, a student of another shape, losses at the places each method distils.
+public let plugin = Plugin(
+    variants: Recipe.allCases.map { recipe in
+        Variant(name: recipe.rawValue, summary: recipe.summary) { source in
+            switch source {
+            case .checkpoint(let ckpt):
+                guard ckpt.spec.family == recipe.family else {
+                    throw ZooError.badFile(path: ckpt.dir.path, problem: "model_type is \(ckpt.spec.family.rawValue); a \(recipe.rawValue) student is \(recipe.family.rawValue) (make one with `zoo distill --recipe \(recipe.rawValue)`)")
+                }
+                return try Network<Linear>(checkpoint: ckpt)
+            case .geometry(let g, let seed):
+                guard recipe == .tinybert, g == .tinybert4l else { throw ZooError.usage("\(recipe.rawValue) has no geometry of its own; tinybert has tinybert-4l") }
+                return try Network<Linear>(packing: randomStore(g.spec, seed: seed))
+            }
+        }
+    },
+    commands: [DistillCommand.self])
+
+/// Where each method distils (Table 1 of the seed) and how its student starts.
+public enum Recipe: String, CaseIterable {
+    case tinybert, distilbert, bertPKD = "bert-pkd"
+
+    var family: HFFamily { self == .distilbert ? .distilbert : .bert }
+
+    var summary: String {
+        switch self {
+        case .tinybert: return "TinyBERT student (default 4 layers, width 312, FFN 1200): embeddings, attention, hidden states, then predictions (zoo distill)"
+        case .distilbert: return "DistilBERT student: every other teacher layer, predictions distilled (zoo distill); HF DistilBERT checkpoints"
+        case .bertPKD: return "BERT-PKD student: the teacher's first layers, patient [CLS] loss on skipped layers + predictions (zoo distill)"
+        }
+    }
+
+    /// The stages, in order: name, objective, whether it trains on the corpus (else the task's
+    /// training set), and the epochs option that sets its length.
+    func stages(temperature: Float) -> [(name: String, objective: DistillObjective, corpus: Bool)] {
+        var prediction = DistillObjective()
+        (prediction.softCE, prediction.hard, prediction.temperature) = (0.5, 0.5, temperature)
+        switch self {
+        case .tinybert:
+            var intermediate = DistillObjective()
+            (intermediate.embedding, intermediate.hidden, intermediate.attention) = (1, 1, 1)
+            var pred = DistillObjective()
+            (pred.softCE, pred.temperature) = (1, temperature)   // TinyBERT's prediction layer: soft cross-entropy only
+            return [("general", intermediate, true), ("intermediate", intermediate, false), ("prediction", pred, false)]
+        case .distilbert:
+            return [("task", prediction, false)]
+        case .bertPKD:
+            var pkd = prediction
+            (pkd.pkd, pkd.layerMap) = (100, .skip)    // β = 100 (Sun et al. 2019 search 10…1000)
+            return [("task", pkd, false)]
+        }
+    }
+}
+
+/// Students built from (or shaped after) the teacher.
+enum Students {
+    /// Copies teacher layer `from` into student parameter group `to` (same tensor shapes; the
+    /// families list a layer's tensors in the same order).
+    static func copyLayer(_ from: Int, of teacher: ParameterStore, to: Int, in student: ParameterStore) {
+        for (a, b) in zip(teacher.spec.family.names.layer(from).tensors, student.spec.family.names.layer(to).tensors) { copy(a, teacher, b, student) }
+    }
+
+    static func copy(_ a: String, _ teacher: ParameterStore, _ b: String, _ student: ParameterStore) {
+        let v = teacher.view(a)
+        student.view(b).value.update(from: v.value, count: v.count)
+    }
+
+    /// The teacher's layers `layers` (0-based) with its embeddings and head, as a `family` model.
+    /// DistilBERT has no token types: the type-0 row is folded into every position (exact for
+    /// single sentences; a pair's second segment loses its type-1 offset, for training to recover).
+    static func subset(_ teacher: ParameterStore, layers: [Int], family: HFFamily) -> ParameterStore {
+        let t = teacher.spec
+        var spec = t
+        spec.family = family
+        spec.layers = layers.enumerated().map { i, l in var layer = t.layers[l]; layer.group = i; return layer }
+        if family == .distilbert { (spec.types, spec.head, spec.classifierDropout) = (0, .preClassifier, 0.2) }
+        let s = ParameterStore(spec: spec)
+        let (tn, sn) = (t.family.names, family.names)
+        copy(tn.word, teacher, sn.word, s)
+        copy(tn.position, teacher, sn.position, s)
+        if family == .distilbert, let type = tn.tokenType {
+            let p = s.view(sn.position), row = teacher.view(type).value
+            for i in 0..<spec.positions { for j in 0..<spec.hidden { p.value[i * spec.hidden + j] += row[j] } }
+        } else if let a = tn.tokenType, let b = sn.tokenType {
+            copy(a, teacher, b, s)
+        }
+        for x in [".weight", ".bias"] {
+            copy(tn.embeddingNorm + x, teacher, sn.embeddingNorm + x, s)
+            copy(tn.pooler + x, teacher, sn.pooler + x, s)       // DistilBERT: pre_classifier starts as the pooler
+            copy(tn.classifier + x, teacher, sn.classifier + x, s)
+        }
+        for (i, l) in layers.enumerated() { copyLayer(l, of: teacher, to: i, in: s) }
+        return s
+    }
+
+    /// A randomly initialised BERT (normal(0, 0.02) weights, unit LayerNorms, zero biases) with the
+    /// teacher's vocabulary, positions and head kind.
+    static func random(like t: ModelSpec, layers: Int, hidden: Int, heads: Int, ffn: Int, seed: UInt64) -> ParameterStore {
+        var spec = ModelSpec.bert(vocab: t.vocab, hidden: hidden, layers: layers, heads: heads, ffn: ffn, positions: t.positions).withHead(numLabels: t.numLabels)
+        spec.types = t.types
+        let r = randomStore(spec, seed: seed), s = ParameterStore(spec: spec)
+        s.values.data.update(from: r.values.data, count: r.count)
+        return s
+    }
+}
+
+public struct DistillCommand: Command {
+    public static let name = "distill"
+    public static let summary = "distil a fine-tuned teacher into a smaller student (tinybert, distilbert, bert-pkd)"
+    public static let help = """
+    zoo distill --teacher FINETUNED --recipe tinybert|distilbert|bert-pkd --out DIR [--task T]
+                [--student-layers L] [--student-width H] [--student-heads A] [--student-ffn F]
+                [--epochs N] [--general-epochs N] [--corpus FILE] [--lr X] [--batch B] [--temperature T]
+                [--limit N] [--save-every N] [--data DIR] [--threads N] [--seed S] [--resume]
+      tinybert: a new student (default 4 layers, width 312, 12 heads, FFN 1200: TinyBERT-4L-312),
+        general distillation on unlabelled sentences (--corpus FILE, one per line; default every
+        sentence of the GLUE files in --data) for --general-epochs (default 1): embedding output,
+        hidden states (through learned projections) and attention scores, layer m of the student
+        learning from teacher layer round(m·N/M); then on the task: the same losses (--epochs), then
+        the soft cross-entropy of the predictions at --temperature (default 1; --epochs).
+      distilbert: the student is every other teacher layer (--student-layers overrides the count),
+        written as an HF DistilBERT checkpoint; trained on the task with 0.5·labels + 0.5·T²·KL at
+        --temperature (default 2).
+      bert-pkd: the student is the teacher's first --student-layers layers (default half); labels +
+        soft predictions as above + 100 × PKD's normalised [CLS] MSE on skipped teacher layers.
+      Each stage is a resumable run of the core trainer in DIR/<stage> (--resume continues); DIR gets
+      the student as an HF checkpoint and distill.json (stages, losses, dev score, parameters).
+      The general stage's corpus can be capped with --limit N sentences (also caps the task set).
+    """
+    public static let options: Set<String> = ["teacher", "recipe", "out", "task", "student-layers", "student-width", "student-heads",
+                                              "student-ffn", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
+                                              "save-every", "data", "threads", "seed"]
+    public static let flags: Set<String> = ["resume"]
+
+    public static func run(_ args: Arguments) throws {
+        guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
+        Runtime.setThreads(try args.int("threads"))
+        guard let recipe = Recipe(rawValue: try args.required("recipe")) else {
+            throw ZooError.usage("unknown recipe '\(args["recipe"]!)'; known: \(Recipe.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let out = URL(fileURLWithPath: try args.required("out"))
+        let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("teacher")))
+        let t = ckpt.spec
+        guard t.head != .none, t.family == .bert, t.layers.allSatisfy({ $0.prunedHeads.isEmpty }) else {
+            throw ZooError.badFile(path: ckpt.dir.path, problem: "the teacher must be a fine-tuned dense BERT (zoo finetune output)")
+        }
+        guard let taskName = args["task"] ?? ckpt.fineTunedTask() else {
+            throw ZooError.usage("--task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
+        }
+        let task = try GLUETask.named(taskName)
+        guard t.numLabels == task.numLabels else {
+            throw ZooError.badFile(path: ckpt.dir.path, problem: "classifier has \(t.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
+        }
+        let seed = try args.int("seed", default: 42, range: 0...Int.max).map(UInt64.init)!
+        let teacher = ParameterStore(spec: t, trainable: false)
+        try teacher.load(ckpt, seed: 0)
+        let N = t.layers.count
+        let student: ParameterStore
+        switch recipe {
+        case .tinybert:
+            student = Students.random(like: t, layers: try args.int("student-layers", default: 4, range: 1...N)!,
+                                      hidden: try args.int("student-width", default: 312)!, heads: try args.int("student-heads", default: 12)!,
+                                      ffn: try args.int("student-ffn", default: 1200)!, seed: seed)
+            guard student.spec.hidden % student.spec.layers[0].heads == 0 else { throw ZooError.usage("--student-width must be a multiple of --student-heads") }
+        case .distilbert:
+            let M = try args.int("student-layers", default: (N + 1) / 2, range: 1...N)!
+            student = Students.subset(teacher, layers: (0..<M).map { $0 * N / M }, family: .distilbert)
+        case .bertPKD:
+            student = Students.subset(teacher, layers: Array(0..<(try args.int("student-layers", default: N / 2, range: 1...N)!)), family: .bert)
+        }
+        for flag in ["student-width", "student-heads", "student-ffn", "general-epochs", "corpus"] where recipe != .tinybert && args[flag] != nil {
+            throw ZooError.usage("--\(flag) applies to the tinybert recipe only")
+        }
+        var recipeOptions = TrainOptions()
+        recipeOptions.epochs = try args.int("epochs", default: 3, range: 1...1000)!
+        recipeOptions.lr = try args.float("lr", default: recipe == .tinybert ? 1e-4 : 5e-5, range: 0...1)
+        recipeOptions.batch = try args.int("batch", default: 32)!
+        recipeOptions.seed = seed
+        recipeOptions.saveEvery = try args.int("save-every", default: recipeOptions.saveEvery, range: 0...Int.max)!
+        let limit = try args.int("limit")
+        let glue = glueDirectory(args["data"])
+        let tokenizer = try ckpt.tokenizer()
+        let maxLength = min(128, t.positions)
+        var train = try task.load(.train, from: glue)
+        if let limit { train = Array(train.prefix(limit)) }
+        let devExamples = try task.load(.dev, from: glue)
+        let dev = devExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
+        log("distilling \(ckpt.dir.path) (\(task.glueName), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.spec.layers.count) layers, width \(student.spec.hidden), \(student.spec.parameterCount) parameters")
+
+        var record: [[String: Any]] = []
+        for (name, objective, onCorpus) in recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100)) {
+            let dir = out.appendingPathComponent(name)
+            let done = dir.appendingPathComponent("stage.json")
+            if args.flag("resume"), let data = FileManager.default.contents(atPath: done.path) {
+                try student.load(try Checkpoint(dir: dir), seed: 0)
+                record.append(try JSONSerialization.jsonObject(with: data) as! [String: Any])
+                log("\(name): done earlier, loaded \(dir.path)")
+                continue
+            }
+            var options = recipeOptions
+            let step: DistillStep
+            if onCorpus {
+                options.epochs = try args.int("general-epochs", default: 1, range: 1...1000)!
+                var sentences = try args["corpus"].map { try Corpus.load(URL(fileURLWithPath: $0)) } ?? Corpus.glue(glue)
+                if let limit { sentences = Array(sentences.prefix(limit)) }
+                log("\(name): \(sentences.count) sentences (\(args["corpus"] ?? "every GLUE sentence in \(glue.path)"))")
+                step = try DistillStep(teacher: teacher, student: student, objective: objective,
+                                       examples: sentences.map { tokenizer.encode($0, nil, maxLength: maxLength) }, targets: nil, seed: seed)
+            } else {
+                step = try DistillStep(teacher: teacher, student: student, objective: objective,
+                                       examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) },
+                                       targets: train.map(\.labelValue), task: task, dev: dev, devLabels: devExamples.map(\.labelValue), seed: seed)
+            }
+            let trainer = try Trainer(step, options: options, out: dir)
+            if args.flag("resume"), FileManager.default.fileExists(atPath: trainer.checkpointURL.path) {
+                try trainer.resume()
+                log("\(name): resumed from \(trainer.checkpointURL.path)")
+            }
+            let progress = Progress(name)
+            try trainer.run(log: { log("\(name) " + $0) }, progress: { progress.update($0, $1) })
+            try student.writeCheckpoint(to: dir, base: ckpt)
+            var stage = trainer.record
+            stage["stage"] = name
+            record.append(stage)
+            try writeAtomically(try JSONSerialization.data(withJSONObject: stage, options: [.prettyPrinted, .sortedKeys]), to: done)
+        }
+        try student.writeCheckpoint(to: out, base: ckpt)
+        let score = TaskResult(task: task, predictions: try predictions(try Network<Linear>(packing: student), dev, regression: task.isRegression),
+                               labels: devExamples.map(\.labelValue))
+        let summary: [String: Any] = ["teacher": ckpt.dir.path, "task": task.name, "recipe": recipe.rawValue, "stages": record,
+                                      "parameters_teacher": t.parameterCount, "parameters": student.spec.parameterCount, "dev": score.score]
+        try writeAtomically(try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("distill.json"))
+        print(String(format: "%@: %@ student, %d layers, width %d, %d parameters (teacher %d); %@ dev %.2f", out.path, recipe.rawValue,
+                     student.spec.layers.count, student.spec.hidden, student.spec.parameterCount, t.parameterCount, task.glueName, score.score))
+    }
+}
