@@ -133,3 +133,71 @@ void zk_adamw_update(float *param, const float *grad, float *m, float *v, size_t
         param[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
     }
 }
+
+// ---- LSTM (one direction, one sequence; PyTorch nn.LSTM semantics, gate order i, f, g, o) --------
+// Forward: pre = x·W_ihᵀ + b_ih for all steps at once (one GEMM), then per step
+//   gates = pre_t + W_hh·h_{t−1} + b_hh; i, f, o = σ(·), g = tanh(·)
+//   c_t = f·c_{t−1} + i·g;  h_t = o·tanh(c_t)
+// from h_{−1} = c_{−1} = 0; `reverse` runs t = T−1 … 0 (the backward direction of a BiLSTM).
+// Keeps gates [T, 4Hd] (after their nonlinearities) and c [T, Hd] for the backward pass.
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void zk_lstm_forward(float *h, float *c, float *gates, const float *x, const float *w_ih, const float *w_hh,
+                     const float *b_ih, const float *b_hh, int T, int D, int Hd, int reverse) {
+    const int G = 4 * Hd;
+    zk_linear_forward(gates, x, w_ih, b_ih, T, G, D);
+    for (int s = 0; s < T; s++) {
+        const int t = reverse ? T - 1 - s : s, prev = reverse ? t + 1 : t - 1;
+        float *g = gates + (size_t)t * G;
+        const float *hp = s > 0 ? h + (size_t)prev * Hd : NULL, *cp = s > 0 ? c + (size_t)prev * Hd : NULL;
+        for (int r = 0; r < G; r++) {
+            float acc = g[r] + b_hh[r];
+            if (hp) { const float *w = w_hh + (size_t)r * Hd; for (int k = 0; k < Hd; k++) acc += w[k] * hp[k]; }
+            g[r] = (r >= 2 * Hd && r < 3 * Hd) ? tanhf(acc) : sigmoidf(acc);
+        }
+        for (int j = 0; j < Hd; j++) {
+            const float ct = g[Hd + j] * (cp ? cp[j] : 0.0f) + g[j] * g[2 * Hd + j];
+            c[(size_t)t * Hd + j] = ct;
+            h[(size_t)t * Hd + j] = g[3 * Hd + j] * tanhf(ct);
+        }
+    }
+}
+
+// Backward of zk_lstm_forward: dh [T, Hd] is the gradient at every output h_t (the caller's loss);
+// writes dx [T, D] and adds into the parameter gradients. dgates: scratch [T, 4Hd].
+void zk_lstm_backward(float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, float *dgates,
+                      const float *dh, const float *x, const float *h, const float *c, const float *gates,
+                      const float *w_ih, const float *w_hh, int T, int D, int Hd, int reverse) {
+    const int G = 4 * Hd;
+    float *dh_next = calloc((size_t)Hd, sizeof(float)), *dc_next = calloc((size_t)Hd, sizeof(float));
+    for (int s = T - 1; s >= 0; s--) {
+        const int t = reverse ? T - 1 - s : s, prev = reverse ? t + 1 : t - 1;
+        const float *g = gates + (size_t)t * G, *cp = s > 0 ? c + (size_t)prev * Hd : NULL;
+        float *dg = dgates + (size_t)t * G;
+        for (int j = 0; j < Hd; j++) {
+            const float i = g[j], f = g[Hd + j], gg = g[2 * Hd + j], o = g[3 * Hd + j];
+            const float tc = tanhf(c[(size_t)t * Hd + j]);
+            const float dht = dh[(size_t)t * Hd + j] + dh_next[j];
+            const float dct = dht * o * (1 - tc * tc) + dc_next[j];
+            dg[j] = dct * gg * i * (1 - i);                       // input gate, through σ
+            dg[Hd + j] = dct * (cp ? cp[j] : 0.0f) * f * (1 - f);    // forget gate
+            dg[2 * Hd + j] = dct * i * (1 - gg * gg);             // cell candidate, through tanh
+            dg[3 * Hd + j] = dht * tc * o * (1 - o);              // output gate
+            dc_next[j] = dct * f;
+        }
+        // dh_{prev} = W_hhᵀ·dg; dW_hh += dg ⊗ h_prev; db_hh += dg
+        for (int k = 0; k < Hd; k++) dh_next[k] = 0;
+        const float *hp = s > 0 ? h + (size_t)prev * Hd : NULL;
+        for (int r = 0; r < G; r++) {
+            const float d = dg[r];
+            db_hh[r] += d;
+            if (!hp) continue;
+            const float *w = w_hh + (size_t)r * Hd;
+            float *dw = dw_hh + (size_t)r * Hd;
+            for (int k = 0; k < Hd; k++) { dh_next[k] += w[k] * d; dw[k] += d * hp[k]; }
+        }
+    }
+    free(dh_next); free(dc_next);
+    // The input projection of all steps at once: dx += dgates·W_ih, dW_ih += dgatesᵀ·x, db_ih += Σ_t dgates.
+    zk_linear_backward(dx, dw_ih, db_ih, dgates, x, w_ih, T, G, D);
+}

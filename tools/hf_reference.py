@@ -8,7 +8,8 @@
     python tools/hf_reference.py train-step --out DIR # -> DIR/train_step.safetensors (loss, grads, AdamW step, one exact Hessian-vector product)
     python tools/hf_reference.py families --out DIR   # -> DIR/families/<name>/ (small random pruned BERT, DistilBERT,
                                                       #    ALBERT checkpoints + hidden states, scores, grads: tools/hf_families.py)
-    python tools/hf_reference.py all      --out DIR   # the last five
+    python tools/hf_reference.py lstm     --out DIR   # -> DIR/lstm.safetensors (PyTorch nn.LSTM, bidirectional: outputs, grads)
+    python tools/hf_reference.py all      --out DIR   # the last six
     python tools/hf_reference.py roundtrip --model DIR < lines   # HF logits of a zoo-fine-tuned model (any family)
 
 Weights default to weights/minilm-l6 (`zoo weights fetch minilm-l6`), GLUE to $ZOO_GLUE_DIR.
@@ -247,6 +248,33 @@ def cmd_families(a):
     hf_families.run(a.out, tokenizer(a.weights), a.weights, ENCODER_INPUTS)
 
 
+def cmd_lstm(a):
+    """A bidirectional nn.LSTM (input 5, hidden 7) over one sequence of 6 steps, float64, and the
+    gradients of sum(output * dh) for a random dh: outputs, input gradient and every parameter's
+    gradient, per direction ("fwd", "rev"), stored as float32."""
+    import torch
+    from safetensors.torch import save_file
+    torch.manual_seed(21)
+    lstm = torch.nn.LSTM(5, 7, bidirectional=True, batch_first=True).double()
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.normal_(0.0, 0.5)
+    x = torch.randn(1, 6, 5, dtype=torch.float64, requires_grad=True)
+    out, _ = lstm(x)
+    dh = torch.randn_like(out)
+    (out * dh).sum().backward()
+    f32 = lambda t: t.detach().float().contiguous()
+    ref = {"x": f32(x[0]), "h": f32(out[0]), "dh": f32(dh[0]), "dx": f32(x.grad[0])}
+    for d, suffix in [("fwd", ""), ("rev", "_reverse")]:
+        for n in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]:
+            p = getattr(lstm, f"{n}_l0{suffix}")
+            ref[f"{d}.{n}"] = f32(p)
+            ref[f"{d}.grad.{n}"] = f32(p.grad)
+    os.makedirs(a.out, exist_ok=True)
+    save_file(ref, os.path.join(a.out, "lstm.safetensors"))
+    print(f"lstm: {a.out}/lstm.safetensors", file=sys.stderr)
+
+
 def cmd_roundtrip(a):
     """Loads a zoo-fine-tuned directory of any family (BERT, DistilBERT, ALBERT, ...) with
     AutoModelForSequenceClassification.from_pretrained and prints the logits of the given TAB-separated
@@ -270,7 +298,7 @@ def cmd_roundtrip(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "families", "roundtrip", "all"])
+    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "families", "lstm", "roundtrip", "all"])
     ap.add_argument("--model", help="roundtrip: a fine-tuned checkpoint directory")
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
@@ -280,7 +308,7 @@ def main():
         cmd_tokenizer_fixture(a)
     if a.what == "roundtrip":
         cmd_roundtrip(a)
-    for w in ["encoder", "stsb", "metrics", "train-step", "families"]:
+    for w in ["encoder", "stsb", "metrics", "train-step", "families", "lstm"]:
         if a.what in (w, "all"):
             globals()["cmd_" + w.replace("-", "_")](a)
 
