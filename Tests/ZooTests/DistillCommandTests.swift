@@ -54,13 +54,21 @@ final class DistillCommandTests: XCTestCase {
         try assertEvalMatches("distilbert", d, glue)
 
         let p = try tempDir().appendingPathComponent("pkd")
-        r = try distill(teacher, glue, p, ["--recipe", "bert-pkd", "--student-layers", "2"])
+        r = try distill(teacher, glue, p, ["--recipe", "bert-pkd", "--student-layers", "2", "--augment", "2"])
         XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("augmented training set: 48 examples + 96 copies"), r.stderr)
+        let augmented = try JSONSerialization.jsonObject(with: Data(contentsOf: p.appendingPathComponent("augmented.json"))) as! [String: Any]
+        XCTAssertEqual((augmented["examples"] as! [Any]).count, 144)
         XCTAssertEqual(try Checkpoint(dir: p).spec.layers.count, 2)
         let stage = try JSONSerialization.jsonObject(with: Data(contentsOf: p.appendingPathComponent("task/stage.json"))) as! [String: Any]
         XCTAssertEqual(Set((stage["loss_terms"] as! [String: [Double]]).keys), ["hard", "soft_ce", "pkd"])   // each term logged per step
         try assertSameLogitsAsHF(p)
         try assertEvalMatches("bert-pkd", p, glue)
+        let before = try Data(contentsOf: p.appendingPathComponent("model.safetensors"))
+        r = try distill(teacher, glue, p, ["--recipe", "bert-pkd", "--student-layers", "2", "--augment", "2", "--resume"])   // all stages done: reloads
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("144 examples from"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: p.appendingPathComponent("model.safetensors")), before)
 
         r = try zoo(["eval", "distilbert", "--task", "rte", "--weights", p.path, "--data", glue.path])
         XCTAssertEqual(r.code, 1)

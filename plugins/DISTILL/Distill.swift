@@ -115,7 +115,8 @@ public struct DistillCommand: Command {
     zoo distill --teacher FINETUNED --recipe tinybert|distilbert|bert-pkd --out DIR [--task T]
                 [--student-layers L] [--student-width H] [--student-heads A] [--student-ffn F]
                 [--epochs N] [--general-epochs N] [--corpus FILE] [--lr X] [--batch B] [--temperature T]
-                [--limit N] [--save-every N] [--data DIR] [--threads N] [--seed S] [--resume]
+                [--augment N] [--augment-cap N] [--limit N] [--save-every N] [--data DIR] [--threads N]
+                [--seed S] [--resume]
       tinybert: a new student (default 4 layers, width 312, 12 heads, FFN 1200: TinyBERT-4L-312),
         general distillation on unlabelled sentences (--corpus FILE, one per line; default every
         sentence of the GLUE files in --data) for --general-epochs (default 1): embedding output,
@@ -130,10 +131,14 @@ public struct DistillCommand: Command {
       Each stage is a resumable run of the core trainer in DIR/<stage> (--resume continues); DIR gets
       the student as an HF checkpoint and distill.json (stages, losses, dev score, parameters).
       The general stage's corpus can be capped with --limit N sentences (also caps the task set).
+      --augment N: the task stages train on the training set plus N augmented copies of each example
+      (TinyBERT's augmentation: each whole word replaced with probability 0.4 by one of its 15 nearest
+      words in the teacher's word-embedding table — not GloVe or an MLM, which do not exist here), at
+      most --augment-cap examples (default 200,000); cached in DIR/augmented.json.
     """
     public static let options: Set<String> = ["teacher", "recipe", "out", "task", "student-layers", "student-width", "student-heads",
                                               "student-ffn", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
-                                              "save-every", "data", "threads", "seed"]
+                                              "save-every", "data", "threads", "seed", "augment", "augment-cap"]
     public static let flags: Set<String> = ["resume"]
 
     public static func run(_ args: Arguments) throws {
@@ -187,6 +192,10 @@ public struct DistillCommand: Command {
         let maxLength = min(128, t.positions)
         var train = try task.load(.train, from: glue)
         if let limit { train = Array(train.prefix(limit)) }
+        if let copies = try args.int("augment"), copies > 0 {
+            train = try augmented(train, copies: copies, cap: try args.int("augment-cap", default: 200_000)!, teacher: teacher, from: ckpt.dir.path,
+                                  tokenizer: tokenizer, seed: seed, cache: out.appendingPathComponent("augmented.json"))
+        }
         let devExamples = try task.load(.dev, from: glue)
         let dev = devExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
         log("distilling \(ckpt.dir.path) (\(task.glueName), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.spec.layers.count) layers, width \(student.spec.hidden), \(student.spec.parameterCount) parameters")
@@ -236,5 +245,34 @@ public struct DistillCommand: Command {
         try writeAtomically(try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("distill.json"))
         print(String(format: "%@: %@ student, %d layers, width %d, %d parameters (teacher %d); %@ dev %.2f", out.path, recipe.rawValue,
                      student.spec.layers.count, student.spec.hidden, student.spec.parameterCount, t.parameterCount, task.glueName, score.score))
+    }
+
+    /// The training set with augmented copies (`Augmenter`), read from `cache` when a run made it.
+    static func augmented(_ train: [Example], copies: Int, cap: Int, teacher: ParameterStore, from path: String, tokenizer: WordPieceTokenizer,
+                          seed: UInt64, cache: URL) throws -> [Example] {
+        let key = "teacher \(path), \(train.count) examples, \(copies) copies, cap \(cap), seed \(seed)"
+        if let data = FileManager.default.contents(atPath: cache.path),
+           let saved = try? JSONSerialization.jsonObject(with: data) as? [String: Any], saved["key"] as? String == key,
+           let rows = saved["examples"] as? [[String: Any]] {
+            log("augmented training set: \(rows.count) examples from \(cache.path)")
+            return rows.enumerated().map { i, r in
+                Example(index: i, textA: r["a"] as! String, textB: r["b"] as? String,
+                        label: (r["y"] as? Double).map { r["regression"] as? Bool == true ? .score($0) : .classIndex(Int($0)) })
+            }
+        }
+        let names = teacher.spec.family.names
+        let texts = train.flatMap { [$0.textA] + ($0.textB.map { [$0] } ?? []) }
+        let augmenter = Augmenter(tokenizer: tokenizer, table: teacher.view(names.word).value, width: teacher.spec.embedding, texts: texts)
+        let out = augmenter.augment(train, copies: copies, cap: cap, seed: seed)
+        log("augmented training set: \(train.count) examples + \(out.count - train.count) copies (neighbours of \(augmenter.neighbours.count) words)")
+        let rows: [[String: Any]] = out.map { e in
+            var r: [String: Any] = ["a": e.textA]
+            if let b = e.textB { r["b"] = b }
+            if let y = e.label { r["y"] = y.classIndex.map(Double.init) ?? y.score!; r["regression"] = y.score != nil }
+            return r
+        }
+        try FileManager.default.createDirectory(at: cache.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try writeAtomically(try JSONSerialization.data(withJSONObject: ["key": key, "examples": rows]), to: cache)
+        return out
     }
 }

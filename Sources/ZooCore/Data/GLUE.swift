@@ -6,6 +6,10 @@ public struct Example: Equatable {
     public var textA: String
     public var textB: String?
     public var label: Label?
+
+    public init(index: Int, textA: String, textB: String?, label: Label?) {
+        (self.index, self.textA, self.textB, self.label) = (index, textA, textB, label)
+    }
 }
 
 public enum Label: Equatable {
