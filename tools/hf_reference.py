@@ -9,7 +9,8 @@
     python tools/hf_reference.py families --out DIR   # -> DIR/families/<name>/ (small random pruned BERT, DistilBERT,
                                                       #    ALBERT checkpoints + hidden states, scores, grads: tools/hf_families.py)
     python tools/hf_reference.py lstm     --out DIR   # -> DIR/lstm.safetensors (PyTorch nn.LSTM, bidirectional: outputs, grads)
-    python tools/hf_reference.py all      --out DIR   # the last six
+    python tools/hf_reference.py distill  --out DIR   # -> DIR/distill/ (one TinyBERT-loss distillation step: tools/hf_distill.py)
+    python tools/hf_reference.py all      --out DIR   # the last seven
     python tools/hf_reference.py roundtrip --model DIR < lines   # HF logits of a zoo-fine-tuned model (any family)
 
 Weights default to weights/minilm-l6 (`zoo weights fetch minilm-l6`), GLUE to $ZOO_GLUE_DIR.
@@ -18,6 +19,7 @@ Pinned versions: tools/requirements.txt (transformers 4.x: its BertTokenizer is 
 import argparse, json, os, random, sys
 
 import glue_tasks
+import hf_distill
 import hf_families
 from glue_tasks import TASKS
 
@@ -275,6 +277,10 @@ def cmd_lstm(a):
     print(f"lstm: {a.out}/lstm.safetensors", file=sys.stderr)
 
 
+def cmd_distill(a):
+    hf_distill.run(a.out, tokenizer(a.weights), a.weights, ENCODER_INPUTS)
+
+
 def cmd_roundtrip(a):
     """Loads a zoo-fine-tuned directory of any family (BERT, DistilBERT, ALBERT, ...) with
     AutoModelForSequenceClassification.from_pretrained and prints the logits of the given TAB-separated
@@ -298,7 +304,7 @@ def cmd_roundtrip(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "families", "lstm", "roundtrip", "all"])
+    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "families", "lstm", "distill", "roundtrip", "all"])
     ap.add_argument("--model", help="roundtrip: a fine-tuned checkpoint directory")
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
@@ -308,7 +314,7 @@ def main():
         cmd_tokenizer_fixture(a)
     if a.what == "roundtrip":
         cmd_roundtrip(a)
-    for w in ["encoder", "stsb", "metrics", "train-step", "families", "lstm"]:
+    for w in ["encoder", "stsb", "metrics", "train-step", "families", "lstm", "distill"]:
         if a.what in (w, "all"):
             globals()["cmd_" + w.replace("-", "_")](a)
 

@@ -185,3 +185,52 @@ final class DistillStepTests: XCTestCase {
                                              objective: { var h = o; h.hard = 1; return h }(), examples: try examples(), targets: nil))
     }
 }
+
+/// One distillation step with all TinyBERT losses against PyTorch autograd (`tools/hf_distill.py`):
+/// the same teacher, student, projections and batch give every loss term within 1e-5 (relative) and
+/// every gradient — student parameters and projections — within 1e-4 of its tensor's largest.
+final class DistillPyTorchTests: XCTestCase {
+    func testTinyBERTStepMatchesPyTorch() throws {
+        let dir = Paths.reference.appendingPathComponent("distill")
+        try require(dir.appendingPathComponent("reference.safetensors"), "make reference")
+        let ref = try SafeTensors(url: dir.appendingPathComponent("reference.safetensors"))
+        let tc = try Checkpoint(dir: dir.appendingPathComponent("teacher")), sc = try Checkpoint(dir: dir.appendingPathComponent("student"))
+        let teacher = ParameterStore(spec: tc.spec, trainable: false)
+        try teacher.load(tc, seed: 0)
+        var spec = sc.spec
+        (spec.hiddenDropout, spec.attentionDropout, spec.classifierDropout) = (0, 0, 0)   // HF ran in eval mode
+        let student = ParameterStore(spec: spec)
+        try student.load(sc, seed: 0)
+        func ints(_ n: String) throws -> [Int32] {
+            Array(UnsafeBufferPointer(start: try ref.rawPointer(n).assumingMemoryBound(to: Int32.self), count: try ref.entry(n).count))
+        }
+        let ids = try ints("input_ids"), types = try ints("token_type_ids"), lengths = try ints("lengths"), labels = try ref.tensor("labels")
+        let (B, S) = (lengths.count, ids.count / lengths.count)
+        let examples = (0..<B).map { b in
+            WordPieceTokenizer.Encoding(inputIds: Array(ids[b * S..<b * S + Int(lengths[b])]), tokenTypeIds: Array(types[b * S..<b * S + Int(lengths[b])]))
+        }
+        var o = DistillObjective()
+        (o.embedding, o.hidden, o.attention, o.softCE, o.hard, o.temperature) = (1, 1, 1, 1, 0.5, 2)
+        let step = try DistillStep(teacher: teacher, student: student, objective: o, examples: examples, targets: (0..<B).map { Double(labels[$0]) })
+        let proj = try XCTUnwrap(step.projections)
+        for name in ["hidden.weight", "hidden.bias", "embedding.weight", "embedding.bias"] {
+            let t = try ref.tensor(name), v = proj.view(name)
+            v.value.update(from: t.data, count: v.count)
+        }
+        let r = try step.step(Array(0..<B), dropoutSeed: 1)
+        for name in ["embedding", "hidden", "attention", "soft_ce", "hard"] {
+            let want = try ref.tensor("term.\(name)")[0]
+            XCTAssertEqual(r.terms[name]!, want, accuracy: 1e-5 * max(1, abs(want)), name)
+        }
+        XCTAssertEqual(r.loss, try ref.tensor("loss")[0], accuracy: 1e-4)
+        for store in [student, proj] {
+            for s in store.slots {
+                let want = try ref.tensor("grad.\(s.name)")
+                let got = Tensor(shape: [s.count])
+                got.data.update(from: store.view(s.name).grad!, count: s.count)
+                let scale = max((0..<want.count).map { abs(want[$0]) }.max()!, 1e-6)
+                XCTAssertLessThan(maxAbsDiff(got, want), 1e-4 * scale, s.name)
+            }
+        }
+    }
+}
