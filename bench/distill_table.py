@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Issue 12's table: the seed's KD methods distilled from the zoo's own fine-tuned all-MiniLM-L6-v2
+teachers (bench/prune_table.py makes them), per recipe: parameters, bytes on disk, speed against the
+teacher (`zoo bench`, interleaved, medians, b=1 and b=32 at s=128), dev score per task, mean, % of
+the teacher's mean.
+
+    python bench/distill_table.py [--tasks rte,mrpc,stsb,cola,sst2] [--recipes tinybert,distilbert,bert-pkd]
+                                  [--runs runs] [--rounds 3] [--prepare-only] [--speed-only]
+                                  [--distill-args "tinybert: --augment 4"]
+
+Missing students are made with `zoo distill --teacher <runs>/<task> --recipe R --out <runs>/<task>-R`
+(the recipe's defaults; --distill-args adds options per recipe). Prints Markdown and the CPU; writes
+<runs>/distill_table.md.
+"""
+import argparse, json, os, statistics, sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import cpu, run_logged, side_by_side  # noqa: E402
+from prune_table import dense_score, finetune_dense  # noqa: E402
+
+VARIANT = {"tinybert": "tinybert", "distilbert": "distilbert", "bert-pkd": "bert-pkd"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--zoo", default=".build/release/zoo")
+    ap.add_argument("--tasks", default="rte,mrpc,stsb,cola,sst2")
+    ap.add_argument("--recipes", default="tinybert,distilbert,bert-pkd")
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--distill-args", action="append", default=[], help='"RECIPE: options…", repeatable')
+    ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--speed-only", action="store_true", help="skip making missing runs")
+    a = ap.parse_args()
+    tasks, recipes = a.tasks.split(","), a.recipes.split(",")
+    extra = {r.split(":", 1)[0].strip(): r.split(":", 1)[1].split() for r in a.distill_args}
+    for task in tasks if not a.speed_only else []:
+        teacher = finetune_dense(a, task)
+        for r in recipes:
+            out = os.path.join(a.runs, f"{task}-{r}")
+            if not os.path.exists(os.path.join(out, "distill.json")):
+                run_logged([a.zoo, "distill", "--teacher", teacher, "--recipe", r, "--threads", str(a.threads), "--out", out, "--resume",
+                            *extra.get(r, [])], out + ".log")
+    if a.prepare_only:
+        return
+    teacher_mean = statistics.mean(dense_score(a, t) for t in tasks)
+    lines = [f"CPU: {cpu()}; {a.threads} threads; s=128; {a.rounds} rounds per speed, student and teacher interleaved, medians\n",
+             "| model | parameters | MB on disk | b=1 speed | b=32 speed | " + " | ".join(tasks) + " | mean | % of teacher |",
+             "|---|---:|---:|---:|---:|" + "---:|" * (len(tasks) + 2)]
+    first = os.path.join(a.runs, tasks[0])
+    size = lambda d: os.path.getsize(os.path.join(d, "model.safetensors")) / 2**20
+    teacher_params = json.load(open(os.path.join(a.runs, f"{tasks[0]}-{recipes[0]}", "distill.json")))["parameters_teacher"]
+    lines.append(f"| teacher (MiniLM-L6) | {teacher_params} | {size(first):.1f} | 1 | 1 | "
+                 + " | ".join(f"{dense_score(a, t):.2f}" for t in tasks) + f" | {teacher_mean:.2f} | 100 |")
+    print("\n".join(lines), flush=True)
+    for r in recipes:
+        runs = [json.load(open(os.path.join(a.runs, f"{t}-{r}", "distill.json"))) for t in tasks]
+        student = os.path.join(a.runs, f"{tasks[0]}-{r}")
+        speeds = []
+        for b in (1, 32):
+            mt, ms = side_by_side(a.zoo, ("bert", ["--weights", first]), (VARIANT[r], ["--weights", student]), b, 128, a.threads, a.rounds)
+            speeds.append(mt / ms)
+        mean = statistics.mean(x["dev"] for x in runs)
+        lines.append(f"| {r} | {runs[0]['parameters']} | {size(student):.1f} | {speeds[0]:.2f}× | {speeds[1]:.2f}× | "
+                     + " | ".join(f"{x['dev']:.2f}" for x in runs) + f" | {mean:.2f} | {100 * mean / teacher_mean:.1f} |")
+        print(lines[-1], flush=True)
+    with open(os.path.join(a.runs, "distill_table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
