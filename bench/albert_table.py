@@ -9,23 +9,16 @@ vs `zoo bench bert`, random weights of the minilm-l6 and bert-base geometries, r
 
 Prints Markdown tables and the CPU; writes <runs>/albert_table.md.
 """
-import argparse, json, os, statistics, sys
+import json, os, statistics, sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import cpu, run_logged, side_by_side  # noqa: E402
+from common import cpu, run_logged, side_by_side, table_parser  # noqa: E402
 from prune_table import SST2_RECOVERY, dense_score, finetune_dense  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--zoo", default=".build/release/zoo")
-    ap.add_argument("--tasks", default="rte,mrpc,stsb,cola,sst2")
-    ap.add_argument("--runs", default="runs")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = table_parser(__doc__)
     ap.add_argument("--recover-epochs", type=int, default=2, help="SST-2: 1 epoch on its first 20,000 examples")
-    ap.add_argument("--prepare-only", action="store_true")
-    ap.add_argument("--speed-only", action="store_true", help="skip making missing runs")
     a = ap.parse_args()
     tasks = a.tasks.split(",")
     for task in tasks if not a.speed_only else []:

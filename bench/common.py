@@ -1,6 +1,6 @@
 """Shared by the bench/ scripts: the CPU line every table starts with, one `zoo bench` run, and two
 models timed against each other with their runs interleaved."""
-import json, os, statistics, subprocess, sys
+import argparse, json, os, statistics, subprocess, sys
 
 
 def cpu():
@@ -35,3 +35,17 @@ def run_logged(cmd, log):
     print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
     with open(log, "w") as f:
         subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True)
+
+
+def table_parser(doc):
+    """The options every GLUE-table script takes: the zoo binary, tasks, the runs folder, speed rounds,
+    threads, and whether to only make the runs or only time them."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--zoo", default=".build/release/zoo")
+    ap.add_argument("--tasks", default="rte,mrpc,stsb,cola,sst2")
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prepare-only", action="store_true", help="make the missing runs, time nothing")
+    ap.add_argument("--speed-only", action="store_true", help="skip making missing runs")
+    return ap

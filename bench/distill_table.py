@@ -12,26 +12,19 @@ Missing students are made with `zoo distill --teacher <runs>/<task> --recipe R -
 (the recipe's defaults; --distill-args adds options per recipe). Prints Markdown and the CPU; writes
 <runs>/distill_table.md.
 """
-import argparse, json, os, statistics, sys
+import json, os, statistics, sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import cpu, run_logged, side_by_side  # noqa: E402
+from common import cpu, run_logged, side_by_side, table_parser  # noqa: E402
 from prune_table import dense_score, finetune_dense  # noqa: E402
 
 VARIANT = {"tinybert": "tinybert", "distilbert": "distilbert", "bert-pkd": "bert-pkd"}
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--zoo", default=".build/release/zoo")
-    ap.add_argument("--tasks", default="rte,mrpc,stsb,cola,sst2")
+    ap = table_parser(__doc__)
     ap.add_argument("--recipes", default="tinybert,distilbert,bert-pkd")
-    ap.add_argument("--runs", default="runs")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--distill-args", action="append", default=[], help='"RECIPE: options…", repeatable')
-    ap.add_argument("--prepare-only", action="store_true")
-    ap.add_argument("--speed-only", action="store_true", help="skip making missing runs")
     a = ap.parse_args()
     tasks, recipes = a.tasks.split(","), a.recipes.split(",")
     extra = {r.split(":", 1)[0].strip(): r.split(":", 1)[1].split() for r in a.distill_args}

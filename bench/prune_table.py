@@ -14,10 +14,10 @@ same per-layer fractions as RTE's pruned models (`zoo prune --like`).
 Prints Markdown tables (speed > 1: the pruned model is faster) and the CPU it ran on; writes
 <runs>/prune_table.md.
 """
-import argparse, json, os, statistics, sys
+import json, os, statistics, sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import cpu, run_logged, side_by_side  # noqa: E402
+from common import cpu, run_logged, side_by_side, table_parser  # noqa: E402
 
 # name: (zoo prune options, recovery epochs). SST-2: 1 epoch on its first 20,000 examples (of 67k).
 SST2_RECOVERY = ["--recover-epochs", "1", "--limit", "20000"]
@@ -59,14 +59,7 @@ def dense_score(a, task):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--zoo", default=".build/release/zoo")
-    ap.add_argument("--tasks", default="rte,mrpc,stsb,cola,sst2")
-    ap.add_argument("--runs", default="runs")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prepare-only", action="store_true")
-    ap.add_argument("--speed-only", action="store_true", help="skip making missing runs")
+    ap = table_parser(__doc__)
     a = ap.parse_args()
     tasks = a.tasks.split(",")
     if not a.speed_only:

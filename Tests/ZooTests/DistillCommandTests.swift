@@ -5,17 +5,6 @@ import XCTest
 
 /// `zoo distill` as a user runs it, per recipe, on a fine-tuned 4-layer BERT and a tiny RTE.
 final class DistillCommandTests: XCTestCase {
-    /// A 4-layer BERT (hidden 16, 2 heads) fine-tuned on the tiny RTE: the teacher.
-    static func teacher(_ glue: URL) throws -> URL {
-        let dense = try tempDir().appendingPathComponent("dense"), tuned = try tempDir().appendingPathComponent("teacher")
-        try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
-            .writeCheckpoint(to: dense, base: try Checkpoint(dir: try Tiny.checkpoint()))
-        let r = try zoo(["finetune", "--base", dense.path, "--task", "rte", "--data", glue.path, "--out", tuned.path, "--epochs", "2", "--batch", "8",
-                         "--lr", "1e-3", "--threads", "2"])
-        XCTAssertEqual(r.code, 0, r.stderr)
-        return tuned
-    }
-
     func distill(_ teacher: URL, _ glue: URL, _ out: URL, _ extra: [String]) throws -> RunResult {
         try zoo(["distill", "--teacher", teacher.path, "--data", glue.path, "--out", out.path, "--batch", "8", "--epochs", "1", "--threads", "2"] + extra)
     }
@@ -34,7 +23,7 @@ final class DistillCommandTests: XCTestCase {
     /// same logits; before training, single sentences embed exactly as in the teacher (type-0 row
     /// folded into the positions). BERT-PKD: the first two layers, an HF BERT checkpoint.
     func testDistilBERTAndPKDStudents() throws {
-        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Self.teacher(glue)
+        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
         let t = ParameterStore(spec: try Checkpoint(dir: teacher).spec, trainable: false)
         try t.load(try Checkpoint(dir: teacher), seed: 0)
         let initial = Students.subset(t, layers: [0, 2], family: .distilbert)
@@ -78,7 +67,7 @@ final class DistillCommandTests: XCTestCase {
     /// TinyBERT: a new narrow student, general distillation on a corpus file then the two task
     /// stages; killed at an arbitrary moment and resumed, the weights are byte-identical.
     func testTinyBERTStagesAndResume() throws {
-        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Self.teacher(glue)
+        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
         let corpus = try tempDir().appendingPathComponent("corpus.txt")
         try (0..<64).map { ["hello world a", "b a .", "as bs hello", "world . a b"][$0 % 4] + String(repeating: " a", count: $0 % 5) }
             .joined(separator: "\n").write(to: corpus, atomically: true, encoding: .utf8)
@@ -95,23 +84,10 @@ final class DistillCommandTests: XCTestCase {
         try assertEvalMatches("tinybert", full, glue)
 
         let cut = try tempDir().appendingPathComponent("cut")
-        var killedMidway = false
-        for delayMs in [300, 150, 600, 80] {
-            try? FileManager.default.removeItem(at: cut)
-            let p = Process()
-            p.executableURL = Paths.zoo
-            p.arguments = ["distill", "--teacher", teacher.path, "--data", glue.path, "--out", cut.path, "--batch", "8", "--epochs", "1", "--threads", "2"] + args
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let first = cut.appendingPathComponent("general/checkpoint.safetensors")
-            let deadline = Date().addingTimeInterval(30)
-            while !FileManager.default.fileExists(atPath: first.path) && Date() < deadline { usleep(2000) }
-            usleep(useconds_t(delayMs * 1000))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            if !FileManager.default.fileExists(atPath: cut.appendingPathComponent("distill.json").path) { killedMidway = true; break }
-        }
-        XCTAssertTrue(killedMidway, "could not interrupt a run before it finished")
+        XCTAssertTrue(try killedMidway(["distill", "--teacher", teacher.path, "--data", glue.path, "--out", cut.path, "--batch", "8", "--epochs", "1",
+                                        "--threads", "2"] + args,
+                                       after: cut.appendingPathComponent("general/checkpoint.safetensors"), finished: cut.appendingPathComponent("distill.json"),
+                                       delays: [300, 150, 600, 80]), "could not interrupt a run before it finished")
         r = try distill(teacher, glue, cut, args + ["--resume"])
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertEqual(try Data(contentsOf: cut.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),

@@ -40,23 +40,9 @@ final class FinetuneTests: XCTestCase {
 
         // Kill a second run with SIGKILL after it has written some checkpoints, at an arbitrary moment.
         let cut = try tempDir().appendingPathComponent("cut")
-        var killedMidway = false
-        for delayMs in [400, 250, 700, 150] {
-            try? FileManager.default.removeItem(at: cut)
-            let p = Process()
-            p.executableURL = Paths.zoo
-            p.arguments = finetuneArgs(base: base, glue: glue, out: cut)
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let ckpt = cut.appendingPathComponent("checkpoint.safetensors")
-            let deadline = Date().addingTimeInterval(30)
-            while !FileManager.default.fileExists(atPath: ckpt.path) && Date() < deadline { usleep(2000) }
-            usleep(useconds_t(delayMs * 1000))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            if !FileManager.default.fileExists(atPath: cut.appendingPathComponent("model.safetensors").path) { killedMidway = true; break }
-        }
-        XCTAssertTrue(killedMidway, "could not interrupt a run before it finished")
+        XCTAssertTrue(try killedMidway(finetuneArgs(base: base, glue: glue, out: cut), after: cut.appendingPathComponent("checkpoint.safetensors"),
+                                       finished: cut.appendingPathComponent("model.safetensors"), delays: [400, 250, 700, 150]),
+                      "could not interrupt a run before it finished")
         // Whatever the moment, the checkpoint is whole (never torn) and the run resumes to the same end.
         XCTAssertNoThrow(try SafeTensors(url: cut.appendingPathComponent("checkpoint.safetensors")))
         let resumed = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume"])

@@ -89,17 +89,23 @@ final class PruningTests: XCTestCase {
         XCTAssertThrowsError(try Surgery.prune(try store("albert").0, keepHeads: [[0]], keepNeurons: [[0]]))
     }
 
-    /// `zoo prune` as a user runs it: fine-tuned model in, fewer heads and neurons out, recovered,
-    /// evaluated by the `pruned` variant; prune.json records the steps.
-    func testPruneCommandEndToEnd() throws {
+    /// A tiny RTE and the reference's pruned BERT fine-tuned on it for an epoch.
+    func tunedPrunedBERT() throws -> (glue: URL, tuned: URL) {
         let glue = try FinetuneTests.tinyGLUE(train: 48)
         let base = Paths.reference.appendingPathComponent("families/bert-pruned/model")
         try require(base.appendingPathComponent("config.json"), "make reference")
         let tuned = try tempDir().appendingPathComponent("tuned")
-        var r = try zoo(["finetune", "--base", base.path, "--task", "rte", "--data", glue.path, "--out", tuned.path, "--epochs", "1", "--batch", "8", "--threads", "2"])
+        let r = try zoo(["finetune", "--base", base.path, "--task", "rte", "--data", glue.path, "--out", tuned.path, "--epochs", "1", "--batch", "8", "--threads", "2"])
         XCTAssertEqual(r.code, 0, r.stderr)
+        return (glue, tuned)
+    }
+
+    /// `zoo prune` as a user runs it: fine-tuned model in, fewer heads and neurons out, recovered,
+    /// evaluated by the `pruned` variant; prune.json records the steps.
+    func testPruneCommandEndToEnd() throws {
+        let (glue, tuned) = try tunedPrunedBERT()
         let out = try tempDir().appendingPathComponent("pruned")
-        r = try zoo(["prune", "--weights", tuned.path, "--keep-heads", "0.5", "--keep-ffn", "0.75", "--data", glue.path, "--out", out.path,
+        var r = try zoo(["prune", "--weights", tuned.path, "--keep-heads", "0.5", "--keep-ffn", "0.75", "--data", glue.path, "--out", out.path,
                      "--recover-epochs", "1", "--threads", "2"])
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertTrue(r.out.contains("heads per layer"), r.out)
@@ -139,14 +145,9 @@ final class PruningTests: XCTestCase {
     /// `zoo prune --curve`: one checkpoint per step, each step's dev score equal to `zoo eval` on it,
     /// step 0 the unpruned model.
     func testPruneCurve() throws {
-        let glue = try FinetuneTests.tinyGLUE(train: 48)
-        let base = Paths.reference.appendingPathComponent("families/bert-pruned/model")
-        try require(base.appendingPathComponent("config.json"), "make reference")
-        let tuned = try tempDir().appendingPathComponent("tuned")
-        var r = try zoo(["finetune", "--base", base.path, "--task", "rte", "--data", glue.path, "--out", tuned.path, "--epochs", "1", "--batch", "8", "--threads", "2"])
-        XCTAssertEqual(r.code, 0, r.stderr)
+        let (glue, tuned) = try tunedPrunedBERT()
         let out = try tempDir().appendingPathComponent("curve")
-        r = try zoo(["prune", "--weights", tuned.path, "--curve", "--steps", "2", "--keep-heads", "0.5", "--data", glue.path, "--out", out.path])
+        let r = try zoo(["prune", "--weights", tuned.path, "--curve", "--steps", "2", "--keep-heads", "0.5", "--data", glue.path, "--out", out.path])
         XCTAssertEqual(r.code, 0, r.stderr)
         let curve = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("curve.json"))) as! [String: Any]
         let points = curve["points"] as! [[String: Any]]

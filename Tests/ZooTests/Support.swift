@@ -105,8 +105,41 @@ func assertSameLogitsAsHF(_ dir: URL, file: StaticString = #filePath, line: UInt
     }
 }
 
+/// Runs `zoo args` and kills it with SIGKILL `delays[i]` ms after `after` appears, trying the delays
+/// in turn until a run dies before writing `finished`. Returns whether one did.
+func killedMidway(_ args: [String], after: URL, finished: URL, delays: [Int]) throws -> Bool {
+    let out = URL(fileURLWithPath: args[args.firstIndex(of: "--out")! + 1])
+    for delayMs in delays {
+        try? FileManager.default.removeItem(at: out)
+        let p = Process()
+        p.executableURL = Paths.zoo
+        p.arguments = args
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(30)
+        while !FileManager.default.fileExists(atPath: after.path) && Date() < deadline { usleep(2000) }
+        usleep(useconds_t(delayMs * 1000))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        if !FileManager.default.fileExists(atPath: finished.path) { return true }
+    }
+    return false
+}
+
 /// A tiny BERT (1 layer, hidden 8, vocabulary of 12) for tests that need a checkpoint but not real weights.
 enum Tiny {
+    /// A 4-layer BERT (hidden 16, 2 heads, Tiny's vocabulary) fine-tuned for 2 epochs on the tiny RTE
+    /// in `glue`: a teacher / a model to compress.
+    static func fineTuned4Layers(_ glue: URL) throws -> URL {
+        let dense = try tempDir().appendingPathComponent("dense"), tuned = try tempDir().appendingPathComponent("tuned")
+        try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
+            .writeCheckpoint(to: dense, base: try Checkpoint(dir: try checkpoint()))
+        let r = try zoo(["finetune", "--base", dense.path, "--task", "rte", "--data", glue.path, "--out", tuned.path, "--epochs", "2", "--batch", "8",
+                         "--lr", "1e-3", "--threads", "2"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        return tuned
+    }
+
     static let config: [String: Any] = [
         "model_type": "bert", "vocab_size": 12, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
         "intermediate_size": 16, "max_position_embeddings": 16, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
