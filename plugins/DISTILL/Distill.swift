@@ -214,9 +214,9 @@ public struct DistillCommand: Command {
             let step: DistillStep
             if onCorpus {
                 options.epochs = try args.int("general-epochs", default: 1, range: 1...1000)!
-                var sentences = try args["corpus"].map { try Corpus.load(URL(fileURLWithPath: $0)) } ?? Corpus.glue(glue)
-                if let limit { sentences = Array(sentences.prefix(limit)) }
-                log("\(name): \(sentences.count) sentences (\(args["corpus"] ?? "every GLUE sentence in \(glue.path)"))")
+                let all = try args["corpus"].map { try Corpus.load(URL(fileURLWithPath: $0)) } ?? Corpus.glue(glue)
+                let sentences = limit.map { Array(all.prefix($0)) } ?? all
+                log("\(name): \(sentences.count) of \(all.count) sentences (\(args["corpus"] ?? "every distinct GLUE sentence in \(glue.path)"))")
                 step = try DistillStep(teacher: teacher, student: student, objective: objective,
                                        examples: sentences.map { tokenizer.encode($0, nil, maxLength: maxLength) }, targets: nil, seed: seed)
             } else {
