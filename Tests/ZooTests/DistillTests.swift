@@ -2,37 +2,32 @@ import Foundation
 import XCTest
 @testable import ZooCore
 
-/// Logit distillation: the loss against a teacher's logits and its gradient.
+/// The prediction-layer losses: hard labels, soft cross-entropy at a temperature, logits MSE.
 final class DistillTests: XCTestCase {
-    /// The gradient `LogitDistillation.loss` returns equals central finite differences of its loss
-    /// (ε = 1e-2 in double-checked float: within 2e-3 absolute); the soft term is 0 when the student
-    /// copies the teacher, and alpha = 0 leaves exactly the hard-label cross-entropy.
-    func testLossGradientMatchesFiniteDifferences() throws {
-        let teacher = try Network<Linear>(packing: randomStore(.bert(vocab: 12, hidden: 8, layers: 1, heads: 2, ffn: 8, positions: 8), seed: 1))   // not run here
+    /// Their weighted sum's gradient equals central finite differences (ε = 1e-2, within 2e-3); the
+    /// soft terms are 0 when the student copies the teacher.
+    func testPredictionLossesMatchFiniteDifferences() {
         var rng = SplitMix64(seed: 4)
         for (C, targets) in [(3, Targets.classes([2, 0, 1, 1])), (1, Targets.scores([0.5, -1, 2, 0.1]))] {
             let B = 4
             var s = (0..<B * C).map { _ in 2 * rng.normal() }
             let t = (0..<B * C).map { _ in 2 * rng.normal() }
-            let kd = LogitDistillation(teacher: teacher, alpha: 0.7, temperature: 2)
-            func loss(_ x: [Float]) -> Float {
-                var g = [Float](repeating: 0, count: B * C)
-                return kd.loss(student: x, teacher: t, targets: targets, B: B, C: C, grad: &g).loss
+            func loss(_ x: [Float], _ g: inout [Float]) -> Float {
+                0.3 * DistillLoss.hard(student: x, targets: targets, B: B, C: C, weight: 0.3, ds: &g)
+                    + 0.7 * DistillLoss.softCrossEntropy(student: x, teacher: t, B: B, C: C, temperature: 2, weight: 0.7, ds: &g)
+                    + 0.5 * DistillLoss.mse(student: x, teacher: t, count: B * C, weight: 0.5, ds: &g)
             }
-            var grad = [Float](repeating: 0, count: B * C)
-            _ = kd.loss(student: s, teacher: t, targets: targets, B: B, C: C, grad: &grad)
+            var grad = [Float](repeating: 0, count: B * C), scratch = grad
+            _ = loss(s, &grad)
             for i in 0..<B * C {
                 let x = s[i]
-                s[i] = x + 1e-2; let up = loss(s)
-                s[i] = x - 1e-2; let down = loss(s)
+                s[i] = x + 1e-2; let up = loss(s, &scratch)
+                s[i] = x - 1e-2; let down = loss(s, &scratch)
                 s[i] = x
                 XCTAssertEqual(grad[i], (up - down) / 2e-2, accuracy: 2e-3, "C=\(C) logit \(i)")
             }
-            var g = [Float](repeating: 0, count: B * C)
-            XCTAssertEqual(kd.loss(student: t, teacher: t, targets: targets, B: B, C: C, grad: &g).terms["soft"]!, 0, accuracy: 1e-6)
-            let plain = LogitDistillation(teacher: teacher, alpha: 0, temperature: 2)
-            let r = plain.loss(student: s, teacher: t, targets: targets, B: B, C: C, grad: &g)
-            XCTAssertEqual(r.loss, r.terms["hard"]!)
+            XCTAssertEqual(DistillLoss.softCrossEntropy(student: t, teacher: t, B: B, C: C, temperature: 2, weight: 1, ds: &scratch), 0, accuracy: 1e-6)
+            XCTAssertEqual(DistillLoss.mse(student: t, teacher: t, count: B * C, ds: &scratch), 0)
         }
     }
 }

@@ -144,10 +144,11 @@ public struct AlbertizeCommand: Command {
       layer-to-group assignment). Each group starts from the candidate — the mean of its layers or one
       of them — with the lowest training loss over --candidate-examples examples (default 256); all
       candidates' losses are in albertize.json. Then recovers for --recover-epochs (default 3) at
-      --lr (default 5e-5) on the task's training set against the dense model it came from: the loss
-      is (1 − A)·(hard-label loss) + A·T²·KL(dense ‖ ALBERT) on logits softened by T (regression: the
-      dense model's prediction as a second MSE target); A = 0.5, T = 2 by default; --no-distill: the
-      hard labels only; --limit N: on the first N training examples. DIR gets an HF ALBERT checkpoint
+      --lr (default 5e-5) on the task's training set against the dense model it came from, with the
+      distillation engine's losses: embedding output, every layer's hidden states and attention
+      scores (MSE, layer to layer), and (1 − A)·labels + A·T²·KL(dense ‖ ALBERT) on the predictions
+      (regression: MSE to the dense model's prediction); A = 0.5, T = 2 by default; --no-distill: the
+      labels only; --limit N: on the first N training examples. DIR gets an HF ALBERT checkpoint
       (AlbertForSequenceClassification loads it) and albertize.json (parameters, dev scores before
       and after recovery). Run it with `zoo eval albert --weights DIR`.
     """
@@ -210,20 +211,36 @@ public struct AlbertizeCommand: Command {
         var (albert, record) = try Albertize.run(store, embedding: E, groups: groups, batches: batches, log: log)
         let before = try devScore(albert)
         log(String(format: "%@ dev before recovery %.2f", task.glueName, before))
-        let initial = recipe.epochs > 0 ? out.appendingPathComponent(".initial") : out
-        try albert.writeCheckpoint(to: initial, base: ckpt)
         if recipe.epochs > 0 {
-            let teacher = args.flag("no-distill") ? nil
-                : LogitDistillation(teacher: try Network<Linear>(checkpoint: ckpt), alpha: try args.float("alpha", default: 0.5, range: 0...1),
-                                    temperature: try args.float("temperature", default: 2, range: 0.01...100))
-            let tuner = try Finetuner(base: try Checkpoint(dir: initial), task: task, glue: glue, options: recipe, out: out, distillation: teacher)
-            try tuner.run(log: { log("recovery " + $0) })
-            albert = ParameterStore(spec: tuner.work.network.spec, trainable: false)
-            try albert.load(try Checkpoint(dir: out), seed: 0)
-            try? FileManager.default.removeItem(at: initial)
+            // Recovery against the dense model: the distillation engine's intermediate and prediction
+            // losses (same width and heads, so no projections), or the labels alone.
+            var o = DistillObjective()
+            if args.flag("no-distill") {
+                o.hard = 1
+            } else {
+                let alpha = try args.float("alpha", default: 0.5, range: 0...1)
+                (o.embedding, o.hidden, o.attention) = (1, 1, 1)
+                (o.softCE, o.hard, o.temperature) = (alpha, 1 - alpha, try args.float("temperature", default: 2, range: 0.01...100))
+            }
+            var train = try task.load(.train, from: glue)
+            if let n = recipe.limit { train = Array(train.prefix(n)) }
+            let student = ParameterStore(spec: albert.spec)
+            student.values.data.update(from: albert.values.data, count: albert.count)
+            let step = try DistillStep(teacher: store, student: student, objective: o,
+                                       examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: min(128, dense.positions)) },
+                                       targets: train.map(\.labelValue), task: task, dev: dev, devLabels: devExamples.map(\.labelValue), seed: recipe.seed)
+            let work = out.appendingPathComponent(".recovery")
+            let trainer = try Trainer(step, options: recipe, out: work)
+            let progress = Progress("recovery")
+            try trainer.run(log: { log("recovery " + $0) }, progress: { progress.update($0, $1) })
+            record["recovery_epochs"] = trainer.record["epochs"]
+            record["recovery_loss_terms"] = trainer.record["loss_terms"]
+            albert = student
+            try? FileManager.default.removeItem(at: work)
         }
+        try albert.writeCheckpoint(to: out, base: ckpt)
         record.merge(["base": ckpt.dir.path, "task": task.name, "embedding_size": E, "groups": groups, "recover_epochs": recipe.epochs, "recover_limit": recipe.limit ?? 0,
-                      "recovery": args.flag("no-distill") ? "hard labels" : "logit distillation from the dense model",
+                      "recovery": args.flag("no-distill") ? "hard labels" : "distillation from the dense model: embedding, hidden states, attention scores, soft predictions + labels",
                       "parameters_before": dense.parameterCount, "parameters_after": albert.spec.parameterCount,
                       "dev_before_recovery": before, "dev": try devScore(albert)]) { _, b in b }
         try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("albertize.json"))

@@ -1,33 +1,6 @@
 import CKernels
 import Foundation
 
-/// Knowledge distillation on the logits (Hinton et al., 2015): a frozen teacher's logits on the same
-/// batch as a soft target, mixed with the hard-label loss. A `FinetuneStep` with one set trains
-/// against the teacher (ALBERT's and pruning's recovery against the dense model they came from).
-public struct LogitDistillation {
-    public let teacher: Model
-    public var alpha: Float          // weight of the soft term; the hard-label loss gets 1 − alpha
-    public var temperature: Float    // classification: softmax temperature T of both sides
-
-    public init(teacher: Model, alpha: Float = 0.5, temperature: Float = 2) {
-        (self.teacher, self.alpha, self.temperature) = (teacher, alpha, temperature)
-    }
-
-    /// The loss of student logits `s` (B×C) against the teacher's `t` and the labels, and its
-    /// gradient with respect to `s` (written to `grad`). Classification: (1 − α)·CE(s, y) +
-    /// α·T²·KL(softmax(t/T) ‖ softmax(s/T)); regression (C = 1): (1 − α)·(s − y)² + α·(s − t)².
-    /// Means over the batch.
-    public func loss(student s: UnsafePointer<Float>, teacher t: UnsafePointer<Float>, targets: Targets, B: Int, C: Int,
-                     grad: UnsafeMutablePointer<Float>) -> (loss: Float, terms: [String: Float]) {
-        grad.update(repeating: 0, count: B * C)
-        let hard = DistillLoss.hard(student: s, targets: targets, B: B, C: C, weight: 1 - alpha, ds: grad)
-        let soft = targets.isRegression
-            ? DistillLoss.mse(student: s, teacher: t, count: B, weight: alpha, ds: grad)
-            : DistillLoss.softCrossEntropy(student: s, teacher: t, B: B, C: C, temperature: temperature, weight: alpha, ds: grad)
-        return ((1 - alpha) * hard + alpha * soft, ["hard": hard, "soft": soft])
-    }
-}
-
 extension Targets {
     var isRegression: Bool { if case .scores = self { return true } else { return false } }
 }

@@ -15,8 +15,6 @@ public final class FinetuneStep: TrainingStep {
     let dev: [WordPieceTokenizer.Encoding], devLabels: [Double]
     /// Head tensors the base checkpoint did not have (or had for another label count): initialised.
     public let initialised: [String]
-    /// When set, each step also learns the teacher's logits on the same batch.
-    public var distillation: LogitDistillation?
 
     public var stores: [ParameterStore] { [network.store!] }
     public var exampleCount: Int { train.count }
@@ -41,14 +39,8 @@ public final class FinetuneStep: TrainingStep {
     public func step(_ examples: [Int], dropoutSeed: UInt64) throws -> (loss: Float, terms: [String: Float], tokens: Int) {
         let batch = Batch(examples.map { train[$0] })
         let targets: Targets = task.isRegression ? .scores(examples.map { Float(trainTargets[$0]) }) : .classes(examples.map { Int32(trainTargets[$0]) })
-        let tokens = batch.lengths.reduce(0) { $0 + Int($1) }
-        guard let kd = distillation else { return (try network.step(batch, targets: targets, dropoutSeed: dropoutSeed), [:], tokens) }
-        let act = try network.record(batch, dropoutSeed: dropoutSeed)
-        let teacher = try kd.teacher.logits(batch), grad = Tensor(shape: [batch.size, task.numLabels])
-        let (loss, terms) = kd.loss(student: act.logits, teacher: teacher.data, targets: targets, B: batch.size, C: task.numLabels, grad: grad.data)
-        network.clearLogitGradient(act)
-        network.backward(act, batch: batch, extra: [.logits: UnsafePointer(grad.data)])
-        return (loss, terms, tokens)
+        let loss = try network.step(batch, targets: targets, dropoutSeed: dropoutSeed)
+        return (loss, [:], batch.lengths.reduce(0) { $0 + Int($1) })
     }
 
     public func evaluate() throws -> TaskResult? {
@@ -91,9 +83,8 @@ public final class Finetuner {
     public var checkpointURL: URL { trainer.checkpointURL }
     public var batchesPerEpoch: Int { trainer.batchesPerEpoch }
 
-    public init(base: Checkpoint, task: GLUETask, glue: URL, options: TrainOptions, out: URL, distillation: LogitDistillation? = nil) throws {
+    public init(base: Checkpoint, task: GLUETask, glue: URL, options: TrainOptions, out: URL) throws {
         work = try FinetuneStep(base: base, task: task, glue: glue, options: options)
-        work.distillation = distillation
         trainer = try Trainer(work, options: options, out: out)
         self.out = out
     }
