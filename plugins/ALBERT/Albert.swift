@@ -41,9 +41,17 @@ public enum Albertize {
     /// The top-`E` right singular vectors (E×H, row-major, largest first) of the stacked embedding
     /// tables [word; position; type] — the eigenvectors of their Gram matrix — and the share of the
     /// squared norm they keep.
-    static func basis(_ tables: [Param], rows: [Int], H: Int, E: Int) throws -> ([Float], kept: Double) {
+    static func basis(_ tables: [Param], rows: [Int], H: Int, E: Int, tokens: Tensor? = nil) throws -> ([Float], kept: Double) {
         var gram = [Float](repeating: 0, count: H * H)
-        for (t, n) in zip(tables, rows) { zk_sgemm_tn(Int32(H), Int32(H), Int32(n), t.value, Int32(H), t.value, Int32(H), 1, &gram, Int32(H)) }
+        // Each table's mean outer product (every token adds one row of each table, so the 512 position
+        // rows weigh as much as the 30k word rows), plus that of real tokens' embedding sums.
+        var parts = zip(tables.map { UnsafePointer($0.value) }, rows).map { ($0, $1) }
+        if let tokens { parts.append((UnsafePointer(tokens.data), tokens.shape[0])) }
+        for (t, n) in parts {
+            var g = [Float](repeating: 0, count: H * H)
+            zk_sgemm_tn(Int32(H), Int32(H), Int32(n), t, Int32(H), t, Int32(H), 0, &g, Int32(H))
+            for i in 0..<H * H { gram[i] += g[i] / Float(n) }
+        }
         var a = gram.map(Double.init), w = [Double](repeating: 0, count: H)
         let info = zk_symmetric_eigen(Int32(H), &a, &w)
         guard info == 0 else { throw ZooError.failed("eigen-decomposition of the embedding Gram matrix failed (LAPACK info \(info))") }
@@ -56,12 +64,28 @@ public enum Albertize {
     /// basis U; BERT's LayerNorm over H moves behind the projection: LN_H(x) ≈ √(H/E)·Uᵀ·LN_E(x·Uᵀ)
     /// when x lies in the span of U and has zero mean over both widths, so the projection weight is
     /// √(H/E)·diag(γ)·Uᵀ, its bias β, and the new LayerNorm over E starts as the identity (γ = 1, β = 0).
-    static func factorise(_ dense: ParameterStore, into albert: ParameterStore) throws -> Double {
+    static func factorise(_ dense: ParameterStore, into albert: ParameterStore, sample: [Batch]) throws -> Double {
         let (d, a) = (dense.spec.family.names, albert.spec.family.names)
         let (H, E) = (dense.spec.hidden, albert.spec.embedding)
         var pairs = [(d.word, a.word, dense.spec.vocab), (d.position, a.position, dense.spec.positions)]
         if let t = d.tokenType, let ta = a.tokenType, dense.spec.types > 0 { pairs.append((t, ta, dense.spec.types)) }
-        let (u, kept) = try basis(pairs.map { dense.view($0.0) }, rows: pairs.map(\.2), H: H, E: E)
+        // The embedding sums (word + position + type) of the sample's real tokens.
+        let n = sample.reduce(0) { $0 + $1.lengths.reduce(0) { $0 + Int($1) } }
+        let tokens = Tensor(shape: [max(n, 1), H])
+        let word = dense.view(d.word).value, pos = dense.view(d.position).value, type = d.tokenType.flatMap { dense.spec.types > 0 ? dense.view($0).value : nil }
+        var row = 0
+        for batch in sample {
+            for b in 0..<batch.size {
+                for i in 0..<Int(batch.lengths[b]) {
+                    let k = b * batch.seqLen + i, x = tokens.data + row * H
+                    for h in 0..<H {
+                        x[h] = word[Int(batch.inputIds[k]) * H + h] + pos[i * H + h] + (type.map { $0[Int(batch.tokenTypeIds[k]) * H + h] } ?? 0)
+                    }
+                    row += 1
+                }
+            }
+        }
+        let (u, kept) = try basis(pairs.map { dense.view($0.0) }, rows: pairs.map(\.2), H: H, E: E, tokens: n > 0 ? tokens : nil)
         for (from, to, n) in pairs { zk_sgemm_nt(Int32(n), Int32(E), Int32(H), dense.view(from).value, Int32(H), u, Int32(H), 0, albert.view(to).value, Int32(E)) }
         let gamma = dense.view(d.embeddingNorm + ".weight").value, beta = dense.view(d.embeddingNorm + ".bias").value
         let w = albert.view(a.projection! + ".weight").value, scale = Float((Double(H) / Double(E)).squareRoot())
@@ -104,7 +128,7 @@ public enum Albertize {
     public static func run(_ dense: ParameterStore, embedding: Int, groups: Int, batches: [(Batch, Targets)],
                            log: (String) -> Void) throws -> (ParameterStore, record: [String: Any]) {
         let albert = ParameterStore(spec: spec(dense.spec, embedding: embedding, groups: groups), trainable: false)
-        let kept = try factorise(dense, into: albert)
+        let kept = try factorise(dense, into: albert, sample: batches.map(\.0))
         log(String(format: "embedding: %d×%d → %d×%d · %d×%d by truncated SVD, %.1f %% of the squared norm kept", dense.spec.vocab, dense.spec.hidden,
                    dense.spec.vocab, embedding, embedding, dense.spec.hidden, 100 * kept))
         let (d, a) = (dense.spec.family.names, albert.spec.family.names)
