@@ -38,9 +38,9 @@ public enum Albertize {
         return s
     }
 
-    /// The top-`E` right singular vectors (E×H, row-major, largest first) of the stacked embedding
-    /// tables [word; position; type] — the eigenvectors of their Gram matrix — and the share of the
-    /// squared norm they keep.
+    /// The top-`E` eigenvectors (E×H, row-major, largest first) of the sum of each table's mean outer
+    /// product (and that of `tokens`, rows of real tokens' embedding sums), and the share of that
+    /// matrix's trace they keep.
     static func basis(_ tables: [Param], rows: [Int], H: Int, E: Int, tokens: Tensor? = nil) throws -> ([Float], kept: Double) {
         var gram = [Float](repeating: 0, count: H * H)
         // Each table's mean outer product (every token adds one row of each table, so the 512 position
@@ -129,7 +129,7 @@ public enum Albertize {
                            log: (String) -> Void) throws -> (ParameterStore, record: [String: Any]) {
         let albert = ParameterStore(spec: spec(dense.spec, embedding: embedding, groups: groups), trainable: false)
         let kept = try factorise(dense, into: albert, sample: batches.map(\.0))
-        log(String(format: "embedding: %d×%d → %d×%d · %d×%d by truncated SVD, %.1f %% of the squared norm kept", dense.spec.vocab, dense.spec.hidden,
+        log(String(format: "embedding: %d×%d → %d×%d · %d×%d on the top eigenvectors, %.1f %% of the weighted squared norm kept", dense.spec.vocab, dense.spec.hidden,
                    dense.spec.vocab, embedding, embedding, dense.spec.hidden, 100 * kept))
         let (d, a) = (dense.spec.family.names, albert.spec.family.names)
         for (from, to) in [(d.pooler, a.pooler), (d.classifier, a.classifier)] where dense.spec.head != .none {
@@ -162,10 +162,11 @@ public struct AlbertizeCommand: Command {
     zoo albertize --weights FINETUNED --out DIR [--task T] [--embedding-size E] [--share all|groups:G]
                   [--recover-epochs N] [--lr X] [--batch B] [--limit N] [--alpha A] [--temperature T] [--no-distill]
                   [--candidate-examples N] [--data DIR] [--threads N] [--seed S]
-      Factorises the embedding by a truncated SVD (V×H ≈ V×E · E×H, default E = 128; the position and
-      token-type tables share the basis; BERT's LayerNorm moves behind the projection E→H) and replaces
-      the layers by one shared layer (--share all, default) or G shared groups (--share groups:G, HF's
-      layer-to-group assignment). Each group starts from the candidate — the mean of its layers or one
+      Factorises the embedding (V×H ≈ V×E · E×H, default E = 128) on one basis for the word, position
+      and token-type tables: the top eigenvectors of their mean outer products plus that of real
+      tokens' embedding sums (the candidate examples); BERT's LayerNorm moves behind the projection
+      E→H. Then replaces the layers by one shared layer (--share all, default) or G shared groups
+      (--share groups:G, HF's layer-to-group assignment). Each group starts from the candidate — the mean of its layers or one
       of them — with the lowest training loss over --candidate-examples examples (default 256); all
       candidates' losses are in albertize.json. Then recovers for --recover-epochs (default 3) at
       --lr (default 5e-5) on the task's training set against the dense model it came from, with the
