@@ -5,7 +5,7 @@ parameter counts; then the shared model's speed against the dense one at equal F
 vs `zoo bench bert`, random weights of the minilm-l6 and bert-base geometries, runs interleaved, medians).
 
     python bench/albert_table.py [--tasks rte,mrpc,stsb,cola,sst2] [--runs runs] [--rounds 3]
-                                 [--prepare-only] [--speed-only]
+                                 [--albertize-args "--lr 2e-4"] [--prepare-only] [--speed-only]
 
 Prints Markdown tables and the CPU; writes <runs>/albert_table.md.
 """
@@ -19,6 +19,7 @@ from prune_table import SST2_RECOVERY, dense_score, finetune_dense  # noqa: E402
 def main():
     ap = table_parser(__doc__)
     ap.add_argument("--recover-epochs", type=int, default=2, help="SST-2: 1 epoch on its first 20,000 examples")
+    ap.add_argument("--albertize-args", default="", help='more zoo albertize options, e.g. "--lr 2e-4"')
     a = ap.parse_args()
     tasks = a.tasks.split(",")
     for task in tasks if not a.speed_only else []:
@@ -26,7 +27,7 @@ def main():
         if not os.path.exists(os.path.join(out, "albertize.json")):
             run_logged([a.zoo, "albertize", "--weights", finetune_dense(a, task), "--embedding-size", "128", "--share", "all",
                         *(SST2_RECOVERY if task == "sst2" else ["--recover-epochs", str(a.recover_epochs)]),
-                        "--threads", str(a.threads), "--out", out], out + ".log")
+                        *a.albertize_args.split(), "--threads", str(a.threads), "--out", out], out + ".log")
     if a.prepare_only:
         return
     lines = [f"CPU: {cpu()}; {a.threads} threads; s=128; {a.rounds} rounds per speed, interleaved, medians\n",
