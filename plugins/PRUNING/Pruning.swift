@@ -8,8 +8,8 @@ public let plugin = Plugin(
         Variant(name: "pruned", summary: "BERT with attention heads / FFN neurons removed by `zoo prune` (HF pruned_heads; fp32)") { source in
             switch source {
             case .checkpoint(let ckpt):
-                guard ckpt.spec.layers.contains(where: { !$0.prunedHeads.isEmpty }) || Set(ckpt.spec.layers.map(\.ffn)).count > 1 else {
-                    throw ZooError.badFile(path: ckpt.dir.path, problem: "not a pruned checkpoint (no pruned_heads, one FFN width); make one with `zoo prune`, or evaluate it as bert")
+                guard ckpt.spec.layers.contains(where: { !$0.prunedHeads.isEmpty || $0.prunedNeurons > 0 }) else {
+                    throw ZooError.badFile(path: ckpt.dir.path, problem: "not a pruned checkpoint (no pruned_heads, no FFN neurons removed); make one with `zoo prune`, or evaluate it as bert")
                 }
                 return try Network<Linear>(checkpoint: ckpt)
             case .geometry:
