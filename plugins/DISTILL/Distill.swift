@@ -205,8 +205,11 @@ public struct DistillCommand: Command {
             let dir = out.appendingPathComponent(name)
             let done = dir.appendingPathComponent("stage.json")
             if args.flag("resume"), let data = FileManager.default.contents(atPath: done.path) {
+                guard let stage = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                    throw ZooError.badFile(path: done.path, problem: "not a stage record (JSON object); delete it to redo the stage")
+                }
                 try student.load(try Checkpoint(dir: dir), seed: 0)
-                record.append(try JSONSerialization.jsonObject(with: data) as! [String: Any])
+                record.append(stage)
                 log("\(name): done earlier, loaded \(dir.path)")
                 continue
             }
@@ -254,11 +257,16 @@ public struct DistillCommand: Command {
         if let data = FileManager.default.contents(atPath: cache.path),
            let saved = try? JSONSerialization.jsonObject(with: data) as? [String: Any], saved["key"] as? String == key,
            let rows = saved["examples"] as? [[String: Any]] {
-            log("augmented training set: \(rows.count) examples from \(cache.path)")
-            return rows.enumerated().map { i, r in
-                Example(index: i, textA: r["a"] as! String, textB: r["b"] as? String,
-                        label: (r["y"] as? Double).map { r["regression"] as? Bool == true ? .score($0) : .classIndex(Int($0)) })
+            let examples = rows.enumerated().compactMap { i, r -> Example? in
+                guard let a = r["a"] as? String else { return nil }
+                return Example(index: i, textA: a, textB: r["b"] as? String,
+                               label: (r["y"] as? Double).map { r["regression"] as? Bool == true ? .score($0) : .classIndex(Int($0)) })
             }
+            if examples.count == rows.count {
+                log("augmented training set: \(rows.count) examples from \(cache.path)")
+                return examples
+            }
+            log("\(cache.path): damaged, augmenting again")
         }
         let names = teacher.spec.family.names
         let texts = train.flatMap { [$0.textA] + ($0.textB.map { [$0] } ?? []) }
