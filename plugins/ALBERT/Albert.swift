@@ -122,12 +122,12 @@ public enum Albertize {
         return total / Double(batches.count)
     }
 
-    /// Builds the ALBERT store: factorised embedding, head copied, each shared group set to the
+    /// Builds the (trainable) ALBERT store: factorised embedding, head copied, each shared group set to the
     /// candidate (mean of its layers, or one of them) with the lowest training loss on `batches`,
     /// group by group (the others held at their current choice, all starting at the mean).
     public static func run(_ dense: ParameterStore, embedding: Int, groups: Int, batches: [(Batch, Targets)],
                            log: (String) -> Void) throws -> (ParameterStore, record: [String: Any]) {
-        let albert = ParameterStore(spec: spec(dense.spec, embedding: embedding, groups: groups), trainable: false)
+        let albert = ParameterStore(spec: spec(dense.spec, embedding: embedding, groups: groups))
         let kept = try factorise(dense, into: albert, sample: batches.map(\.0))
         log(String(format: "embedding: %d×%d → %d×%d · %d×%d on the top eigenvectors, %.1f %% of the weighted squared norm kept", dense.spec.vocab, dense.spec.hidden,
                    dense.spec.vocab, embedding, embedding, dense.spec.hidden, 100 * kept))
@@ -206,13 +206,7 @@ public struct AlbertizeCommand: Command {
             groups = g
         case let s: throw ZooError.usage("--share takes all or groups:G, got '\(s)'")
         }
-        guard let taskName = args["task"] ?? ckpt.fineTunedTask() else {
-            throw ZooError.usage("--task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
-        }
-        let task = try GLUETask.named(taskName)
-        guard dense.numLabels == task.numLabels else {
-            throw ZooError.badFile(path: ckpt.dir.path, problem: "classifier has \(dense.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
-        }
+        let task = try ckpt.task(args["task"])
         var recipe = TrainOptions()
         recipe.epochs = try args.int("recover-epochs", default: 3, range: 0...100)!
         recipe.lr = try args.float("lr", default: 5e-5, range: 0...1)
@@ -222,14 +216,11 @@ public struct AlbertizeCommand: Command {
         if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; recipe.seed = v }
         let glue = glueDirectory(args["data"])
         let tokenizer = try ckpt.tokenizer()
+        let maxLength = min(128, dense.positions)
         let examples = Array(try task.load(.train, from: glue).prefix(try args.int("candidate-examples", default: 256)!))
-        let batches = task.batches(examples, tokenizer: tokenizer, maxLength: min(128, dense.positions))
-        let devExamples = try task.load(.dev, from: glue)
-        let dev = devExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: min(128, dense.positions)) }
-        func devScore(_ s: ParameterStore) throws -> Double {
-            TaskResult(task: task, predictions: try predictions(try Network<Linear>(packing: s), dev, regression: task.isRegression),
-                       labels: devExamples.map(\.labelValue)).score
-        }
+        let batches = task.batches(examples, tokenizer: tokenizer, maxLength: maxLength)
+        let dev = try DevSet(task: task, glue: glue, tokenizer: tokenizer, maxLength: maxLength)
+        func devScore(_ s: ParameterStore) throws -> Double { try dev.score(s).score }
         let store = ParameterStore(spec: dense, trainable: false)
         try store.load(ckpt, seed: 0)
         log("albertizing \(ckpt.dir.path) (\(task.glueName)): embedding \(E), \(groups == 1 ? "all layers shared" : "\(groups) groups")")
@@ -249,18 +240,15 @@ public struct AlbertizeCommand: Command {
             }
             var train = try task.load(.train, from: glue)
             if let n = recipe.limit { train = Array(train.prefix(n)) }
-            let student = ParameterStore(spec: albert.spec)
-            student.values.data.update(from: albert.values.data, count: albert.count)
-            let step = try DistillStep(teacher: store, student: student, objective: o,
-                                       examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: min(128, dense.positions)) },
-                                       targets: train.map(\.labelValue), task: task, dev: dev, devLabels: devExamples.map(\.labelValue), seed: recipe.seed)
+            let step = try DistillStep(teacher: store, student: albert, objective: o,
+                                       examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) },
+                                       targets: train.map(\.labelValue), dev: dev, seed: recipe.seed)
             let work = out.appendingPathComponent(".recovery")
             let trainer = try Trainer(step, options: recipe, out: work)
             let progress = Progress("recovery")
             try trainer.run(log: { log("recovery " + $0) }, progress: { progress.update($0, $1) })
             record["recovery_epochs"] = trainer.record["epochs"]
             record["recovery_loss_terms"] = trainer.record["loss_terms"]
-            albert = student
             try? FileManager.default.removeItem(at: work)
         }
         try albert.writeCheckpoint(to: out, base: ckpt)

@@ -153,13 +153,7 @@ public struct DistillCommand: Command {
         guard t.head != .none, t.family == .bert, t.layers.allSatisfy({ $0.prunedHeads.isEmpty }) else {
             throw ZooError.badFile(path: ckpt.dir.path, problem: "the teacher must be a fine-tuned dense BERT (zoo finetune output)")
         }
-        guard let taskName = args["task"] ?? ckpt.fineTunedTask() else {
-            throw ZooError.usage("--task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
-        }
-        let task = try GLUETask.named(taskName)
-        guard t.numLabels == task.numLabels else {
-            throw ZooError.badFile(path: ckpt.dir.path, problem: "classifier has \(t.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
-        }
+        let task = try ckpt.task(args["task"])
         let seed = try args.int("seed", default: 42, range: 0...Int.max).map(UInt64.init)!
         let teacher = ParameterStore(spec: t, trainable: false)
         try teacher.load(ckpt, seed: 0)
@@ -196,8 +190,7 @@ public struct DistillCommand: Command {
             train = try augmented(train, copies: copies, cap: try args.int("augment-cap", default: 200_000)!, teacher: teacher, from: ckpt.dir.path,
                                   tokenizer: tokenizer, seed: seed, cache: out.appendingPathComponent("augmented.json"))
         }
-        let devExamples = try task.load(.dev, from: glue)
-        let dev = devExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
+        let dev = try DevSet(task: task, glue: glue, tokenizer: tokenizer, maxLength: maxLength)
         log("distilling \(ckpt.dir.path) (\(task.glueName), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.spec.layers.count) layers, width \(student.spec.hidden), \(student.spec.parameterCount) parameters")
 
         var record: [[String: Any]] = []
@@ -225,7 +218,7 @@ public struct DistillCommand: Command {
             } else {
                 step = try DistillStep(teacher: teacher, student: student, objective: objective,
                                        examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) },
-                                       targets: train.map(\.labelValue), task: task, dev: dev, devLabels: devExamples.map(\.labelValue), seed: seed)
+                                       targets: train.map(\.labelValue), dev: dev, seed: seed)
             }
             let trainer = try Trainer(step, options: options, out: dir)
             if args.flag("resume"), FileManager.default.fileExists(atPath: trainer.checkpointURL.path) {
@@ -241,8 +234,7 @@ public struct DistillCommand: Command {
             try writeAtomically(try JSONSerialization.data(withJSONObject: stage, options: [.prettyPrinted, .sortedKeys]), to: done)
         }
         try student.writeCheckpoint(to: out, base: ckpt)
-        let score = TaskResult(task: task, predictions: try predictions(try Network<Linear>(packing: student), dev, regression: task.isRegression),
-                               labels: devExamples.map(\.labelValue))
+        let score = try dev.score(student)
         let summary: [String: Any] = ["teacher": ckpt.dir.path, "task": task.name, "recipe": recipe.rawValue, "stages": record,
                                       "parameters_teacher": t.parameterCount, "parameters": student.spec.parameterCount, "dev": score.score]
         try writeAtomically(try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("distill.json"))

@@ -146,24 +146,14 @@ public struct PruneCommand: Command {
         if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; recipe.seed = v }
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
         guard ckpt.spec.head != .none else { throw ZooError.badFile(path: ckpt.dir.path, problem: "no classifier head; prune a model fine-tuned with `zoo finetune`") }
-        guard let taskName = args["task"] ?? ckpt.fineTunedTask() else {
-            throw ZooError.usage("--task is needed (no metrics.json from zoo finetune in \(ckpt.dir.path))")
-        }
-        let task = try GLUETask.named(taskName)
-        guard ckpt.spec.numLabels == task.numLabels else {
-            throw ZooError.badFile(path: ckpt.dir.path, problem: "classifier has \(ckpt.spec.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
-        }
+        let task = try ckpt.task(args["task"])
         let glue = glueDirectory(args["data"])
         let tokenizer = try ckpt.tokenizer()
         let maxLength = min(128, ckpt.spec.positions)
         let examples = Array(try task.load(.train, from: glue).prefix(o.importanceExamples))
         let batches = task.batches(examples, tokenizer: tokenizer, maxLength: maxLength)
-        let devExamples = try task.load(.dev, from: glue)
-        let dev = devExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
-        func devScore(_ s: ParameterStore) throws -> Double {
-            TaskResult(task: task, predictions: try predictions(try Network<Linear>(packing: s), dev, regression: task.isRegression),
-                       labels: devExamples.map(\.labelValue)).score
-        }
+        let dev = try DevSet(task: task, glue: glue, tokenizer: tokenizer, maxLength: maxLength)
+        func devScore(_ s: ParameterStore) throws -> Double { try dev.score(s).score }
         let store = ParameterStore(spec: ckpt.spec)
         try store.load(ckpt, seed: 0)
         log("pruning \(ckpt.dir.path) on \(task.glueName): importance over \(examples.count) training examples, keep \(o.keepHeads) of the heads, \(o.keepNeurons) of the FFN neurons")

@@ -1,10 +1,6 @@
 import CKernels
 import Foundation
 
-extension Targets {
-    var isRegression: Bool { if case .scores = self { return true } else { return false } }
-}
-
 /// The distillation losses over tap buffers, each a forward/backward pair: returns the loss value and
 /// adds `weight` × its gradient into the `d…` buffers given (student side and, for a learned
 /// projection, its weight and bias). Means as stated per function.
@@ -172,14 +168,13 @@ public final class DistillStep: TrainingStep {
     public let objective: DistillObjective
     let pairs: [(Int, Int)]
     let examples: [WordPieceTokenizer.Encoding], targets: [Double]?
-    let task: GLUETask?, dev: [WordPieceTokenizer.Encoding], devLabels: [Double]
+    let dev: DevSet?
 
     public var stores: [ParameterStore] { [student.store!] + (projections.map { [$0] } ?? []) }
     public var exampleCount: Int { examples.count }
 
     public init(teacher: ParameterStore, student: ParameterStore, objective: DistillObjective,
-                examples: [WordPieceTokenizer.Encoding], targets: [Double]?, task: GLUETask? = nil,
-                dev: [WordPieceTokenizer.Encoding] = [], devLabels: [Double] = [], seed: UInt64 = 42) throws {
+                examples: [WordPieceTokenizer.Encoding], targets: [Double]?, dev: DevSet? = nil, seed: UInt64 = 42) throws {
         precondition(teacher.grads == nil, "the teacher is frozen")
         let (t, s) = (teacher.spec, student.spec)
         let o = objective
@@ -197,7 +192,7 @@ public final class DistillStep: TrainingStep {
         self.teacher = try Network(spec: t, reader: teacher)
         self.student = try Network(spec: s, reader: student)
         self.objective = o
-        (self.examples, self.targets, self.task, self.dev, self.devLabels) = (examples, targets, task, dev, devLabels)
+        (self.examples, self.targets, self.dev) = (examples, targets, dev)
         if t.hidden != s.hidden, o.hidden > 0 || o.embedding > 0 {
             let p = ParameterStore(spec: s, tensors: ["hidden", "embedding"].flatMap { [($0 + ".weight", [t.hidden, s.hidden], true), ($0 + ".bias", [t.hidden], false)] })
             var rng = SplitMix64(seed: seed)
@@ -261,9 +256,8 @@ public final class DistillStep: TrainingStep {
             }
             if o.logitsMSE > 0 { add("logits_mse", o.logitsMSE, DistillLoss.mse(student: sa.logits, teacher: ta.logits, count: B * C, weight: o.logitsMSE, ds: g)) }
             if o.hard > 0, let targets {
-                let y = indices.map { targets[$0] }
-                let t: Targets = C == 1 ? .scores(y.map(Float.init)) : .classes(y.map { Int32($0) })
-                add("hard", o.hard, DistillLoss.hard(student: sa.logits, targets: t, B: B, C: C, weight: o.hard, ds: g))
+                add("hard", o.hard, DistillLoss.hard(student: sa.logits, targets: Targets(indices.map { targets[$0] }, regression: C == 1), B: B, C: C,
+                                                     weight: o.hard, ds: g))
             }
         }
         student.clearLogitGradient(sa)
@@ -272,9 +266,5 @@ public final class DistillStep: TrainingStep {
     }
 
     /// The student's dev score on the task (nil in general distillation).
-    public func evaluate() throws -> TaskResult? {
-        guard let task, !dev.isEmpty else { return nil }
-        return TaskResult(task: task, predictions: try predictions(try Network<Linear>(packing: student.store!), dev, regression: task.isRegression),
-                          labels: devLabels)
-    }
+    public func evaluate() throws -> TaskResult? { try dev?.score(student.store!) }
 }

@@ -12,7 +12,7 @@ public final class FinetuneStep: TrainingStep {
     public let base: Checkpoint
     public let network: Network<ParamLinear>
     let train: [WordPieceTokenizer.Encoding], trainTargets: [Double]
-    let dev: [WordPieceTokenizer.Encoding], devLabels: [Double]
+    let dev: DevSet
     /// Head tensors the base checkpoint did not have (or had for another label count): initialised.
     public let initialised: [String]
 
@@ -24,12 +24,10 @@ public final class FinetuneStep: TrainingStep {
         let tokenizer = try base.tokenizer()
         var trainExamples = try task.load(.train, from: glue)
         if let n = options.limit { trainExamples = Array(trainExamples.prefix(n)) }
-        let devExamples = try task.load(.dev, from: glue)
-        let enc = { (e: Example) in tokenizer.encode(e.textA, e.textB, maxLength: min(options.maxLen, base.spec.positions)) }
-        train = trainExamples.map(enc)
+        let maxLength = min(options.maxLen, base.spec.positions)
+        train = trainExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
         trainTargets = trainExamples.map(\.labelValue)
-        dev = devExamples.map(enc)
-        devLabels = devExamples.map(\.labelValue)
+        dev = try DevSet(task: task, glue: glue, tokenizer: tokenizer, maxLength: maxLength)
         guard !train.isEmpty else { throw ZooError.failed("\(task.glueName): the train split is empty") }
         let store = ParameterStore(spec: base.spec.withHead(numLabels: task.numLabels))
         initialised = try store.load(base, seed: options.seed)
@@ -38,15 +36,11 @@ public final class FinetuneStep: TrainingStep {
 
     public func step(_ examples: [Int], dropoutSeed: UInt64) throws -> (loss: Float, terms: [String: Float], tokens: Int) {
         let batch = Batch(examples.map { train[$0] })
-        let targets: Targets = task.isRegression ? .scores(examples.map { Float(trainTargets[$0]) }) : .classes(examples.map { Int32(trainTargets[$0]) })
-        let loss = try network.step(batch, targets: targets, dropoutSeed: dropoutSeed)
+        let loss = try network.step(batch, targets: Targets(examples.map { trainTargets[$0] }, regression: task.isRegression), dropoutSeed: dropoutSeed)
         return (loss, [:], batch.lengths.reduce(0) { $0 + Int($1) })
     }
 
-    public func evaluate() throws -> TaskResult? {
-        let model = try Network<Linear>(packing: network.store!)
-        return TaskResult(task: task, predictions: try predictions(model, dev, regression: task.isRegression), labels: devLabels)
-    }
+    public func evaluate() throws -> TaskResult? { try dev.score(network.store!) }
 
     /// The HF-compatible result: config.json, model.safetensors, vocab.txt.
     public func export(to out: URL) throws {
@@ -107,8 +101,7 @@ extension GLUETask {
     public func batches(_ examples: [Example], tokenizer: WordPieceTokenizer, maxLength: Int, batchSize: Int = 32) -> [(Batch, Targets)] {
         stride(from: 0, to: examples.count, by: batchSize).map { s in
             let part = examples[s..<min(s + batchSize, examples.count)]
-            let targets: Targets = isRegression ? .scores(part.map { Float($0.labelValue) }) : .classes(part.map { Int32($0.labelValue) })
-            return (Batch(part.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }), targets)
+            return (Batch(part.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }), Targets(part.map(\.labelValue), regression: isRegression))
         }
     }
 }
@@ -119,5 +112,44 @@ extension Checkpoint {
         guard let data = try? Data(contentsOf: dir.appendingPathComponent("metrics.json")),
               let m = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
         return m["task"] as? String
+    }
+
+    /// The task to work on: `name` (a command's --task), else the one the checkpoint was fine-tuned
+    /// on; its classifier must have the task's number of outputs.
+    public func task(_ name: String?) throws -> GLUETask {
+        guard let name = name ?? fineTunedTask() else { throw ZooError.usage("--task is needed (no metrics.json from zoo finetune in \(dir.path))") }
+        let task = try GLUETask.named(name)
+        guard spec.numLabels == task.numLabels else {
+            throw ZooError.badFile(path: dir.path, problem: "classifier has \(spec.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
+        }
+        return task
+    }
+}
+
+/// A task's dev split, tokenized once, and the score of a model on it — exactly what `zoo eval`
+/// computes: fine-tuning's, pruning's, ALBERT's and distillation's dev scores.
+public struct DevSet {
+    public let task: GLUETask
+    public let encodings: [WordPieceTokenizer.Encoding], labels: [Double]
+
+    public init(task: GLUETask, glue: URL, tokenizer: WordPieceTokenizer, maxLength: Int) throws {
+        let examples = try task.load(.dev, from: glue)
+        self.task = task
+        encodings = examples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
+        labels = examples.map(\.labelValue)
+    }
+
+    public func score(_ model: Model) throws -> TaskResult {
+        TaskResult(task: task, predictions: try predictions(model, encodings, regression: task.isRegression), labels: labels)
+    }
+
+    /// The score of a parameter store's current values (packed into the fp32 inference network).
+    public func score(_ store: ParameterStore) throws -> TaskResult { try score(try Network<Linear>(packing: store)) }
+}
+
+extension Targets {
+    /// Class indices or (regression) scores from GLUE label values.
+    public init(_ values: [Double], regression: Bool) {
+        self = regression ? .scores(values.map { Float($0) }) : .classes(values.map { Int32($0) })
     }
 }
