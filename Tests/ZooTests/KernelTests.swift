@@ -39,15 +39,6 @@ final class KernelTests: XCTestCase {
 
     func random(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in rng.symmetric() * scale } }
 
-    func forEachSIMD(_ body: (String) throws -> Void) rethrows {
-        let levels = zk_cpu_has_avx512() != 0 ? [0, 1] : [0]
-        for level in levels {
-            zk_set_simd(Int32(level))
-            try body(level == 1 ? "avx512" : "generic")
-        }
-        zk_set_simd(-1)
-    }
-
     override func setUp() { zk_set_threads(2) }
 
     func testSgemmNTAndNNMatchReference() {

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XCTest
 @testable import ZooCore
@@ -103,6 +104,17 @@ func assertSameLogitsAsHF(_ dir: URL, file: StaticString = #filePath, line: UInt
         XCTAssertEqual(hf[n].count, ckpt.spec.numLabels, file: file, line: line)
         for c in 0..<ckpt.spec.numLabels { XCTAssertEqual(Double(logits[c]), hf[n][c], accuracy: 1e-4, "\(dir.lastPathComponent) line \(n)", file: file, line: line) }
     }
+}
+
+/// Runs `body` once per SIMD copy of the row kernels this CPU can run (the portable baseline, and
+/// AVX-512 when present), named "generic" / "avx512"; then back to the CPU's choice.
+func forEachSIMD(_ body: (String) throws -> Void) rethrows {
+    let levels = zk_cpu_has_avx512() != 0 ? [0, 1] : [0]
+    for level in levels {
+        zk_set_simd(Int32(level))
+        try body(level == 1 ? "avx512" : "generic")
+    }
+    zk_set_simd(-1)
 }
 
 /// Runs `zoo args` and kills it with SIGKILL `delays[i]` ms after `after` appears, trying the delays
