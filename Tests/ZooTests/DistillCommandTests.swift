@@ -93,4 +93,52 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: cut.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),
                        "resumed weights must be bit-identical to the uninterrupted run")
     }
+
+    /// TinyBERT's two-step use: one general student distilled from the pre-trained (headless) model
+    /// with --general-only, then a task's student started from it with --general (no general stage;
+    /// with lr 0 its encoder is the general student's exactly).
+    func testGeneralStudentMadeOnceAndReused() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
+        let base = try tempDir().appendingPathComponent("base")
+        try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
+            .writeCheckpoint(to: base, base: try Checkpoint(dir: try Tiny.checkpoint()))
+        let corpus = try tempDir().appendingPathComponent("corpus.txt")
+        try (0..<40).map { ["hello world a", "b a .", "as bs hello"][$0 % 3] }.joined(separator: "\n").write(to: corpus, atomically: true, encoding: .utf8)
+        let general = try tempDir().appendingPathComponent("general")
+        var r = try distill(base, glue, general, ["--recipe", "tinybert", "--general-only", "--corpus", corpus.path, "--student-layers", "2",
+                                                  "--student-width", "8", "--student-heads", "2", "--student-ffn", "16"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.out.contains("general stage only"), r.out)
+        let g = try Checkpoint(dir: general)
+        XCTAssertEqual(g.spec.head, .none)
+        XCTAssertEqual(g.spec.hidden, 8)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: general.appendingPathComponent("intermediate").path))
+        var record = try JSONSerialization.jsonObject(with: Data(contentsOf: general.appendingPathComponent("distill.json"))) as! [String: Any]
+        XCTAssertNil(record["dev"])
+        XCTAssertEqual((record["stages"] as! [[String: Any]]).map { $0["stage"] as! String }, ["general"])
+
+        let task = try tempDir().appendingPathComponent("task")
+        r = try distill(teacher, glue, task, ["--recipe", "tinybert", "--general", general.path, "--lr", "0"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: task.appendingPathComponent("general").path))
+        record = try JSONSerialization.jsonObject(with: Data(contentsOf: task.appendingPathComponent("distill.json"))) as! [String: Any]
+        XCTAssertEqual(record["general"] as? String, general.path)
+        XCTAssertEqual((record["stages"] as! [[String: Any]]).map { $0["stage"] as! String }, ["intermediate", "prediction"])
+        let s = try Checkpoint(dir: task)
+        XCTAssertEqual(s.spec.numLabels, 2)
+        for name in ["bert.embeddings.word_embeddings.weight", "bert.encoder.layer.1.output.dense.weight"] {
+            let (a, b) = (try s.tensors.tensor(s.name(name)), try g.tensors.tensor(g.name(name)))
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: a.data, count: a.count)), Array(UnsafeBufferPointer(start: b.data, count: b.count)), name)
+        }
+        try assertEvalMatches("tinybert", task, glue)
+
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "tinybert", "--general", general.path, "--student-width", "16"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--student-width: the student's shape comes from --general"), r.stderr)
+        r = try distill(base, glue, try tempDir(), ["--recipe", "tinybert", "--general", general.path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("must be a fine-tuned dense BERT"), r.stderr)
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "distilbert", "--general-only"])
+        XCTAssertTrue(r.stderr.contains("apply to the tinybert recipe only"), r.stderr)
+    }
 }

@@ -98,9 +98,10 @@ enum Students {
     }
 
     /// A randomly initialised BERT (normal(0, 0.02) weights, unit LayerNorms, zero biases) with the
-    /// teacher's vocabulary, positions and head kind.
+    /// teacher's vocabulary, positions and head (none for a pre-trained teacher).
     static func random(like t: ModelSpec, layers: Int, hidden: Int, heads: Int, ffn: Int, seed: UInt64) -> ParameterStore {
-        var spec = ModelSpec.bert(vocab: t.vocab, hidden: hidden, layers: layers, heads: heads, ffn: ffn, positions: t.positions).withHead(numLabels: t.numLabels)
+        var spec = ModelSpec.bert(vocab: t.vocab, hidden: hidden, layers: layers, heads: heads, ffn: ffn, positions: t.positions)
+        if t.head != .none { spec = spec.withHead(numLabels: t.numLabels) }
         spec.types = t.types
         let r = randomStore(spec, seed: seed), s = ParameterStore(spec: spec)
         s.values.data.update(from: r.values.data, count: r.count)
@@ -113,7 +114,7 @@ public struct DistillCommand: Command {
     public static let summary = "distil a fine-tuned teacher into a smaller student (tinybert, distilbert, bert-pkd)"
     public static let help = """
     zoo distill --teacher FINETUNED --recipe tinybert|distilbert|bert-pkd --out DIR [--task T]
-                [--student-layers L] [--student-width H] [--student-heads A] [--student-ffn F]
+                [--general GENERAL | --general-only] [--student-layers L] [--student-width H] [--student-heads A] [--student-ffn F]
                 [--epochs N] [--general-epochs N] [--corpus FILE] [--lr X] [--batch B] [--temperature T]
                 [--augment N] [--augment-cap N] [--limit N] [--save-every N] [--data DIR] [--threads N]
                 [--seed S] [--resume]
@@ -123,6 +124,9 @@ public struct DistillCommand: Command {
         hidden states (through learned projections) and attention scores, layer m of the student
         learning from teacher layer round(m·N/M); then on the task: the same losses (--epochs), then
         the soft cross-entropy of the predictions at --temperature (default 1; --epochs).
+        As in TinyBERT, the general stage can be made once from the pre-trained model and reused
+        for every task: `--general-only --teacher PRETRAINED` writes that student to --out (no task,
+        no head needed); `--general GENERAL` starts a task's student from it and skips the stage.
       distilbert: the student is every other teacher layer (--student-layers overrides the count),
         written as an HF DistilBERT checkpoint; trained on the task with 0.5·labels + 0.5·T²·KL at
         --temperature (default 2).
@@ -138,8 +142,8 @@ public struct DistillCommand: Command {
     """
     public static let options: Set<String> = ["teacher", "recipe", "out", "task", "student-layers", "student-width", "student-heads",
                                               "student-ffn", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
-                                              "save-every", "data", "threads", "seed", "augment", "augment-cap"]
-    public static let flags: Set<String> = ["resume"]
+                                              "save-every", "data", "threads", "seed", "augment", "augment-cap", "general"]
+    public static let flags: Set<String> = ["resume", "general-only"]
 
     public static func run(_ args: Arguments) throws {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
@@ -150,16 +154,29 @@ public struct DistillCommand: Command {
         let out = URL(fileURLWithPath: try args.required("out"))
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("teacher")))
         let t = ckpt.spec
-        guard t.head != .none, t.family == .bert, t.layers.allSatisfy({ $0.prunedHeads.isEmpty }) else {
-            throw ZooError.badFile(path: ckpt.dir.path, problem: "the teacher must be a fine-tuned dense BERT (zoo finetune output)")
+        let generalOnly = args.flag("general-only"), general = try args["general"].map { try Checkpoint(dir: URL(fileURLWithPath: $0)) }
+        if recipe != .tinybert, generalOnly || general != nil { throw ZooError.usage("--general and --general-only apply to the tinybert recipe only") }
+        if generalOnly, general != nil { throw ZooError.usage("--general-only makes a general student; --general uses one: give one of them") }
+        guard generalOnly || t.head != .none, t.family == .bert, t.layers.allSatisfy({ $0.prunedHeads.isEmpty }) else {
+            throw ZooError.badFile(path: ckpt.dir.path, problem: generalOnly ? "the teacher must be a dense BERT" : "the teacher must be a fine-tuned dense BERT (zoo finetune output)")
         }
-        let task = try ckpt.task(args["task"])
+        let task = generalOnly ? nil : try ckpt.task(args["task"])
         let seed = try args.int("seed", default: 42, range: 0...Int.max).map(UInt64.init)!
         let teacher = ParameterStore(spec: t, trainable: false)
         try teacher.load(ckpt, seed: 0)
         let N = t.layers.count
         let student: ParameterStore
         switch recipe {
+        case .tinybert where general != nil:
+            let g = general!
+            guard g.spec.family == .bert, g.spec.vocab == t.vocab, g.spec.types == t.types, g.spec.positions >= min(128, t.positions) else {
+                throw ZooError.badFile(path: g.dir.path, problem: "not a general student of this teacher (a BERT with its vocabulary, from zoo distill --general-only)")
+            }
+            for flag in ["student-layers", "student-width", "student-heads", "student-ffn"] where args[flag] != nil {
+                throw ZooError.usage("--\(flag): the student's shape comes from --general")
+            }
+            student = ParameterStore(spec: g.spec.withHead(numLabels: t.numLabels))
+            try student.load(g, seed: seed)
         case .tinybert:
             student = Students.random(like: t, layers: try args.int("student-layers", default: 4, range: 1...N)!,
                                       hidden: try args.int("student-width", default: 312)!, heads: try args.int("student-heads", default: 12)!,
@@ -184,17 +201,18 @@ public struct DistillCommand: Command {
         let glue = glueDirectory(args["data"])
         let tokenizer = try ckpt.tokenizer()
         let maxLength = min(128, t.positions)
-        var train = try task.load(.train, from: glue)
+        var train = try task?.load(.train, from: glue) ?? []
         if let limit { train = Array(train.prefix(limit)) }
-        if let copies = try args.int("augment"), copies > 0 {
+        if let copies = try args.int("augment"), copies > 0, task != nil {
             train = try augmented(train, copies: copies, cap: try args.int("augment-cap", default: 200_000)!, teacher: teacher, from: ckpt.dir.path,
                                   tokenizer: tokenizer, seed: seed, cache: out.appendingPathComponent("augmented.json"))
         }
-        let dev = try DevSet(task: task, glue: glue, tokenizer: tokenizer, maxLength: maxLength)
-        log("distilling \(ckpt.dir.path) (\(task.glueName), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.spec.layers.count) layers, width \(student.spec.hidden), \(student.spec.parameterCount) parameters")
+        let dev = try task.map { try DevSet(task: $0, glue: glue, tokenizer: tokenizer, maxLength: maxLength) }
+        log("distilling \(ckpt.dir.path) (\(task?.glueName ?? "general stage only"), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.spec.layers.count) layers, width \(student.spec.hidden), \(student.spec.parameterCount) parameters")
 
         var record: [[String: Any]] = []
-        for (name, objective, onCorpus) in recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100)) {
+        let stages = recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100))
+        for (name, objective, onCorpus) in stages where generalOnly ? onCorpus : !(onCorpus && general != nil) {
             let dir = out.appendingPathComponent(name)
             let done = dir.appendingPathComponent("stage.json")
             if args.flag("resume"), let data = FileManager.default.contents(atPath: done.path) {
@@ -234,12 +252,14 @@ public struct DistillCommand: Command {
             try writeAtomically(try JSONSerialization.data(withJSONObject: stage, options: [.prettyPrinted, .sortedKeys]), to: done)
         }
         try student.writeCheckpoint(to: out, base: ckpt)
-        let score = try dev.score(student)
-        let summary: [String: Any] = ["teacher": ckpt.dir.path, "task": task.name, "recipe": recipe.rawValue, "stages": record,
-                                      "parameters_teacher": t.parameterCount, "parameters": student.spec.parameterCount, "dev": score.score]
+        let score = try dev?.score(student)
+        var summary: [String: Any] = ["teacher": ckpt.dir.path, "recipe": recipe.rawValue, "stages": record,
+                                      "parameters_teacher": t.parameterCount, "parameters": student.spec.parameterCount]
+        (summary["task"], summary["dev"], summary["general"]) = (task?.name, score?.score, general?.dir.path)
         try writeAtomically(try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("distill.json"))
-        print(String(format: "%@: %@ student, %d layers, width %d, %d parameters (teacher %d); %@ dev %.2f", out.path, recipe.rawValue,
-                     student.spec.layers.count, student.spec.hidden, student.spec.parameterCount, t.parameterCount, task.glueName, score.score))
+        print(String(format: "%@: %@ student, %d layers, width %d, %d parameters (teacher %d); %@", out.path, recipe.rawValue,
+                     student.spec.layers.count, student.spec.hidden, student.spec.parameterCount, t.parameterCount,
+                     score.map { String(format: "%@ dev %.2f", task!.glueName, $0.score) } ?? "general stage only"))
     }
 
     /// The training set with augmented copies (`Augmenter`), read from `cache` when a run made it.
