@@ -9,7 +9,10 @@ the teacher's mean.
                                   [--distill-args "tinybert: --augment 4"]
 
 Missing students are made with `zoo distill --teacher <runs>/<task> --recipe R --out <runs>/<task>-R`
-(the recipe's defaults; --distill-args adds options per recipe). Prints Markdown and the CPU; writes
+(the recipe's defaults; --distill-args adds options per recipe). TinyBERT's general student is made
+once from the pre-trained model (`zoo distill --recipe tinybert --general-only --teacher
+weights/minilm-l6 --out <runs>/tinybert-general`, the whole default corpus, one epoch) and every
+task's student starts from it (`--general`). Prints Markdown and the CPU; writes
 <runs>/distill_table.md.
 """
 import json, os, statistics, sys
@@ -30,13 +33,18 @@ def main():
     a = ap.parse_args()
     tasks, recipes = a.tasks.split(","), a.recipes.split(",")
     extra = {r.split(":", 1)[0].strip(): r.split(":", 1)[1].split() for r in a.distill_args}
+    general = os.path.join(a.runs, "tinybert-general")
+    if "tinybert" in recipes and not a.speed_only and not os.path.exists(os.path.join(general, "distill.json")):
+        run_logged([a.zoo, "distill", "--teacher", "weights/minilm-l6", "--recipe", "tinybert", "--general-only", "--threads", str(a.threads),
+                    "--out", general, "--resume"], general + ".log")
     for task in tasks if not a.speed_only else []:
         teacher = finetune_dense(a, task)
         for r in recipes:
             out = os.path.join(a.runs, f"{task}-{r}")
             if not os.path.exists(os.path.join(out, "distill.json")):
                 run_logged([a.zoo, "distill", "--teacher", teacher, "--recipe", r, "--threads", str(a.threads), "--out", out, "--resume",
-                            *(SST2 if task == "sst2" else []), *extra.get(r, [])], out + ".log")
+                            *(SST2 if task == "sst2" else []),
+                            *(["--general", general] if r == "tinybert" else []), *extra.get(r, [])], out + ".log")
     if a.prepare_only:
         return
     teacher_mean = statistics.mean(dense_score(a, t) for t in tasks)

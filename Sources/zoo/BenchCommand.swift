@@ -22,19 +22,18 @@ struct BenchCommand: Command {
         let batchSize = try args.int("batch", default: 1)!
         let seq = try args.int("seq", default: 128, range: 1...100_000)!
         Runtime.setThreads(try args.int("threads"))
-        let (model, ckpt) = try loadModel(variant, weights: args["weights"], geometry: args["geometry"])
+        let (model, dir) = try loadModel(variant, weights: args["weights"], geometry: args["geometry"])
         if let n = try args.int("chunk-tokens") {
             guard let chunked = model as? ChunkedModel else { throw ZooError.usage("\(variant.name) does not encode in chunks; --chunk-tokens does not apply") }
             chunked.chunkTokens = n
         }
         if let taskName = args["task"] {
-            guard let ckpt else { throw ZooError.usage("--task needs --weights (a tokenizer)") }
-            try devPass(variant, model, ckpt, task: try GLUETask.named(taskName), batchSize: batchSize, args: args)
+            guard let dir else { throw ZooError.usage("--task needs --weights (a tokenizer)") }
+            try devPass(variant, model, dir, task: try GLUETask.named(taskName), batchSize: batchSize, args: args)
             return
         }
-        guard seq <= model.spec.positions else { throw ZooError.usage("--seq \(seq) exceeds max_position_embeddings \(model.spec.positions)") }
-        let batch = Batch(randomWithSize: batchSize, seqLen: seq, vocabSize: model.spec.vocab)
-        defer { withExtendedLifetime(ckpt) {} }
+        guard seq <= model.maxLength else { throw ZooError.usage("--seq \(seq) exceeds max_position_embeddings \(model.maxLength)") }
+        let batch = Batch(randomWithSize: batchSize, seqLen: seq, vocabSize: model.vocab)
         let r = try Bench.run(model, batch: batch, warmup: try args.int("warmup", default: 2, range: 0...1000)!, iterations: try args.int("iters"))
         if args.flag("json") {
             var obj = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(r)) as! [String: Any]
@@ -50,9 +49,9 @@ struct BenchCommand: Command {
         }
     }
 
-    static func devPass(_ variant: Variant, _ model: Model, _ ckpt: Checkpoint, task: GLUETask, batchSize: Int, args: Arguments) throws {
+    static func devPass(_ variant: Variant, _ model: Model, _ dir: URL, task: GLUETask, batchSize: Int, args: Arguments) throws {
         let examples = try task.load(.dev, from: glueDirectory(args["data"]))
-        let tok = try ckpt.tokenizer()
+        let tok = try WordPieceTokenizer(vocabURL: dir.appendingPathComponent("vocab.txt"))
         let maxLen = try args.int("max-len", default: 128, range: 2...512)!
         let enc = examples.map { tok.encode($0.textA, $0.textB, maxLength: maxLen) }
         let order = enc.indices.sorted { enc[$0].inputIds.count < enc[$1].inputIds.count }

@@ -66,11 +66,11 @@ struct EmbedCommand: Command {
         let batchSize = try args.int("batch", default: 32)!
         Runtime.setThreads(try args.int("threads"))
         let lines = try readStdinLines()
-        let (model, ckpt) = try loadModel(variant, weights: args["weights"])
-        let tok = try ckpt!.tokenizer()
+        let (model, dir) = try loadModel(variant, weights: args["weights"])
+        let tok = try WordPieceTokenizer(vocabURL: dir!.appendingPathComponent("vocab.txt"))
         let encodings = try lines.enumerated().map { i, line -> WordPieceTokenizer.Encoding in
             let (a, b) = try splitPair(line, lineNumber: i + 1)
-            return tok.encode(a, b, maxLength: min(maxLen, model.spec.positions))
+            return tok.encode(a, b, maxLength: min(maxLen, model.maxLength))
         }
         let progress = Progress("embed")
         let rows = try model.embeddings(encodings, pooling: pooling, batchSize: batchSize, progress: lines.count > 1000 ? progress.update : nil)
@@ -133,9 +133,9 @@ struct EvalCommand: Command {
         let batchSize = try args.int("batch", default: 32)!
         Runtime.setThreads(try args.int("threads"))
         let examples = try task.load(split, from: glueDirectory(args["data"]))
-        let (model, ckpt) = try loadModel(variant, weights: args["weights"])
-        let maxLen = min(try args.int("max-len", default: 128, range: 2...100_000)!, model.spec.positions)
-        let tok = try ckpt!.tokenizer()
+        let (model, dir) = try loadModel(variant, weights: args["weights"])
+        let maxLen = min(try args.int("max-len", default: 128, range: 2...100_000)!, model.maxLength)
+        let tok = try WordPieceTokenizer(vocabURL: dir!.appendingPathComponent("vocab.txt"))
         let start = Date()
         let progress = Progress("eval \(variant.name) \(task.glueName)")
         let predictions: [Double]
@@ -147,11 +147,11 @@ struct EvalCommand: Command {
             predictions = examples.indices.map { cosine(emb[2 * $0], emb[2 * $0 + 1]) }
             mode = "zero-shot"
         } else {
-            guard model.spec.head != .none else {
-                throw ZooError.badFile(path: ckpt!.dir.path, problem: "no classifier head (\(model.spec.family.names.classifier).weight); fine-tune a model first with `zoo finetune`, or use --zero-shot")
+            guard model.numLabels > 0 else {
+                throw ZooError.badFile(path: dir!.path, problem: "no classifier head; fine-tune a model first with `zoo finetune`, or use --zero-shot")
             }
-            guard model.spec.numLabels == task.numLabels else {
-                throw ZooError.badFile(path: ckpt!.dir.path, problem: "classifier has \(model.spec.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
+            guard model.numLabels == task.numLabels else {
+                throw ZooError.badFile(path: dir!.path, problem: "classifier has \(model.numLabels) outputs, \(task.glueName) needs \(task.numLabels)")
             }
             let encodings = examples.map { tok.encode($0.textA, $0.textB, maxLength: maxLen) }
             predictions = try ZooCore.predictions(model, encodings, regression: task.isRegression, batchSize: batchSize, progress: progress.update)

@@ -141,4 +141,34 @@ final class DistillCommandTests: XCTestCase {
         r = try distill(teacher, glue, try tempDir(), ["--recipe", "distilbert", "--general-only"])
         XCTAssertTrue(r.stderr.contains("apply to the tinybert recipe only"), r.stderr)
     }
+
+    /// BiLSTM-SOFT: a pair task's student in the zoo's own format, run as the `bilstm-soft` variant
+    /// (zoo eval = distill.json's dev score, zoo bench), resumed when done, clear errors.
+    func testBiLSTMSoft() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
+        let out = try tempDir().appendingPathComponent("bilstm")
+        var r = try distill(teacher, glue, out, ["--recipe", "bilstm-soft", "--student-width", "6", "--augment", "1"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let model = try BiLSTM(directory: out)
+        XCTAssertEqual(model.config, BiLSTM.Config(vocabSize: 12, embeddingSize: 16, hiddenSize: 6, classifierSize: 400, numLabels: 2, pair: true, maxLength: 16))
+        let stage = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("task/stage.json"))) as! [String: Any]
+        XCTAssertEqual(Set((stage["loss_terms"] as! [String: [Double]]).keys), ["logits_mse"])
+        XCTAssertEqual(stage["steps"] as? Int, 12)                       // 96 examples (48 + 48 augmented), batches of 8
+        try assertEvalMatches("bilstm-soft", out, glue)
+        r = try zoo(["bench", "bilstm-soft", "--weights", out.path, "--batch", "2", "--seq", "8", "--iters", "2", "--json"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let before = try Data(contentsOf: out.appendingPathComponent("model.safetensors"))
+        r = try distill(teacher, glue, out, ["--recipe", "bilstm-soft", "--student-width", "6", "--augment", "1", "--resume"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("model.safetensors")), before)
+
+        r = try zoo(["eval", "bilstm-soft", "--task", "rte", "--weights", teacher.path, "--data", glue.path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("not a bilstm-soft config"), r.stderr)
+        r = try zoo(["bench", "bilstm-soft", "--geometry", "bert-base"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("bilstm-soft has no geometry"), r.stderr)
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "bilstm-soft", "--student-layers", "2"])
+        XCTAssertTrue(r.stderr.contains("the BiLSTM student has one layer"), r.stderr)
+    }
 }

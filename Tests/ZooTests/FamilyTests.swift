@@ -146,7 +146,7 @@ final class FamilyTests: XCTestCase {
         let store = ParameterStore(spec: r.ckpt.spec)
         try store.load(r.ckpt, seed: 0)
         let net = try Network(spec: store.spec, reader: store)
-        let spec = store.spec, H = spec.hidden
+        let spec: ModelSpec = store.spec, H = spec.hidden
         var rng = SplitMix64(seed: 5)
         let act0 = try net.record(r.batch, dropoutSeed: nil)
         let taps: [(Tap, Int)] = [(.hidden(0), act0.T * H), (.hidden(2), act0.T * H), (.hidden(spec.layers.count), act0.T * H),

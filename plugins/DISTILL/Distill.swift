@@ -4,7 +4,8 @@ import ZooCore
 /// Knowledge distillation (the seed's KD table) as recipes on the core `DistillStep`: a fine-tuned
 /// teacher, a student of another shape, losses at the places each method distils.
 public let plugin = Plugin(
-    variants: Recipe.allCases.map { recipe in
+    variants: [Variant(name: Recipe.bilstmSoft.rawValue, summary: Recipe.bilstmSoft.summary) { try BiLSTM(directory: $0) }]
+        + Recipe.allCases.filter { $0 != .bilstmSoft }.map { recipe in
         Variant(name: recipe.rawValue, summary: recipe.summary) { source in
             switch source {
             case .checkpoint(let ckpt):
@@ -22,7 +23,7 @@ public let plugin = Plugin(
 
 /// Where each method distils (Table 1 of the seed) and how its student starts.
 public enum Recipe: String, CaseIterable {
-    case tinybert, distilbert, bertPKD = "bert-pkd"
+    case tinybert, distilbert, bertPKD = "bert-pkd", bilstmSoft = "bilstm-soft"
 
     var family: HFFamily { self == .distilbert ? .distilbert : .bert }
 
@@ -31,6 +32,7 @@ public enum Recipe: String, CaseIterable {
         case .tinybert: return "TinyBERT student (default 4 layers, width 312, FFN 1200): embeddings, attention, hidden states, then predictions (zoo distill)"
         case .distilbert: return "DistilBERT student: every other teacher layer, predictions distilled (zoo distill); HF DistilBERT checkpoints"
         case .bertPKD: return "BERT-PKD student: the teacher's first layers, patient [CLS] loss on skipped layers + predictions (zoo distill)"
+        case .bilstmSoft: return "distilled BiLSTM (Tang et al. 2019): one bidirectional LSTM layer, teacher's logits by MSE (zoo distill)"
         }
     }
 
@@ -46,7 +48,7 @@ public enum Recipe: String, CaseIterable {
             var pred = DistillObjective()
             (pred.softCE, pred.temperature) = (1, temperature)   // TinyBERT's prediction layer: soft cross-entropy only
             return [("general", intermediate, true), ("intermediate", intermediate, false), ("prediction", pred, false)]
-        case .distilbert:
+        case .distilbert, .bilstmSoft:       // the BiLSTM's step has its own loss (BiLSTMStep)
             return [("task", prediction, false)]
         case .bertPKD:
             var pkd = prediction
@@ -73,7 +75,7 @@ enum Students {
     /// DistilBERT has no token types: the type-0 row is folded into every position (exact for
     /// single sentences; a pair's second segment loses its type-1 offset, for training to recover).
     static func subset(_ teacher: ParameterStore, layers: [Int], family: HFFamily) -> ParameterStore {
-        let t = teacher.spec
+        let t: ModelSpec = teacher.spec
         var spec = t
         spec.family = family
         spec.layers = layers.enumerated().map { i, l in var layer = t.layers[l]; layer.group = i; return layer }
@@ -109,11 +111,41 @@ enum Students {
     }
 }
 
+/// The student being distilled: BERT-shaped (an HF checkpoint) or the BiLSTM (the zoo's own format).
+enum Student {
+    case bert(ParameterStore)
+    case bilstm(BiLSTM)
+
+    var parameterCount: Int {
+        switch self { case .bert(let s): return s.spec.parameterCount; case .bilstm(let b): return b.parameterCount }
+    }
+    var shape: String {
+        switch self {
+        case .bert(let s): return "\(s.spec.layers.count) layers, width \(s.spec.hidden)"
+        case .bilstm(let b): return "one BiLSTM layer, \(b.config.hiddenSize) units per direction"
+        }
+    }
+    func score(_ dev: DevSet) throws -> TaskResult {
+        switch self { case .bert(let s): return try dev.score(s); case .bilstm(let b): return try dev.score(b) }
+    }
+    func save(to dir: URL, base: Checkpoint) throws {
+        switch self { case .bert(let s): try s.writeCheckpoint(to: dir, base: base); case .bilstm(let b): try b.save(to: dir, vocab: base.vocabURL) }
+    }
+    func load(_ dir: URL) throws {
+        switch self {
+        case .bert(let s): try s.load(try Checkpoint(dir: dir), seed: 0)
+        case .bilstm(let b):
+            let saved = try BiLSTM(directory: dir)
+            withExtendedLifetime(saved) { b.store.values.data.update(from: saved.store.values.data, count: b.store.count) }
+        }
+    }
+}
+
 public struct DistillCommand: Command {
     public static let name = "distill"
-    public static let summary = "distil a fine-tuned teacher into a smaller student (tinybert, distilbert, bert-pkd)"
+    public static let summary = "distil a fine-tuned teacher into a smaller student (tinybert, distilbert, bert-pkd, bilstm-soft)"
     public static let help = """
-    zoo distill --teacher FINETUNED --recipe tinybert|distilbert|bert-pkd --out DIR [--task T]
+    zoo distill --teacher FINETUNED --recipe tinybert|distilbert|bert-pkd|bilstm-soft --out DIR [--task T]
                 [--general GENERAL | --general-only] [--student-layers L] [--student-width H] [--student-heads A] [--student-ffn F]
                 [--epochs N] [--general-epochs N] [--corpus FILE] [--lr X] [--batch B] [--temperature T]
                 [--augment N] [--augment-cap N] [--limit N] [--save-every N] [--data DIR] [--threads N]
@@ -132,6 +164,11 @@ public struct DistillCommand: Command {
         --temperature (default 2).
       bert-pkd: the student is the teacher's first --student-layers layers (default half); labels +
         soft predictions as above + 100 × PKD's normalised [CLS] MSE on skipped teacher layers.
+      bilstm-soft: Tang et al. (2019): word vectors from the teacher's table, one bidirectional LSTM
+        layer (--student-width units per direction, default 300), a ReLU layer of 400, the classifier
+        (a pair: both sentences through the same LSTM, [r1, r2, r1*r2, |r1-r2|]); trained on the MSE
+        to the teacher's logits (default --lr 1e-3, --epochs 3); pair it with --augment. Written in
+        the zoo's own format (config.json model_type "zoo_bilstm", PyTorch nn.LSTM tensor names).
       Each stage is a resumable run of the core trainer in DIR/<stage> (--resume continues); DIR gets
       the student as an HF checkpoint and distill.json (stages, losses, dev score, parameters).
       The general stage's corpus can be capped with --limit N sentences (also caps the task set).
@@ -165,7 +202,7 @@ public struct DistillCommand: Command {
         let teacher = ParameterStore(spec: t, trainable: false)
         try teacher.load(ckpt, seed: 0)
         let N = t.layers.count
-        let student: ParameterStore
+        let student: Student
         switch recipe {
         case .tinybert where general != nil:
             let g = general!
@@ -175,25 +212,32 @@ public struct DistillCommand: Command {
             for flag in ["student-layers", "student-width", "student-heads", "student-ffn"] where args[flag] != nil {
                 throw ZooError.usage("--\(flag): the student's shape comes from --general")
             }
-            student = ParameterStore(spec: g.spec.withHead(numLabels: t.numLabels))
-            try student.load(g, seed: seed)
+            let s = ParameterStore(spec: g.spec.withHead(numLabels: t.numLabels))
+            try s.load(g, seed: seed)
+            student = .bert(s)
         case .tinybert:
-            student = Students.random(like: t, layers: try args.int("student-layers", default: 4, range: 1...N)!,
-                                      hidden: try args.int("student-width", default: 312)!, heads: try args.int("student-heads", default: 12)!,
-                                      ffn: try args.int("student-ffn", default: 1200)!, seed: seed)
-            guard student.spec.hidden % student.spec.layers[0].heads == 0 else { throw ZooError.usage("--student-width must be a multiple of --student-heads") }
+            let width = try args.int("student-width", default: 312)!, heads = try args.int("student-heads", default: 12)!
+            guard heads > 0, width % heads == 0 else { throw ZooError.usage("--student-width must be a multiple of --student-heads") }
+            student = .bert(Students.random(like: t, layers: try args.int("student-layers", default: 4, range: 1...N)!, hidden: width, heads: heads,
+                                            ffn: try args.int("student-ffn", default: 1200)!, seed: seed))
         case .distilbert:
             let M = try args.int("student-layers", default: (N + 1) / 2, range: 1...N)!
-            student = Students.subset(teacher, layers: (0..<M).map { $0 * N / M }, family: .distilbert)
+            student = .bert(Students.subset(teacher, layers: (0..<M).map { $0 * N / M }, family: .distilbert))
         case .bertPKD:
-            student = Students.subset(teacher, layers: Array(0..<(try args.int("student-layers", default: N / 2, range: 1...N)!)), family: .bert)
+            student = .bert(Students.subset(teacher, layers: Array(0..<(try args.int("student-layers", default: N / 2, range: 1...N)!)), family: .bert))
+        case .bilstmSoft:
+            let config = BiLSTM.Config(vocabSize: t.vocab, embeddingSize: t.embedding, hiddenSize: try args.int("student-width", default: 300)!,
+                                       classifierSize: 400, numLabels: t.numLabels, pair: task!.isPair, maxLength: min(128, t.positions))
+            student = .bilstm(BiLSTM(config: config, table: teacher.view(t.family.names.word).value, seed: seed))
         }
-        for flag in ["student-width", "student-heads", "student-ffn", "general-epochs", "corpus"] where recipe != .tinybert && args[flag] != nil {
+        for flag in ["student-width", "student-heads", "student-ffn", "general-epochs", "corpus"] where recipe != .tinybert && args[flag] != nil
+            && !(recipe == .bilstmSoft && flag == "student-width") {
             throw ZooError.usage("--\(flag) applies to the tinybert recipe only")
         }
+        if recipe == .bilstmSoft, args["student-layers"] != nil { throw ZooError.usage("--student-layers: the BiLSTM student has one layer") }
         var recipeOptions = TrainOptions()
         recipeOptions.epochs = try args.int("epochs", default: 3, range: 1...1000)!
-        recipeOptions.lr = try args.float("lr", default: recipe == .tinybert ? 1e-4 : 5e-5, range: 0...1)
+        recipeOptions.lr = try args.float("lr", default: [.tinybert: 1e-4, .bilstmSoft: 1e-3][recipe] ?? 5e-5, range: 0...1)
         recipeOptions.batch = try args.int("batch", default: 32)!
         recipeOptions.seed = seed
         recipeOptions.saveEvery = try args.int("save-every", default: recipeOptions.saveEvery, range: 0...Int.max)!
@@ -208,7 +252,7 @@ public struct DistillCommand: Command {
                                   tokenizer: tokenizer, seed: seed, cache: out.appendingPathComponent("augmented.json"))
         }
         let dev = try task.map { try DevSet(task: $0, glue: glue, tokenizer: tokenizer, maxLength: maxLength) }
-        log("distilling \(ckpt.dir.path) (\(task?.glueName ?? "general stage only"), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.spec.layers.count) layers, width \(student.spec.hidden), \(student.spec.parameterCount) parameters")
+        log("distilling \(ckpt.dir.path) (\(task?.glueName ?? "general stage only"), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.shape), \(student.parameterCount) parameters")
 
         var record: [[String: Any]] = []
         let stages = recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100))
@@ -219,21 +263,26 @@ public struct DistillCommand: Command {
                 guard let stage = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
                     throw ZooError.badFile(path: done.path, problem: "not a stage record (JSON object); delete it to redo the stage")
                 }
-                try student.load(try Checkpoint(dir: dir), seed: 0)
+                try student.load(dir)
                 record.append(stage)
                 log("\(name): done earlier, loaded \(dir.path)")
                 continue
             }
             var options = recipeOptions
-            let step: DistillStep
-            if onCorpus {
+            let step: TrainingStep
+            switch student {
+            case .bilstm(let b):
+                let progress = Progress("teacher logits")
+                step = try BiLSTMStep(teacher: try Network<Linear>(packing: teacher), student: b,
+                                      examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }, dev: dev, progress: progress.update)
+            case .bert(let student) where onCorpus:
                 options.epochs = try args.int("general-epochs", default: 1, range: 1...1000)!
                 let all = try args["corpus"].map { try Corpus.load(URL(fileURLWithPath: $0)) } ?? Corpus.glue(glue)
                 let sentences = limit.map { Array(all.prefix($0)) } ?? all
                 log("\(name): \(sentences.count) of \(all.count) sentences (\(args["corpus"] ?? "every distinct GLUE sentence in \(glue.path)"))")
                 step = try DistillStep(teacher: teacher, student: student, objective: objective,
                                        examples: sentences.map { tokenizer.encode($0, nil, maxLength: maxLength) }, targets: nil, seed: seed)
-            } else {
+            case .bert(let student):
                 step = try DistillStep(teacher: teacher, student: student, objective: objective,
                                        examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) },
                                        targets: train.map(\.labelValue), dev: dev, seed: seed)
@@ -245,20 +294,20 @@ public struct DistillCommand: Command {
             }
             let progress = Progress(name)
             try trainer.run(log: { log("\(name) " + $0) }, progress: { progress.update($0, $1) })
-            try student.writeCheckpoint(to: dir, base: ckpt)
+            try student.save(to: dir, base: ckpt)
             var stage = trainer.record
             stage["stage"] = name
             record.append(stage)
             try writeAtomically(try JSONSerialization.data(withJSONObject: stage, options: [.prettyPrinted, .sortedKeys]), to: done)
         }
-        try student.writeCheckpoint(to: out, base: ckpt)
-        let score = try dev?.score(student)
+        try student.save(to: out, base: ckpt)
+        let score = try dev.map { try student.score($0) }
         var summary: [String: Any] = ["teacher": ckpt.dir.path, "recipe": recipe.rawValue, "stages": record,
-                                      "parameters_teacher": t.parameterCount, "parameters": student.spec.parameterCount]
+                                      "parameters_teacher": t.parameterCount, "parameters": student.parameterCount]
         (summary["task"], summary["dev"], summary["general"]) = (task?.name, score?.score, general?.dir.path)
         try writeAtomically(try JSONSerialization.data(withJSONObject: summary, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("distill.json"))
-        print(String(format: "%@: %@ student, %d layers, width %d, %d parameters (teacher %d); %@", out.path, recipe.rawValue,
-                     student.spec.layers.count, student.spec.hidden, student.spec.parameterCount, t.parameterCount,
+        print(String(format: "%@: %@ student, %@, %d parameters (teacher %d); %@", out.path, recipe.rawValue, student.shape,
+                     student.parameterCount, t.parameterCount,
                      score.map { String(format: "%@ dev %.2f", task!.glueName, $0.score) } ?? "general stage only"))
     }
 

@@ -81,7 +81,7 @@ public struct Pruner {
             let doneHeads = heads0 - current.spec.layers.map(\.heads).reduce(0, +), doneNeurons = neurons0 - current.spec.layers.map(\.ffn).reduce(0, +)
             let k = (removeHeads - doneHeads + steps - step - 1) / (steps - step), m = (removeNeurons - doneNeurons + steps - step - 1) / (steps - step)
             current = try Surgery.prune(current, keepHeads: keep(h, removing: k), keepNeurons: keep(n, removing: m))
-            let s = current.spec
+            let s: ModelSpec = current.spec
             done.append(Step(heads: s.layers.map { l in (0..<(l.heads + l.prunedHeads.count)).filter { !l.prunedHeads.contains($0) } },
                              ffn: s.layers.map(\.ffn), removedHeads: k, removedNeurons: m))
             log("step \(step + 1)/\(steps): removed \(k) heads, \(m) FFN neurons; heads per layer \(s.layers.map(\.heads)), FFN widths \(s.layers.map(\.ffn)), \(s.parameterCount) parameters")

@@ -8,7 +8,7 @@ import ZooCore
 enum Surgery {
     /// `keepHeads[l]` / `keepNeurons[l]`: indices (into layer l's current heads / neurons) to keep.
     static func prune(_ store: ParameterStore, keepHeads: [[Int]], keepNeurons: [[Int]]) throws -> ParameterStore {
-        let old = store.spec
+        let old: ModelSpec = store.spec
         guard old.groups.count == old.layers.count else {
             throw ZooError.usage("pruning a model with shared layers (ALBERT) is not supported: a head removed from a shared layer is removed from every use")
         }

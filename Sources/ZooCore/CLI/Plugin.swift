@@ -6,16 +6,22 @@ public enum ModelSource {
     case geometry(Geometry, seed: UInt64)
 }
 
-/// A registered variant: a name users type, a description, and how to build it.
+/// A registered variant: a name users type, a description, and how to build it — from an HF
+/// checkpoint or a geometry (`load`), or, for a model no HF family describes, from a directory
+/// in its own format (`loadDirectory`: config.json, model.safetensors, vocab.txt of the zoo's own).
 public struct Variant {
     public let name: String
     public let summary: String
     public let load: (ModelSource) throws -> Model
+    public let loadDirectory: ((URL) throws -> Model)?
 
     public init(name: String, summary: String, load: @escaping (ModelSource) throws -> Model) {
-        self.name = name
-        self.summary = summary
-        self.load = load
+        (self.name, self.summary, self.load, loadDirectory) = (name, summary, load, nil)
+    }
+
+    public init(name: String, summary: String, loadDirectory: @escaping (URL) throws -> Model) {
+        (self.name, self.summary, self.loadDirectory) = (name, summary, loadDirectory)
+        load = { _ in throw ZooError.usage("\(name) has no geometry; give --weights DIR") }
     }
 }
 
@@ -49,8 +55,9 @@ public struct Registry {
     }
 }
 
-/// Loads a variant from `--weights DIR` (or `--geometry NAME`, where the command allows it).
-public func loadModel(_ variant: Variant, weights: String?, geometry: String? = nil) throws -> (Model, Checkpoint?) {
+/// Loads a variant from `--weights DIR` (or `--geometry NAME`, where the command allows it); the
+/// directory, when there is one, holds the tokenizer's vocab.txt.
+public func loadModel(_ variant: Variant, weights: String?, geometry: String? = nil) throws -> (Model, URL?) {
     if let geometry {
         guard weights == nil else { throw ZooError.usage("give --weights or --geometry, not both") }
         guard let g = Geometry(rawValue: geometry) else {
@@ -58,7 +65,7 @@ public func loadModel(_ variant: Variant, weights: String?, geometry: String? = 
         }
         return (try variant.load(.geometry(g, seed: 1)), nil)
     }
-    let dir = weights ?? ProcessInfo.processInfo.environment["ZOO_WEIGHTS"] ?? "weights/minilm-l6"
-    let ckpt = try Checkpoint(dir: URL(fileURLWithPath: dir))
-    return (try variant.load(.checkpoint(ckpt)), ckpt)
+    let dir = URL(fileURLWithPath: weights ?? ProcessInfo.processInfo.environment["ZOO_WEIGHTS"] ?? "weights/minilm-l6")
+    if let own = variant.loadDirectory { return (try own(dir), dir) }
+    return (try variant.load(.checkpoint(try Checkpoint(dir: dir))), dir)
 }

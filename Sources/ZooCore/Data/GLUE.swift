@@ -48,6 +48,8 @@ public struct GLUETask: Equatable {
 
     public var isRegression: Bool { labels.isEmpty }
     public var numLabels: Int { isRegression ? 1 : labels.count }
+    /// Sentence pairs (MRPC, STS-B, RTE, …) rather than single sentences.
+    public var isPair: Bool { textB != nil }
 
     public static func == (a: GLUETask, b: GLUETask) -> Bool { a.name == b.name }
 

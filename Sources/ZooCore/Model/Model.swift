@@ -33,21 +33,42 @@ public struct Batch {
     }
 }
 
-/// What every variant implements: a model of the BERT family that maps a batch to last hidden
-/// states and, with a task head, to logits.
+/// What every variant implements: a model that maps a batch of WordPiece ids to last hidden states
+/// and, with a task head, to logits.
 public protocol Model: AnyObject {
-    var spec: ModelSpec { get }
+    /// Token ids are below `vocab`; sequences are at most `maxLength` tokens.
+    var vocab: Int { get }
+    var maxLength: Int { get }
+    /// Width of the hidden states `forward` returns.
+    var width: Int { get }
+    /// Task-head outputs; 0 without a head.
+    var numLabels: Int { get }
     /// Number of stored parameters (each weight counted once, whatever its storage type).
     var parameterCount: Int { get }
-    /// Last hidden states, [batch.size · batch.seqLen, hidden] (padding rows zero).
+    /// Floating-point operations of one forward of `batch` sequences of `seq` tokens (bench's GFLOPS).
+    func flops(batch: Int, seq: Int) -> Double
+    /// Last hidden states, [batch.size · batch.seqLen, width] (padding rows zero).
     func forward(_ batch: Batch) throws -> Tensor
     /// Task-head outputs, [batch.size, numLabels]; an error when the checkpoint has no head.
     func logits(_ batch: Batch) throws -> Tensor
 }
 
+/// A model of the transformer families, described by a `ModelSpec`.
+public protocol SpecModel: Model {
+    var spec: ModelSpec { get }
+}
+
+extension SpecModel {
+    public var vocab: Int { spec.vocab }
+    public var maxLength: Int { spec.positions }
+    public var width: Int { spec.hidden }
+    public var numLabels: Int { spec.head == .none ? 0 : spec.numLabels }
+    public func flops(batch: Int, seq: Int) -> Double { spec.flops(batch: batch, seq: seq) }
+}
+
 /// A model that runs long batches through its layers a chunk of tokens at a time
 /// (`zoo bench --chunk-tokens N` sets the chunk size, to measure it).
-public protocol ChunkedModel: Model {
+public protocol ChunkedModel: SpecModel {
     var chunkTokens: Int { get set }
 }
 
@@ -124,7 +145,7 @@ extension Model {
     /// Sentence embeddings: [batch.size, hiddenSize].
     public func embed(_ batch: Batch, pooling: Pooling) throws -> Tensor {
         let h = try forward(batch)
-        let H = spec.hidden
+        let H = width
         let out = Tensor(shape: [batch.size, H])
         defer { withExtendedLifetime(h) {} }
         switch pooling {

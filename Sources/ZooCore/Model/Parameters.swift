@@ -7,7 +7,8 @@ import Foundation
 /// layers that share it accumulate into the same gradients. Q, K and V of a group sit next to each
 /// other, so they form the fused [3A, H] projection the attention kernels expect.
 public final class ParameterStore: WeightReader {
-    public let spec: ModelSpec
+    /// The model whose layout the store holds (nil for named tensors outside any model's layout).
+    public let spec: ModelSpec!
     public let values: Tensor
     public let grads: Tensor?                // nil: frozen (a distillation teacher)
     public let slots: [Slot]
@@ -25,15 +26,15 @@ public final class ParameterStore: WeightReader {
         self.init(spec: spec, slots: Self.layout(spec), trainable: trainable)
     }
 
-    /// Named tensors outside any model's layout (a distillation's projections), for the model
-    /// `spec`; initialised to zero.
-    public convenience init(spec: ModelSpec, tensors: [(name: String, shape: [Int], decay: Bool)], trainable: Bool = true) {
+    /// Named tensors outside any model's layout (a distillation's projections, the distilled
+    /// BiLSTM), initialised to zero.
+    public convenience init(tensors: [(name: String, shape: [Int], decay: Bool)], trainable: Bool = true) {
         var n = 0
-        self.init(spec: spec, slots: tensors.map { t in defer { n += t.shape.reduce(1, *) }; return Slot(name: t.name, offset: n, shape: t.shape, decay: t.decay) },
+        self.init(spec: nil, slots: tensors.map { t in defer { n += t.shape.reduce(1, *) }; return Slot(name: t.name, offset: n, shape: t.shape, decay: t.decay) },
                   trainable: trainable)
     }
 
-    init(spec: ModelSpec, slots: [Slot], trainable: Bool) {
+    init(spec: ModelSpec?, slots: [Slot], trainable: Bool) {
         self.spec = spec
         self.slots = slots
         index = Dictionary(uniqueKeysWithValues: slots.enumerated().map { ($0.element.name, $0.offset) })

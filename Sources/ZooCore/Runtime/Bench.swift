@@ -44,7 +44,7 @@ public enum Bench {
         return BenchResult(batch: batch.size, seq: batch.seqLen, threads: Runtime.threads, iterations: times.count,
                            minMs: times[0], medianMs: median,
                            sequencesPerSecond: Double(batch.size) / (median / 1000),
-                           gflops: model.spec.flops(batch: batch.size, seq: batch.seqLen) / (median / 1000) / 1e9,
+                           gflops: model.flops(batch: batch.size, seq: batch.seqLen) / (median / 1000) / 1e9,
                            blasCore: Runtime.blasCoreType)
     }
 }

@@ -176,7 +176,7 @@ public final class DistillStep: TrainingStep {
     public init(teacher: ParameterStore, student: ParameterStore, objective: DistillObjective,
                 examples: [WordPieceTokenizer.Encoding], targets: [Double]?, dev: DevSet? = nil, seed: UInt64 = 42) throws {
         precondition(teacher.grads == nil, "the teacher is frozen")
-        let (t, s) = (teacher.spec, student.spec)
+        let (t, s): (ModelSpec, ModelSpec) = (teacher.spec, student.spec)
         let o = objective
         guard targets != nil || o.hard == 0 else { throw ZooError.usage("the hard-label loss needs labelled examples") }
         if o.cosine > 0 || o.pkd > 0, t.hidden != s.hidden {
@@ -194,7 +194,7 @@ public final class DistillStep: TrainingStep {
         self.objective = o
         (self.examples, self.targets, self.dev) = (examples, targets, dev)
         if t.hidden != s.hidden, o.hidden > 0 || o.embedding > 0 {
-            let p = ParameterStore(spec: s, tensors: ["hidden", "embedding"].flatMap { [($0 + ".weight", [t.hidden, s.hidden], true), ($0 + ".bias", [t.hidden], false)] })
+            let p = ParameterStore(tensors: ["hidden", "embedding"].flatMap { [($0 + ".weight", [t.hidden, s.hidden], true), ($0 + ".bias", [t.hidden], false)] })
             var rng = SplitMix64(seed: seed)
             for name in ["hidden.weight", "embedding.weight"] {   // nn.Linear-like scale, seeded
                 let v = p.view(name)
