@@ -7,6 +7,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 // ---- Linear ------------------------------------------------------------------------------------
 void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -134,70 +135,109 @@ void zk_adamw_update(float *param, const float *grad, float *m, float *v, size_t
     }
 }
 
-// ---- LSTM (one direction, one sequence; PyTorch nn.LSTM semantics, gate order i, f, g, o) --------
-// Forward: pre = x·W_ihᵀ + b_ih for all steps at once (one GEMM), then per step
-//   gates = pre_t + W_hh·h_{t−1} + b_hh; i, f, o = σ(·), g = tanh(·)
-//   c_t = f·c_{t−1} + i·g;  h_t = o·tanh(c_t)
-// from h_{−1} = c_{−1} = 0; `reverse` runs t = T−1 … 0 (the backward direction of a BiLSTM).
-// Keeps gates [T, 4Hd] (after their nonlinearities) and c [T, Hd] for the backward pass.
+// ---- LSTM (one direction over a batch of packed sequences; PyTorch nn.LSTM semantics, gates i, f, g, o)
+// Sequence b is lengths[b] consecutive rows of x [T, D] (T = Σ lengths; a length may be 0).
+// Forward: pre = x·W_ihᵀ + b_ih + b_hh for all rows at once (one GEMM), then step s of every sequence
+// still running together (one GEMM over them for the recurrent product):
+//   gates = pre_t + W_hh·h_{t−1}; i, f, o = σ(·), g = tanh(·);  c_t = f·c_{t−1} + i·g;  h_t = o·tanh(c_t)
+// from h_{−1} = c_{−1} = 0; `reverse` runs each sequence from its last row (a BiLSTM's backward
+// direction). Keeps gates [T, 4Hd] (after their nonlinearities) and c [T, Hd] for the backward pass.
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+// The sequences running at step s: their row now and the row before (in stepping order).
+static int lstm_active(const int32_t *lengths, const int *starts, int B, int s, int reverse, int *seq, int *row, int *prev) {
+    int n = 0;
+    for (int b = 0; b < B; b++) {
+        if (lengths[b] <= s) continue;
+        seq[n] = b;
+        row[n] = starts[b] + (reverse ? lengths[b] - 1 - s : s);
+        prev[n] = reverse ? row[n] + 1 : row[n] - 1;
+        n++;
+    }
+    return n;
+}
+
+static int lstm_starts(const int32_t *lengths, int B, int *starts, int *max_len) {
+    int T = 0;
+    *max_len = 0;
+    for (int b = 0; b < B; b++) { starts[b] = T; T += lengths[b]; if (lengths[b] > *max_len) *max_len = lengths[b]; }
+    return T;
+}
+
 void zk_lstm_forward(float *h, float *c, float *gates, const float *x, const float *w_ih, const float *w_hh,
-                     const float *b_ih, const float *b_hh, int T, int D, int Hd, int reverse) {
+                     const float *b_ih, const float *b_hh, const int32_t *lengths, int B, int D, int Hd, int reverse) {
     const int G = 4 * Hd;
+    int *starts = malloc(4 * (size_t)B * sizeof(int)), *seq = starts + B, *row = seq + B, *prev = row + B, max_len;
+    const int T = lstm_starts(lengths, B, starts, &max_len);
+    float *hp = malloc((size_t)B * Hd * sizeof(float)), *rec = malloc((size_t)B * G * sizeof(float));
     zk_linear_forward(gates, x, w_ih, b_ih, T, G, D);
-    for (int s = 0; s < T; s++) {
-        const int t = reverse ? T - 1 - s : s, prev = reverse ? t + 1 : t - 1;
-        float *g = gates + (size_t)t * G;
-        const float *hp = s > 0 ? h + (size_t)prev * Hd : NULL, *cp = s > 0 ? c + (size_t)prev * Hd : NULL;
-        for (int r = 0; r < G; r++) {
-            float acc = g[r] + b_hh[r];
-            if (hp) { const float *w = w_hh + (size_t)r * Hd; for (int k = 0; k < Hd; k++) acc += w[k] * hp[k]; }
-            g[r] = (r >= 2 * Hd && r < 3 * Hd) ? tanhf(acc) : sigmoidf(acc);
+    zk_bias_forward(gates, b_hh, T, G);
+    for (int s = 0; s < max_len; s++) {
+        const int n = lstm_active(lengths, starts, B, s, reverse, seq, row, prev);
+        if (s > 0) {
+            for (int i = 0; i < n; i++) memcpy(hp + (size_t)i * Hd, h + (size_t)prev[i] * Hd, (size_t)Hd * sizeof(float));
+            zk_sgemm_nt(n, G, Hd, hp, Hd, w_hh, Hd, 0.0f, rec, G);
         }
-        for (int j = 0; j < Hd; j++) {
-            const float ct = g[Hd + j] * (cp ? cp[j] : 0.0f) + g[j] * g[2 * Hd + j];
-            c[(size_t)t * Hd + j] = ct;
-            h[(size_t)t * Hd + j] = g[3 * Hd + j] * tanhf(ct);
+        #pragma omp parallel for schedule(static) if ((size_t)n * G > 16384)
+        for (int i = 0; i < n; i++) {
+            float *g = gates + (size_t)row[i] * G;
+            const float *cp = s > 0 ? c + (size_t)prev[i] * Hd : NULL;
+            for (int r = 0; r < G; r++) {
+                const float acc = g[r] + (s > 0 ? rec[(size_t)i * G + r] : 0.0f);
+                g[r] = (r >= 2 * Hd && r < 3 * Hd) ? tanhf(acc) : sigmoidf(acc);
+            }
+            for (int j = 0; j < Hd; j++) {
+                const float ct = g[Hd + j] * (cp ? cp[j] : 0.0f) + g[j] * g[2 * Hd + j];
+                c[(size_t)row[i] * Hd + j] = ct;
+                h[(size_t)row[i] * Hd + j] = g[3 * Hd + j] * tanhf(ct);
+            }
         }
     }
+    free(starts); free(hp); free(rec);
 }
 
 // Backward of zk_lstm_forward: dh [T, Hd] is the gradient at every output h_t (the caller's loss);
 // writes dx [T, D] and adds into the parameter gradients. dgates: scratch [T, 4Hd].
 void zk_lstm_backward(float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, float *dgates,
                       const float *dh, const float *x, const float *h, const float *c, const float *gates,
-                      const float *w_ih, const float *w_hh, int T, int D, int Hd, int reverse) {
+                      const float *w_ih, const float *w_hh, const int32_t *lengths, int B, int D, int Hd, int reverse) {
     const int G = 4 * Hd;
-    float *dh_next = calloc((size_t)Hd, sizeof(float)), *dc_next = calloc((size_t)Hd, sizeof(float));
-    for (int s = T - 1; s >= 0; s--) {
-        const int t = reverse ? T - 1 - s : s, prev = reverse ? t + 1 : t - 1;
-        const float *g = gates + (size_t)t * G, *cp = s > 0 ? c + (size_t)prev * Hd : NULL;
-        float *dg = dgates + (size_t)t * G;
-        for (int j = 0; j < Hd; j++) {
-            const float i = g[j], f = g[Hd + j], gg = g[2 * Hd + j], o = g[3 * Hd + j];
-            const float tc = tanhf(c[(size_t)t * Hd + j]);
-            const float dht = dh[(size_t)t * Hd + j] + dh_next[j];
-            const float dct = dht * o * (1 - tc * tc) + dc_next[j];
-            dg[j] = dct * gg * i * (1 - i);                       // input gate, through σ
-            dg[Hd + j] = dct * (cp ? cp[j] : 0.0f) * f * (1 - f);    // forget gate
-            dg[2 * Hd + j] = dct * i * (1 - gg * gg);             // cell candidate, through tanh
-            dg[3 * Hd + j] = dht * tc * o * (1 - o);              // output gate
-            dc_next[j] = dct * f;
+    int *starts = malloc(4 * (size_t)B * sizeof(int)), *seq = starts + B, *row = seq + B, *prev = row + B, max_len;
+    const int T = lstm_starts(lengths, B, starts, &max_len);
+    // per sequence: the gradient reaching h and c from the step after; gathered rows for the GEMMs
+    float *dh_next = calloc((size_t)B * Hd, sizeof(float)), *dc_next = calloc((size_t)B * Hd, sizeof(float));
+    float *dg = malloc((size_t)B * G * sizeof(float)), *hp = malloc((size_t)B * Hd * sizeof(float)), *dhp = malloc((size_t)B * Hd * sizeof(float));
+    for (int s = max_len - 1; s >= 0; s--) {
+        const int n = lstm_active(lengths, starts, B, s, reverse, seq, row, prev);
+        #pragma omp parallel for schedule(static) if ((size_t)n * G > 16384)
+        for (int i = 0; i < n; i++) {
+            const int t = row[i];
+            const float *g = gates + (size_t)t * G, *cp = s > 0 ? c + (size_t)prev[i] * Hd : NULL;
+            float *dgt = dgates + (size_t)t * G, *dhn = dh_next + (size_t)seq[i] * Hd, *dcn = dc_next + (size_t)seq[i] * Hd;
+            for (int j = 0; j < Hd; j++) {
+                const float ig = g[j], f = g[Hd + j], gg = g[2 * Hd + j], o = g[3 * Hd + j];
+                const float tc = tanhf(c[(size_t)t * Hd + j]);
+                const float dht = dh[(size_t)t * Hd + j] + dhn[j];
+                const float dct = dht * o * (1 - tc * tc) + dcn[j];
+                dgt[j] = dct * gg * ig * (1 - ig);                       // input gate, through σ
+                dgt[Hd + j] = dct * (cp ? cp[j] : 0.0f) * f * (1 - f);   // forget gate
+                dgt[2 * Hd + j] = dct * ig * (1 - gg * gg);              // cell candidate, through tanh
+                dgt[3 * Hd + j] = dht * tc * o * (1 - o);                // output gate
+                dcn[j] = dct * f;
+            }
         }
-        // dh_{prev} = W_hhᵀ·dg; dW_hh += dg ⊗ h_prev; db_hh += dg
-        for (int k = 0; k < Hd; k++) dh_next[k] = 0;
-        const float *hp = s > 0 ? h + (size_t)prev * Hd : NULL;
-        for (int r = 0; r < G; r++) {
-            const float d = dg[r];
-            db_hh[r] += d;
-            if (!hp) continue;
-            const float *w = w_hh + (size_t)r * Hd;
-            float *dw = dw_hh + (size_t)r * Hd;
-            for (int k = 0; k < Hd; k++) { dh_next[k] += w[k] * d; dw[k] += d * hp[k]; }
+        if (s == 0) continue;   // every running sequence is at its first step: nothing flows further
+        // dh_{prev} = dg·W_hh; dW_hh += dgᵀ·h_prev (the running sequences' rows gathered)
+        for (int i = 0; i < n; i++) {
+            memcpy(dg + (size_t)i * G, dgates + (size_t)row[i] * G, (size_t)G * sizeof(float));
+            memcpy(hp + (size_t)i * Hd, h + (size_t)prev[i] * Hd, (size_t)Hd * sizeof(float));
         }
+        zk_sgemm_nn(n, Hd, G, dg, G, w_hh, Hd, 0.0f, dhp, Hd);
+        zk_sgemm_tn(G, Hd, n, dg, G, hp, Hd, 1.0f, dw_hh, Hd);
+        for (int i = 0; i < n; i++) memcpy(dh_next + (size_t)seq[i] * Hd, dhp + (size_t)i * Hd, (size_t)Hd * sizeof(float));
     }
-    free(dh_next); free(dc_next);
-    // The input projection of all steps at once: dx += dgates·W_ih, dW_ih += dgatesᵀ·x, db_ih += Σ_t dgates.
+    free(starts); free(dh_next); free(dc_next); free(dg); free(hp); free(dhp);
+    // The input projection of all rows at once: dx = dgates·W_ih, dW_ih += dgatesᵀ·x, db_ih and db_hh += Σ_t dgates.
     zk_linear_backward(dx, dw_ih, db_ih, dgates, x, w_ih, T, G, D);
+    zk_linear_backward(NULL, NULL, db_hh, dgates, x, w_ih, T, G, D);
 }

@@ -101,14 +101,16 @@ void zk_mean_pool_forward(float *out, const float *hidden, const int32_t *length
 // Linear: dinp = dout·W, dweight += doutᵀ·inp, dbias += Σ_rows dout (any of the three may be NULL).
 void zk_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, int M, int N, int K);
-// LSTM, one direction over one sequence (PyTorch nn.LSTM: gates i, f, g, o; zero initial state;
-// reverse = 1 runs from the last step): h, c [T, Hd] and gates [T, 4Hd] (after σ / tanh) are kept
-// for the backward, which writes dx [T, D] and accumulates the four parameter gradients.
+// LSTM, one direction over B packed sequences (PyTorch nn.LSTM: gates i, f, g, o; zero initial state;
+// sequence b is lengths[b] consecutive rows of x [Σ lengths, D]; reverse = 1 runs each from its last
+// row): h, c [Σ lengths, Hd] and gates [Σ lengths, 4Hd] (after σ / tanh) are kept for the backward,
+// which writes dx and accumulates the four parameter gradients. The sequences step together (one
+// recurrent GEMM per step over those still running).
 void zk_lstm_forward(float *h, float *c, float *gates, const float *x, const float *w_ih, const float *w_hh,
-                     const float *b_ih, const float *b_hh, int T, int D, int Hd, int reverse);
+                     const float *b_ih, const float *b_hh, const int32_t *lengths, int B, int D, int Hd, int reverse);
 void zk_lstm_backward(float *dx, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, float *dgates,
                       const float *dh, const float *x, const float *h, const float *c, const float *gates,
-                      const float *w_ih, const float *w_hh, int T, int D, int Hd, int reverse);
+                      const float *w_ih, const float *w_hh, const int32_t *lengths, int B, int D, int Hd, int reverse);
 // dinp = dout ⊙ act'(inp), act a ZK_ACT_* code; dinp may equal dout (in place). ReLU'(0) = 0 (as torch).
 void zk_activation_backward(float *dinp, const float *inp, const float *dout, size_t n, int act);
 void zk_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);   // act = ZK_ACT_GELU

@@ -98,19 +98,14 @@ public final class BiLSTM: Model {
 
     // MARK: forward / backward
 
-    /// One sentence's LSTM run, both directions, kept for the backward.
-    struct Sentence {
-        let ids: [Int32]
-        var x: [Float], h: [[Float]], c: [[Float]], gates: [[Float]]     // per direction
-        var T: Int { ids.count }
-    }
-
-    /// What a batch's forward keeps: the sentences (one or two per example), the classifier's
-    /// input, the ReLU layer before and after its activation, the logits.
+    /// What a batch's forward keeps: its sentences packed (one or two per example, in order), the
+    /// word vectors, each direction's states and gates, the classifier's input, the ReLU layer
+    /// before and after its activation, the logits.
     public struct Record {
-        var sentences: [[Sentence]]
-        var features: [Float], pre: [Float], hidden: [Float], logits: [Float]
         public let B: Int
+        let ids: [Int32], lengths: [Int32], starts: [Int]
+        var x: [Float], h: [[Float]], c: [[Float]], gates: [[Float]]      // h, c, gates per direction
+        var reps: [[Float]], features: [Float], pre: [Float], hidden: [Float], logits: [Float]
     }
 
     /// The sentences of row b: [CLS] A [SEP] (B [SEP]) by token type, without the special tokens.
@@ -122,45 +117,42 @@ public final class BiLSTM: Model {
         return config.pair ? [first, Array(second.dropLast().map { ids[$0] })] : [first]
     }
 
-    func run(_ ids: [Int32]) -> Sentence {
-        let (E, Hd, T) = (config.embeddingSize, config.hiddenSize, ids.count)
-        let table = store.view("embedding.weight").value
+    public func record(_ batch: Batch) -> Record {
+        let (B, E, Hd, F, K, C) = (batch.size, config.embeddingSize, config.hiddenSize, config.features, config.classifierSize, config.numLabels)
+        let sentences = (0..<B).flatMap { segments(batch, $0) }
+        let ids = sentences.flatMap { $0 }, lengths = sentences.map { Int32($0.count) }
+        let starts = sentences.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        let T = ids.count, table = store.view("embedding.weight").value
         var x = [Float](repeating: 0, count: T * E)
         for (t, id) in ids.enumerated() { for j in 0..<E { x[t * E + j] = table[Int(id) * E + j] } }
-        var s = Sentence(ids: ids, x: x, h: [], c: [], gates: [])
+        var h: [[Float]] = [], c: [[Float]] = [], gates: [[Float]] = []
         for (r, d) in Self.directions.enumerated() {
-            var h = [Float](repeating: 0, count: T * Hd), c = h, g = [Float](repeating: 0, count: T * 4 * Hd)
-            if T > 0 {
-                zk_lstm_forward(&h, &c, &g, x, store.view("lstm.weight_ih_l0" + d).value, store.view("lstm.weight_hh_l0" + d).value,
-                                store.view("lstm.bias_ih_l0" + d).value, store.view("lstm.bias_hh_l0" + d).value, Int32(T), Int32(E), Int32(Hd), Int32(r))
-            }
-            s.h.append(h); s.c.append(c); s.gates.append(g)
+            var hd = [Float](repeating: 0, count: T * Hd), cd = hd, gd = [Float](repeating: 0, count: T * 4 * Hd)
+            zk_lstm_forward(&hd, &cd, &gd, x, store.view("lstm.weight_ih_l0" + d).value, store.view("lstm.weight_hh_l0" + d).value,
+                            store.view("lstm.bias_ih_l0" + d).value, store.view("lstm.bias_hh_l0" + d).value, lengths, Int32(sentences.count),
+                            Int32(E), Int32(Hd), Int32(r))
+            h.append(hd); c.append(cd); gates.append(gd)
         }
-        return s
-    }
-
-    /// [last forward state, first backward state] (zeros for an empty sentence).
-    func representation(_ s: Sentence) -> [Float] {
-        let Hd = config.hiddenSize
-        guard s.T > 0 else { return [Float](repeating: 0, count: 2 * Hd) }
-        return Array(s.h[0][(s.T - 1) * Hd..<s.T * Hd]) + Array(s.h[1][0..<Hd])
-    }
-
-    public func record(_ batch: Batch) -> Record {
-        let (B, F, K, C) = (batch.size, config.features, config.classifierSize, config.numLabels)
-        let sentences = (0..<B).map { segments(batch, $0).map(run) }
+        // each sentence: [last forward state, first backward state] (zeros when empty)
+        let reps: [[Float]] = sentences.indices.map { i in
+            let (s, n) = (starts[i], sentences[i].count)
+            guard n > 0 else { return [Float](repeating: 0, count: 2 * Hd) }
+            return Array(h[0][(s + n - 1) * Hd..<(s + n) * Hd]) + Array(h[1][s * Hd..<(s + 1) * Hd])
+        }
         var features = [Float](repeating: 0, count: B * F)
         for b in 0..<B {
-            let r = sentences[b].map(representation)
-            let f = config.pair ? r[0] + r[1] + zip(r[0], r[1]).map(*) + zip(r[0], r[1]).map { abs($0 - $1) } : r[0]
+            let f = config.pair ? Self.pairFeatures(reps[2 * b], reps[2 * b + 1]) : reps[b]
             for j in 0..<F { features[b * F + j] = f[j] }
         }
         var pre = [Float](repeating: 0, count: B * K), hidden = pre, logits = [Float](repeating: 0, count: B * C)
         zk_linear_forward(&pre, features, store.view("hidden.weight").value, store.view("hidden.bias").value, Int32(B), Int32(K), Int32(F))
         zk_activation_forward(&hidden, pre, B * K, Int32(ZK_ACT_RELU))
         zk_linear_forward(&logits, hidden, store.view("classifier.weight").value, store.view("classifier.bias").value, Int32(B), Int32(C), Int32(K))
-        return Record(sentences: sentences, features: features, pre: pre, hidden: hidden, logits: logits, B: B)
+        return Record(B: B, ids: ids, lengths: lengths, starts: starts, x: x, h: h, c: c, gates: gates,
+                      reps: reps, features: features, pre: pre, hidden: hidden, logits: logits)
     }
+
+    static func pairFeatures(_ a: [Float], _ b: [Float]) -> [Float] { a + b + zip(a, b).map(*) + zip(a, b).map { abs($0 - $1) } }
 
     /// Backward of `record` from dlogits [B, C]: every parameter's gradient accumulates into the store.
     public func backward(_ rec: Record, dlogits: [Float]) {
@@ -172,35 +164,34 @@ public final class BiLSTM: Model {
         zk_activation_backward(&dhidden, rec.pre, dhidden, B * K, Int32(ZK_ACT_RELU))
         zk_linear_backward(&dfeatures, g("hidden.weight"), g("hidden.bias"), dhidden, rec.features, store.view("hidden.weight").value,
                            Int32(B), Int32(K), Int32(F))
-        let dtable = g("embedding.weight")
+        // the gradient at each sentence's representation, then at the LSTM states it was read from
+        var dreps: [[Float]] = []
         for b in 0..<B {
             let df = Array(dfeatures[b * F..<(b + 1) * F])
-            var dr: [[Float]]
-            if config.pair {
-                let r = rec.sentences[b].map(representation), R = 2 * Hd
-                dr = [[Float](repeating: 0, count: R), [Float](repeating: 0, count: R)]
-                for j in 0..<R {
-                    let sign: Float = r[0][j] > r[1][j] ? 1 : r[0][j] < r[1][j] ? -1 : 0
-                    dr[0][j] = df[j] + df[2 * R + j] * r[1][j] + df[3 * R + j] * sign
-                    dr[1][j] = df[R + j] + df[2 * R + j] * r[0][j] - df[3 * R + j] * sign
-                }
-            } else {
-                dr = [df]
+            guard config.pair else { dreps.append(df); continue }
+            let (r1, r2, R) = (rec.reps[2 * b], rec.reps[2 * b + 1], 2 * Hd)
+            var d1 = [Float](repeating: 0, count: R), d2 = d1
+            for j in 0..<R {
+                let sign: Float = r1[j] > r2[j] ? 1 : r1[j] < r2[j] ? -1 : 0
+                d1[j] = df[j] + df[2 * R + j] * r2[j] + df[3 * R + j] * sign
+                d2[j] = df[R + j] + df[2 * R + j] * r1[j] - df[3 * R + j] * sign
             }
-            for (s, d) in zip(rec.sentences[b], dr) where s.T > 0 {
-                var dx = [[Float]](repeating: [Float](repeating: 0, count: s.T * E), count: 2)   // per direction
-                for (r, dir) in Self.directions.enumerated() {
-                    var dh = [Float](repeating: 0, count: s.T * Hd), dgates = [Float](repeating: 0, count: s.T * 4 * Hd)
-                    let t = r == 0 ? s.T - 1 : 0
-                    for j in 0..<Hd { dh[t * Hd + j] = d[r * Hd + j] }
-                    zk_lstm_backward(&dx[r], g("lstm.weight_ih_l0" + dir), g("lstm.weight_hh_l0" + dir), g("lstm.bias_ih_l0" + dir),
-                                     g("lstm.bias_hh_l0" + dir), &dgates, dh, s.x, s.h[r], s.c[r], s.gates[r],
-                                     store.view("lstm.weight_ih_l0" + dir).value, store.view("lstm.weight_hh_l0" + dir).value,
-                                     Int32(s.T), Int32(E), Int32(Hd), Int32(r))
-                }
-                for (t, id) in s.ids.enumerated() { for j in 0..<E { dtable[Int(id) * E + j] += dx[0][t * E + j] + dx[1][t * E + j] } }
-            }
+            dreps += [d1, d2]
         }
+        let T = rec.ids.count
+        var dx = [[Float]](repeating: [Float](repeating: 0, count: T * E), count: 2)   // per direction
+        for (r, dir) in Self.directions.enumerated() {
+            var dh = [Float](repeating: 0, count: T * Hd), dgates = [Float](repeating: 0, count: T * 4 * Hd)
+            for (i, d) in dreps.enumerated() where rec.lengths[i] > 0 {
+                let t = r == 0 ? rec.starts[i] + Int(rec.lengths[i]) - 1 : rec.starts[i]
+                for j in 0..<Hd { dh[t * Hd + j] = d[r * Hd + j] }
+            }
+            zk_lstm_backward(&dx[r], g("lstm.weight_ih_l0" + dir), g("lstm.weight_hh_l0" + dir), g("lstm.bias_ih_l0" + dir), g("lstm.bias_hh_l0" + dir),
+                             &dgates, dh, rec.x, rec.h[r], rec.c[r], rec.gates[r], store.view("lstm.weight_ih_l0" + dir).value,
+                             store.view("lstm.weight_hh_l0" + dir).value, rec.lengths, Int32(rec.lengths.count), Int32(E), Int32(Hd), Int32(r))
+        }
+        let dtable = g("embedding.weight")
+        for (t, id) in rec.ids.enumerated() { for j in 0..<E { dtable[Int(id) * E + j] += dx[0][t * E + j] + dx[1][t * E + j] } }
     }
 
     // MARK: Model
@@ -213,15 +204,16 @@ public final class BiLSTM: Model {
     /// Per-token states [forward, backward] of each sentence, zero at special and padding positions.
     public func forward(_ batch: Batch) throws -> Tensor {
         let W = width, out = Tensor(shape: [batch.size * batch.seqLen, W]), Hd = config.hiddenSize
-        let rec = record(batch)
+        let rec = record(batch), perExample = config.pair ? 2 : 1
         for b in 0..<batch.size {
             var position = 1                     // after [CLS]; each sentence is followed by its [SEP]
-            for s in rec.sentences[b] {
-                for t in 0..<s.T {
+            for i in b * perExample..<(b + 1) * perExample {
+                let (s, n) = (rec.starts[i], Int(rec.lengths[i]))
+                for t in 0..<n {
                     let row = out.data + (b * batch.seqLen + position + t) * W
-                    for j in 0..<Hd { row[j] = s.h[0][t * Hd + j]; row[Hd + j] = s.h[1][t * Hd + j] }
+                    for j in 0..<Hd { row[j] = rec.h[0][(s + t) * Hd + j]; row[Hd + j] = rec.h[1][(s + t) * Hd + j] }
                 }
-                position += s.T + 1
+                position += n + 1
             }
         }
         return out
