@@ -4,7 +4,7 @@ teachers (bench/prune_table.py makes them), per recipe: parameters, bytes on dis
 teacher (`zoo bench`, interleaved, medians, b=1 and b=32 at s=128), dev score per task, mean, % of
 the teacher's mean.
 
-    python bench/distill_table.py [--tasks rte,mrpc,stsb,cola,sst2] [--recipes tinybert,distilbert,bert-pkd]
+    python bench/distill_table.py [--tasks rte,mrpc,stsb,cola,sst2] [--recipes tinybert,distilbert,bert-pkd,bilstm-soft]
                                   [--runs runs] [--rounds 3] [--prepare-only] [--speed-only]
                                   [--distill-args "tinybert: --augment 4"]
 
@@ -21,14 +21,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import cpu, run_logged, side_by_side, table_parser  # noqa: E402
 from prune_table import dense_score, finetune_dense  # noqa: E402
 
-VARIANT = {"tinybert": "tinybert", "distilbert": "distilbert", "bert-pkd": "bert-pkd"}
 # SST-2: its first 20,000 training examples (of 67k), as the pruning table's recovery.
 SST2 = ["--limit", "20000"]
 
 
 def main():
     ap = table_parser(__doc__)
-    ap.add_argument("--recipes", default="tinybert,distilbert,bert-pkd")
+    ap.add_argument("--recipes", default="tinybert,distilbert,bert-pkd,bilstm-soft")
     ap.add_argument("--distill-args", action="append", default=[], help='"RECIPE: options…", repeatable')
     a = ap.parse_args()
     tasks, recipes = a.tasks.split(","), a.recipes.split(",")
@@ -62,7 +61,7 @@ def main():
         student = os.path.join(a.runs, f"{tasks[0]}-{r}")
         speeds = []
         for b in (1, 32):
-            mt, ms = side_by_side(a.zoo, ("bert", ["--weights", first]), (VARIANT[r], ["--weights", student]), b, 128, a.threads, a.rounds)
+            mt, ms = side_by_side(a.zoo, ("bert", ["--weights", first]), (r, ["--weights", student]), b, 128, a.threads, a.rounds)
             speeds.append(mt / ms)
         mean = statistics.mean(x["dev"] for x in runs)
         lines.append(f"| {r} | {runs[0]['parameters']} | {size(student):.1f} | {speeds[0]:.2f}× | {speeds[1]:.2f}× | "

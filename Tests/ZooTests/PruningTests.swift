@@ -122,6 +122,18 @@ final class PruningTests: XCTestCase {
         XCTAssertEqual(config["intermediate_size"] as? Int, 128)
         XCTAssertEqual(config["zoo_intermediate_sizes"] as? [Int], spec.layers.map(\.ffn))
 
+        // --distill: the same pruning, recovered against the unpruned model (a different result).
+        let d = try tempDir().appendingPathComponent("distilled")
+        r = try zoo(["prune", "--weights", tuned.path, "--keep-heads", "0.5", "--keep-ffn", "0.75", "--data", glue.path, "--out", d.path,
+                     "--recover-epochs", "1", "--threads", "2", "--distill"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let drecord = try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("prune.json"))) as! [String: Any]
+        XCTAssertEqual(drecord["recovery"] as? String, "distillation from the unpruned model: hidden states, soft predictions + labels")
+        XCTAssertEqual(try Checkpoint(dir: d).spec.layers.map(\.heads), spec.layers.map(\.heads))
+        XCTAssertNotEqual(try Data(contentsOf: d.appendingPathComponent("model.safetensors")), try Data(contentsOf: out.appendingPathComponent("model.safetensors")))
+        XCTAssertEqual(try evalScore("pruned", d, glue), drecord["dev"] as! Double)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d.appendingPathComponent(".steps").path))
+
         // --like: random weights of another geometry with the same per-layer fractions, for zoo bench.
         let like = try tempDir().appendingPathComponent("like")
         r = try zoo(["prune", "--like", out.path, "--geometry", "tinybert-4l", "--out", like.path])

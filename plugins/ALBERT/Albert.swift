@@ -238,18 +238,9 @@ public struct AlbertizeCommand: Command {
                 (o.embedding, o.hidden, o.attention) = (1, 1, 1)
                 (o.softCE, o.hard, o.temperature) = (alpha, 1 - alpha, try args.float("temperature", default: 2, range: 0.01...100))
             }
-            var train = try task.load(.train, from: glue)
-            if let n = recipe.limit { train = Array(train.prefix(n)) }
-            let step = try DistillStep(teacher: store, student: albert, objective: o,
-                                       examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) },
-                                       targets: train.map(\.labelValue), dev: dev, seed: recipe.seed)
-            let work = out.appendingPathComponent(".recovery")
-            let trainer = try Trainer(step, options: recipe, out: work)
-            let progress = Progress("recovery")
-            try trainer.run(log: { log("recovery " + $0) }, progress: { progress.update($0, $1) })
-            record["recovery_epochs"] = trainer.record["epochs"]
-            record["recovery_loss_terms"] = trainer.record["loss_terms"]
-            try? FileManager.default.removeItem(at: work)
+            let r = try DistillStep.recover(albert, from: store, objective: o, dev: dev, glue: glue, tokenizer: tokenizer, maxLength: maxLength,
+                                            options: recipe, work: out.appendingPathComponent(".recovery"))
+            (record["recovery_epochs"], record["recovery_loss_terms"]) = (r["epochs"], r["loss_terms"])
         }
         try albert.writeCheckpoint(to: out, base: ckpt)
         record.merge(["base": ckpt.dir.path, "task": task.name, "embedding_size": E, "groups": groups, "recover_epochs": recipe.epochs, "recover_limit": recipe.limit ?? 0,

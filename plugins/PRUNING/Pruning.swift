@@ -96,8 +96,8 @@ public struct PruneCommand: Command {
     public static let summary = "remove attention heads (and FFN neurons) by mask-gradient importance, then recover"
     public static let help = """
     zoo prune --weights FINETUNED --keep-heads F --out DIR [--task T] [--keep-ffn F] [--steps N]
-              [--recover-epochs E] [--recover-every-step] [--lr X] [--limit N] [--importance-examples N]
-              [--data DIR] [--threads N] [--seed S]
+              [--recover-epochs E] [--recover-every-step] [--distill] [--lr X] [--limit N]
+              [--importance-examples N] [--data DIR] [--threads N] [--seed S]
     zoo prune --weights FINETUNED --curve --out DIR [--keep-heads 0.1] [--steps 9] [--recover-epochs 0] …
     zoo prune --like PRUNED --geometry bert-base|minilm-l6|tinybert-4l --out DIR
       Scores every attention head (and, with --keep-ffn, every FFN neuron) by |∂L/∂ξ| of a mask on its
@@ -107,7 +107,9 @@ public struct PruneCommand: Command {
       at least one head. Heads and neurons are removed from the weights (smaller Q/K/V/output and FFN
       matrices), not masked. Then fine-tunes the pruned model for E epochs (--recover-epochs, default 1;
       0 = none; --recover-every-step also after each step) at --lr (default 2e-5), on the first N
-      training examples with --limit N (default: all).
+      training examples with --limit N (default: all). --distill: the recovery learns from the
+      unpruned model instead of the labels alone (the distillation engine: every layer's hidden
+      states by MSE, soft predictions at T = 2 with weight 0.5, labels 0.5).
       --task defaults to the task the checkpoint was fine-tuned on (metrics.json of zoo finetune).
       DIR gets an HF checkpoint: heads only, `pruned_heads` in config.json (transformers loads it);
       with FFN neurons removed, the per-layer widths go into `zoo_intermediate_sizes` (the zoo's own
@@ -123,7 +125,7 @@ public struct PruneCommand: Command {
     """
     public static let options: Set<String> = ["weights", "task", "keep-heads", "keep-ffn", "steps", "recover-epochs", "lr",
                                               "importance-examples", "out", "data", "threads", "seed", "like", "geometry", "limit"]
-    public static let flags: Set<String> = ["recover-every-step", "curve"]
+    public static let flags: Set<String> = ["recover-every-step", "curve", "distill"]
 
     public static func run(_ args: Arguments) throws {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
@@ -159,8 +161,19 @@ public struct PruneCommand: Command {
         log("pruning \(ckpt.dir.path) on \(task.glueName): importance over \(examples.count) training examples, keep \(o.keepHeads) of the heads, \(o.keepNeurons) of the FFN neurons")
 
         let work = out.appendingPathComponent(".steps")
-        // Recovery: the pruned model written as a checkpoint, fine-tuned by the core trainer.
+        // Recovery: against the unpruned model (--distill, in place), or the pruned model written as a
+        // checkpoint and fine-tuned by the core trainer.
+        let teacher = args.flag("distill") ? ParameterStore(spec: ckpt.spec, trainable: false) : nil
+        try teacher?.load(ckpt, seed: 0)
         func recover(_ s: ParameterStore, into dir: URL) throws -> ParameterStore {
+            if let teacher {
+                var o = DistillObjective()
+                (o.hidden, o.softCE, o.hard, o.temperature) = (1, 0.5, 0.5, 2)
+                _ = try DistillStep.recover(s, from: teacher, objective: o, dev: dev, glue: glue, tokenizer: tokenizer, maxLength: maxLength,
+                                            options: recipe, work: work.appendingPathComponent("recovery"))
+                try s.writeCheckpoint(to: dir, base: ckpt)
+                return s
+            }
             let stepDir = work.appendingPathComponent("pruned")
             try s.writeCheckpoint(to: stepDir, base: ckpt)
             let tuner = try Finetuner(base: try Checkpoint(dir: stepDir), task: task, glue: glue, options: recipe, out: dir)
@@ -194,6 +207,7 @@ public struct PruneCommand: Command {
         }
         var record: [String: Any] = ["base": ckpt.dir.path, "task": task.name, "keep_heads": o.keepHeads, "keep_ffn": o.keepNeurons,
                                      "importance_examples": examples.count, "recover_epochs": recoverEpochs, "recover_limit": recipe.limit ?? 0,
+                                     "recovery": args.flag("distill") ? "distillation from the unpruned model: hidden states, soft predictions + labels" : "labels",
                                      "parameters_before": ckpt.spec.parameterCount, "parameters_after": pruned.spec.parameterCount,
                                      "steps": try JSONSerialization.jsonObject(with: JSONEncoder().encode(steps))]
         if curve {

@@ -268,3 +268,23 @@ public final class DistillStep: TrainingStep {
     /// The student's dev score on the task (nil in general distillation).
     public func evaluate() throws -> TaskResult? { try dev?.score(student.store!) }
 }
+
+extension DistillStep {
+    /// Recovery of a compressed model against the model it came from (pruning, ALBERT): the task's
+    /// training set (the first `options.limit` examples), `objective` between the frozen `teacher`
+    /// and `student` (trained in place), run by the `Trainer` in `work` (removed afterwards).
+    /// Returns the trainer's record (epochs with dev scores, loss terms).
+    public static func recover(_ student: ParameterStore, from teacher: ParameterStore, objective: DistillObjective, dev: DevSet, glue: URL,
+                               tokenizer: WordPieceTokenizer, maxLength: Int, options: TrainOptions, work: URL) throws -> [String: Any] {
+        var train = try dev.task.load(.train, from: glue)
+        if let n = options.limit { train = Array(train.prefix(n)) }
+        let step = try DistillStep(teacher: teacher, student: student, objective: objective,
+                                   examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) },
+                                   targets: train.map(\.labelValue), dev: dev, seed: options.seed)
+        let trainer = try Trainer(step, options: options, out: work)
+        let progress = Progress("recovery")
+        try trainer.run(log: { log("recovery " + $0) }, progress: { progress.update($0, $1) })
+        try? FileManager.default.removeItem(at: work)
+        return trainer.record
+    }
+}
