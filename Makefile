@@ -28,8 +28,8 @@ bench: setup release weights
 setup: system-packages venv
 
 system-packages:
-	@dpkg -s libopenblas-dev libomp-dev >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libopenblas-dev libomp-dev; }
+	@dpkg -s libopenblas-dev libomp-dev parallel >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libopenblas-dev libomp-dev parallel; }
 
 # The Python side (reference dumps, comparison benchmarks) lives in a cached venv, rebuilt when
 # tools/requirements.txt changes.

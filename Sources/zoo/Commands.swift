@@ -3,21 +3,23 @@ import ZooCore
 
 struct ListCommand: Command {
     static let name = "list"
-    static let summary = "list the registered variants"
+    static let summary = "list the registered variants (or zoo table's methods)"
     static let help = """
-    zoo list [--json]
-      One line per registered variant: name and description. --json prints [{"name","description"}].
+    zoo list [--methods] [--json]
+      One line per registered variant: name and description. --methods: the methods `zoo table`
+      rows are made of, with the variant each result runs as. --json prints [{"name","description"}].
     """
     static let options: Set<String> = []
-    static let flags: Set<String> = ["json"]
+    static let flags: Set<String> = ["json", "methods"]
 
     static func run(_ args: Arguments) throws {
         guard args.positional.isEmpty else { throw ZooError.usage("zoo list takes no arguments") }
+        let rows = args.flag("methods") ? registry.methods.map { ($0.name, "(\($0.variant)) " + $0.summary) } : registry.variants.map { ($0.name, $0.summary) }
         if args.flag("json") {
-            print(try jsonString(registry.variants.map { ["name": $0.name, "description": $0.summary] }))
+            print(try jsonString(rows.map { ["name": $0.0, "description": $0.1] }))
         } else {
-            let w = registry.variants.map(\.name.count).max() ?? 0
-            for v in registry.variants { print(v.name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + v.summary) }
+            let w = rows.map(\.0.count).max() ?? 0
+            for (name, text) in rows { print(name.padding(toLength: w + 2, withPad: " ", startingAt: 0) + text) }
         }
     }
 }

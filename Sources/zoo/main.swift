@@ -7,7 +7,7 @@ Runtime.configureAllocator()
 
 let commands: [Command.Type] = [
     ListCommand.self, EvalCommand.self, EmbedCommand.self, TokenizeCommand.self, ScoreCommand.self,
-    FinetuneCommand.self, BenchCommand.self, PeakCommand.self, WeightsCommand.self, DataCommand.self,
+    FinetuneCommand.self, BenchCommand.self, PeakCommand.self, WeightsCommand.self, DataCommand.self, TableCommand.self,
 ] + registry.commands
 
 func usage() -> String {

@@ -19,7 +19,13 @@ public let plugin = Plugin(
             }
         },
     ],
-    commands: [AlbertizeCommand.self])
+    commands: [AlbertizeCommand.self],
+    methods: [
+        Method(name: "albert", variant: "albert", summary: "factorised embedding E = 128, one shared layer, 2 epochs of recovery by distillation") { i in
+            ["albertize", "--weights", i.source, "--embedding-size", "128", "--share", "all", "--recover-epochs", "2", "--seed", "\(i.seed)", "--out", i.out]
+                + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+        },
+    ])
 
 /// A dense BERT turned into an ALBERT: the weights of the new shape, initialised from the old.
 public enum Albertize {

@@ -11,6 +11,10 @@ public let plugin = Plugin(variants: [
         case .geometry(let g, let seed): return try BertNetwork(packing: randomStore(g.spec, seed: seed))
         }
     },
+], methods: [
+    Method(name: "bert", variant: "bert", summary: "the base model fine-tuned on the task (zoo finetune, its defaults), the dense baseline", resumable: true) { i in
+        ["finetune", "--base", i.source, "--task", i.task, "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+    },
 ])
 
 public typealias BertNetwork = Network<Linear>

@@ -19,7 +19,16 @@ public let plugin = Plugin(
             }
         }
     },
-    commands: [DistillCommand.self])
+    commands: [DistillCommand.self],
+    methods: Recipe.allCases.map { recipe in
+        Method(name: recipe.rawValue, variant: recipe.rawValue, summary: recipe.summary, resumable: true,
+               prepare: recipe == .tinybert ? { base, seed, out in
+                   ["distill", "--teacher", base, "--recipe", "tinybert", "--general-only", "--seed", "\(seed)", "--out", out]
+               } : nil) { i in
+            ["distill", "--teacher", i.source, "--recipe", recipe.rawValue, "--seed", "\(i.seed)", "--out", i.out]
+                + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "2"] : []) + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+        }
+    })
 
 /// Where each method distils (Table 1 of the seed) and how its student starts.
 public enum Recipe: String, CaseIterable {

@@ -17,7 +17,15 @@ public let plugin = Plugin(
             }
         },
     ],
-    commands: [PruneCommand.self])
+    commands: [PruneCommand.self],
+    methods: [
+        Method(name: "heads40", variant: "pruned", summary: "40 % of the heads removed, 2 recovery epochs") { i in
+            ["prune", "--weights", i.source, "--keep-heads", "0.6", "--recover-epochs", "2", "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+        },
+        Method(name: "heads50-ffn60", variant: "pruned", summary: "50 % of the heads and 60 % of the FFN neurons removed, 3 recovery epochs") { i in
+            ["prune", "--weights", i.source, "--keep-heads", "0.5", "--keep-ffn", "0.4", "--recover-epochs", "3", "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+        },
+    ])
 
 /// The pruning schedule (`zoo prune`).
 public struct Pruner {

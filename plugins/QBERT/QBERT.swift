@@ -30,7 +30,14 @@ public let plugin = Plugin(variants: [
             return chunked(try QBertNetwork(spec: g.spec, reader: PackingReader(store: randomStore(g.spec, seed: seed)) { w, b, n, k in QLinear(weight: w, n: n, k: k, bits: 4, group: 64, bias: b) }))
         }
     },
-], commands: [QuantizeCommand.self])
+], commands: [QuantizeCommand.self], methods: [
+    Method(name: "qbert-int8", variant: "qbert-int8", summary: "8-bit weights and activations") { i in
+        ["quantize", "--weights", i.source, "--method", "int8", "--out", i.out]
+    },
+    Method(name: "qbert-mixed", variant: "qbert-mixed", summary: "Q-BERT mixed precision (Hessian-ranked bits, 5 bits per weight)") { i in
+        ["quantize", "--weights", i.source, "--method", "mixed", "--calib-task", i.task, "--out", i.out]
+    },
+])
 
 public typealias QBertNetwork = Network<QLinear>
 

@@ -25,13 +25,49 @@ public struct Variant {
     }
 }
 
-/// What a plugin folder exports: its variants and its own commands (e.g. `zoo quantize`).
+/// A row maker of `zoo table`: how a plugin turns a fine-tuned model (or another method's result)
+/// into its variant, as the zoo command that does it.
+public struct Method {
+    public struct Input {
+        public let source: String          // the checkpoint to start from (absolute path)
+        public let task: String
+        public let seed: UInt64
+        public let out: String             // where the result goes
+        public let limit: Int?             // at most this many training examples (zoo table --limit)
+        public let shared: String?         // the method's task-independent artefact (`prepare`)
+
+        public init(source: String, task: String, seed: UInt64, out: String, limit: Int?, shared: String?) {
+            (self.source, self.task, self.seed, self.out, self.limit, self.shared) = (source, task, seed, out, limit, shared)
+        }
+    }
+
+    public let name: String
+    /// The variant that runs the result (`zoo eval <variant>`).
+    public let variant: String
+    public let summary: String
+    /// Arguments after `zoo` that write the result into `input.out`.
+    public let make: (Input) -> [String]
+    /// A task-independent step run once per seed, before any task (TinyBERT's general student):
+    /// arguments after `zoo` given the base model, the seed and the output directory.
+    public let prepare: ((_ base: String, _ seed: UInt64, _ out: String) -> [String])?
+    /// Whether `make` continues an interrupted run when given --resume.
+    public let resumable: Bool
+
+    public init(name: String, variant: String, summary: String, resumable: Bool = false,
+                prepare: ((String, UInt64, String) -> [String])? = nil, make: @escaping (Input) -> [String]) {
+        (self.name, self.variant, self.summary, self.resumable, self.prepare, self.make) = (name, variant, summary, resumable, prepare, make)
+    }
+}
+
+/// What a plugin folder exports: its variants, its own commands (e.g. `zoo quantize`) and its
+/// `zoo table` rows.
 public struct Plugin {
     public let variants: [Variant]
     public let commands: [Command.Type]
+    public let methods: [Method]
 
-    public init(variants: [Variant], commands: [Command.Type] = []) {
-        (self.variants, self.commands) = (variants, commands)
+    public init(variants: [Variant], commands: [Command.Type] = [], methods: [Method] = []) {
+        (self.variants, self.commands, self.methods) = (variants, commands, methods)
     }
 }
 
@@ -39,10 +75,13 @@ public struct Plugin {
 public struct Registry {
     public let variants: [Variant]
     public let commands: [Command.Type]
+    public let methods: [Method]
 
     public init(_ plugins: Plugin...) {
         variants = plugins.flatMap(\.variants)
         commands = plugins.flatMap(\.commands)
+        methods = plugins.flatMap(\.methods)
+        precondition(Set(methods.map(\.name)).count == methods.count, "two plugins register the same table method")
         precondition(Set(variants.map(\.name)).count == variants.count, "two plugins register the same variant name")
         precondition(Set(commands.map { $0.name }).count == commands.count, "two plugins register the same command name")
     }

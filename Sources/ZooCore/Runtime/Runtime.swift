@@ -32,6 +32,15 @@ public enum Runtime {
         // execv only returns on failure: carry on with whatever OpenBLAS picked.
     }
 
+    /// "AMD EPYC (AVX-512 + VNNI), 2 cores": the model name in /proc/cpuinfo and the SIMD the
+    /// kernels use (what every speed measurement names).
+    public static var cpuName: String {
+        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let name = info.split(separator: "\n").first { $0.hasPrefix("model name") }.map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
+        let simd = zk_cpu_has_avx512() != 0 ? (zk_cpu_has_vnni() != 0 ? "AVX-512 + VNNI" : "AVX-512") : zk_cpu_has_avx2() != 0 ? "AVX2" : "SSE"
+        return "\(name) (\(simd)), \(ProcessInfo.processInfo.activeProcessorCount) cores"
+    }
+
     /// Large buffers (weights, activations) get their own mappings and go back to the system when
     /// freed, instead of fragmenting the heap (glibc would otherwise raise its mmap threshold after
     /// the first large free and keep later ones on the heap).

@@ -1,0 +1,316 @@
+import Foundation
+import Glibc
+import ZooCore
+
+/// `zoo table`: the seed's table on this CPU. Every cell (task, seed, row) is a chain of steps —
+/// the base fine-tuned on the task (`bert`), then each method of the row (`tinybert+qbert-int8`:
+/// TinyBERT, then 8-bit) — each step a zoo command of its plugin (`Method`), run in its own
+/// directory and cached there by its inputs.
+struct TableCommand: Command {
+    static let name = "table"
+    static let summary = "every method side by side on GLUE dev: parameters, size, speed, scores (cached, resumable cells)"
+    static let help = """
+    zoo table --base DIR [--tasks rte,mrpc,stsb,cola,sst2] [--variants bert,heads40,…] [--seeds 42]
+              [--out runs/table] [--limit N] [--no-speed] [--rounds 3] [--data DIR] [--threads N]
+    zoo table … --plan          write the cells as one command per line and a Slurm array script
+    zoo table … --cell TASK/SEED/ROW    make one cell (what the plan's lines run)
+    zoo table … --collect       the table from the cells made so far (runs nothing)
+      A row is a method or methods joined by + (tinybert+qbert-int8: TinyBERT, then 8-bit); every
+      row starts from the base fine-tuned on the task (the bert row). `zoo list --methods` lists
+      the methods. Each step of a cell runs its zoo command in OUT/cells/TASK/seed-S/CHAIN (output in
+      step.log there) and records its inputs, dev score, parameters and bytes in step.json: a step
+      whose step.json matches is never redone, an interrupted one is started again (fine-tuning
+      and distillation continue from their last checkpoint). Steps are locked, so cells may run at
+      once (GNU parallel, Slurm) on one directory. --limit N: at most N training examples per step.
+      Speed: each row's model of the first task and seed against the bert row's, `zoo bench`
+      side by side in one run (--rounds interleaved rounds, medians) at b=1 and b=32, s=128;
+      cached per CPU in OUT/speed. Output: OUT/table.md (printed), table.csv, table.json.
+      --plan writes OUT/plan/cells.txt and OUT/plan/table.sbatch; run them with
+      `parallel -j N < OUT/plan/cells.txt` (add --sshlogin for other hosts sharing OUT) or
+      `sbatch OUT/plan/table.sbatch`, then `zoo table … --collect`.
+    """
+    static let options: Set<String> = ["base", "tasks", "variants", "seeds", "out", "limit", "rounds", "data", "threads", "cell"]
+    static let flags: Set<String> = ["no-speed", "plan", "collect"]
+
+    static let defaultRows = "bert,heads40,heads50-ffn60,albert,qbert-int8,qbert-mixed,distilbert,tinybert,bert-pkd,bilstm-soft,tinybert+qbert-int8,heads40+qbert-int8"
+
+    struct Setup {
+        let base: String, out: URL, glue: URL, limit: Int?, threads: Int?
+        let tasks: [GLUETask], seeds: [UInt64], rows: [[Method]]
+        let argv: [String]        // the options a cell command repeats
+    }
+
+    static func run(_ args: Arguments) throws {
+        guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
+        let s = try setup(args)
+        if let cell = args["cell"] {
+            let parts = cell.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 3, let seed = UInt64(parts[1]) else { throw ZooError.usage("--cell takes TASK/SEED/ROW, got '\(cell)'") }
+            _ = try make(s, task: try GLUETask.named(parts[0]), seed: seed, row: try chain(parts[2]))
+            return
+        }
+        if args.flag("plan") { return try plan(s) }
+        var cells: [String: [String: Any]] = [:]
+        for task in s.tasks {
+            for seed in s.seeds {
+                for row in s.rows {
+                    let key = "\(task.name)/\(seed)/\(rowName(row))"
+                    cells[key] = args.flag("collect") ? try? finished(s, task: task, seed: seed, row: row) : try make(s, task: task, seed: seed, row: row)
+                }
+            }
+        }
+        var speeds: [String: [String: Any]] = [:]
+        if !args.flag("no-speed") {
+            for row in s.rows where rowName(row) != "bert" {
+                speeds[rowName(row)] = try speed(s, row: row, rounds: try args.int("rounds", default: 3)!, measure: !args.flag("collect"))
+            }
+        }
+        try write(s, cells: cells, speeds: speeds)
+    }
+
+    static func setup(_ args: Arguments) throws -> Setup {
+        let base = URL(fileURLWithPath: try args.required("base")).standardizedFileURL.path
+        _ = try Checkpoint(dir: URL(fileURLWithPath: base))
+        let tasks = try (args["tasks"] ?? "rte,mrpc,stsb,cola,sst2").split(separator: ",").map { try GLUETask.named(String($0)) }
+        let seeds = try (args["seeds"] ?? "42").split(separator: ",").map { s -> UInt64 in
+            guard let v = UInt64(s) else { throw ZooError.usage("--seeds takes comma-separated non-negative integers, got '\(s)'") }
+            return v
+        }
+        let rows = try (args["variants"] ?? defaultRows).split(separator: ",").map { try chain(String($0)) }
+        let out = URL(fileURLWithPath: args["out"] ?? "runs/table").standardizedFileURL
+        let glue = glueDirectory(args["data"]).standardizedFileURL
+        var argv = ["--base", base, "--out", out.path, "--data", glue.path]
+        let limit = try args.int("limit")
+        if let limit { argv += ["--limit", "\(limit)"] }
+        let threads = try args.int("threads")
+        if let threads { argv += ["--threads", "\(threads)"] }
+        Runtime.setThreads(threads)
+        return Setup(base: base, out: out, glue: glue, limit: limit, threads: threads, tasks: tasks, seeds: seeds, rows: rows, argv: argv)
+    }
+
+    /// The methods of a row, after the implicit `bert` (the fine-tuned base).
+    static func chain(_ row: String) throws -> [Method] {
+        let names = row.split(separator: "+").map(String.init)
+        let methods = try names.map { n -> Method in
+            guard let m = registry.methods.first(where: { $0.name == n }) else {
+                throw ZooError.usage("unknown method '\(n)' in row '\(row)'; known: \(registry.methods.map(\.name).joined(separator: ", "))")
+            }
+            return m
+        }
+        let dense = registry.methods.first { $0.name == "bert" }!
+        return methods.first?.name == "bert" ? methods : [dense] + methods
+    }
+
+    static func rowName(_ row: [Method]) -> String { row.count == 1 ? "bert" : row.dropFirst().map(\.name).joined(separator: "+") }
+
+    static func cellDir(_ s: Setup, task: GLUETask, seed: UInt64, row: [Method]) -> URL {
+        s.out.appendingPathComponent("cells/\(task.name)/seed-\(seed)/\(row.map(\.name).joined(separator: "+"))")
+    }
+
+    /// The record of a finished cell (its last step's step.json), or an error saying what is missing.
+    static func finished(_ s: Setup, task: GLUETask, seed: UInt64, row: [Method]) throws -> [String: Any] {
+        let url = cellDir(s, task: task, seed: seed, row: row).appendingPathComponent("step.json")
+        guard let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ZooError.failed("\(url.path): not made yet")
+        }
+        return r
+    }
+
+    /// Makes every step of a cell that is not made yet; returns the last step's record.
+    static func make(_ s: Setup, task: GLUETask, seed: UInt64, row: [Method]) throws -> [String: Any] {
+        var source = s.base, record: [String: Any] = [:]
+        for k in row.indices {
+            let m = row[k], dir = cellDir(s, task: task, seed: seed, row: Array(row[...k]))
+            var shared: String? = nil
+            if let prepare = m.prepare {
+                let sdir = s.out.appendingPathComponent("shared/seed-\(seed)/\(m.name)")
+                try step(sdir, command: prepare(s.base, seed, sdir.path), resumable: m.resumable, s, label: "\(m.name) (shared, seed \(seed))") { [:] }
+                shared = sdir.path
+            }
+            let command = m.make(Method.Input(source: source, task: task.name, seed: seed, out: dir.path, limit: s.limit, shared: shared))
+            record = try step(dir, command: command, resumable: m.resumable, s, label: "\(task.name)/\(seed)/\(row[...k].map(\.name).joined(separator: "+"))") {
+                let (model, _) = try loadModel(try registry.variant(m.variant), weights: dir.path)
+                let tokenizer = try WordPieceTokenizer(vocabURL: dir.appendingPathComponent("vocab.txt"))
+                let dev = try DevSet(task: task, glue: s.glue, tokenizer: tokenizer, maxLength: min(128, model.maxLength))
+                let bytes = (try? FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("model.safetensors").path)[.size] as? Int) ?? 0
+                return ["task": task.name, "seed": seed, "row": rowName(Array(row[...k])), "variant": m.variant,
+                        "dev": try dev.score(model).score, "parameters": model.parameterCount, "bytes": bytes]
+            }
+            source = dir.path
+        }
+        return record
+    }
+
+    /// One step: under an exclusive lock on DIR.lock, reuses DIR/step.json when its command is the
+    /// same, else runs `zoo <command>` (output appended to DIR/step.log), then `measure`, and writes
+    /// step.json with both.
+    @discardableResult
+    static func step(_ dir: URL, command: [String], resumable: Bool, _ s: Setup, label: String, measure: () throws -> [String: Any]) throws -> [String: Any] {
+        let fm = FileManager.default
+        try fm.createDirectory(at: dir.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let lockPath = dir.path + ".lock"
+        let fd = open(lockPath, O_CREAT | O_RDWR, 0o644)
+        guard fd >= 0 else { throw ZooError.failed("\(lockPath): cannot open the lock file: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX) == 0 else { throw ZooError.failed("\(lockPath): cannot lock: \(String(cString: strerror(errno)))") }
+        let done = dir.appendingPathComponent("step.json")
+        if let data = fm.contents(atPath: done.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            guard r["command"] as? [String] == command else {
+                throw ZooError.failed("\(done.path): made by another command (\((r["command"] as? [String])?.joined(separator: " ") ?? "?")); delete \(dir.path) to redo it, or use another --out")
+            }
+            log("\(label): done")
+            return r
+        }
+        let started = fm.fileExists(atPath: dir.path)
+        var argv = command + (s.threads.map { ["--threads", "\($0)"] } ?? [])
+        if started && resumable { argv.append("--resume") }
+        if started && !resumable { try fm.removeItem(at: dir) }
+        log("\(label): zoo \(argv.joined(separator: " "))\(started ? (resumable ? " (resuming)" : " (started over)") : "")")
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        let logURL = dir.appendingPathComponent("step.log")
+        if !fm.fileExists(atPath: logURL.path) { fm.createFile(atPath: logURL.path, contents: nil) }
+        let out = try FileHandle(forWritingTo: logURL)
+        out.seekToEndOfFile()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        p.arguments = argv
+        p.standardOutput = out
+        p.standardError = out
+        let start = Date()
+        try p.run()
+        p.waitUntilExit()
+        try out.close()
+        guard p.terminationStatus == 0 else {
+            let tail = (try? String(contentsOf: logURL, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
+            throw ZooError.failed("\(label): `zoo \(argv.joined(separator: " "))` failed (exit \(p.terminationStatus)); \(logURL.path) ends:\n\(tail)")
+        }
+        var record = try measure()
+        record["command"] = command
+        record["seconds"] = Date().timeIntervalSince(start)
+        try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: done)
+        return record
+    }
+
+    // MARK: speed
+
+    /// The row's model of the first task and seed against the bert row's, side by side: b=1 and b=32
+    /// at s=128, `rounds` interleaved rounds, medians; cached in OUT/speed/ROW.json for this CPU.
+    static func speed(_ s: Setup, row: [Method], rounds: Int, measure: Bool) throws -> [String: Any]? {
+        let url = s.out.appendingPathComponent("speed/\(rowName(row)).json")
+        let cpu = Runtime.cpuName
+        if let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           r["cpu"] as? String == cpu, r["rounds"] as? Int == rounds {
+            return r
+        }
+        guard measure else { return nil }
+        let (task, seed) = (s.tasks[0], s.seeds[0])
+        let dense = cellDir(s, task: task, seed: seed, row: Array(row.prefix(1))), model = cellDir(s, task: task, seed: seed, row: row)
+        var r: [String: Any] = ["cpu": cpu, "rounds": rounds, "model": model.path, "dense": dense.path, "threads": Runtime.threads]
+        for b in [1, 32] {
+            var times: ([Double], [Double]) = ([], [])
+            for _ in 0..<rounds {
+                times.0.append(try benchMs("bert", dense, batch: b, s))
+                times.1.append(try benchMs(row.last!.variant, model, batch: b, s))
+            }
+            let (d, m) = (median(times.0), median(times.1))
+            log(String(format: "speed %@ b=%d: dense %.1f ms, %@ %.1f ms, %.2f×", rowName(row), b, d, rowName(row), m, d / m))
+            r["b\(b)_dense_ms"] = d
+            r["b\(b)_ms"] = m
+            r["b\(b)_speedup"] = d / m
+        }
+        try writeAtomically(try JSONSerialization.data(withJSONObject: r, options: [.prettyPrinted, .sortedKeys]), to: url)
+        return r
+    }
+
+    static func benchMs(_ variant: String, _ dir: URL, batch: Int, _ s: Setup) throws -> Double {
+        let p = Process(), pipe = Pipe()
+        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        p.arguments = ["bench", variant, "--weights", dir.path, "--batch", "\(batch)", "--seq", "128", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? [])
+        p.standardOutput = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0, let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let ms = r["median_ms"] as? Double else {
+            throw ZooError.failed("zoo bench \(variant) --weights \(dir.path) failed (exit \(p.terminationStatus))")
+        }
+        return ms
+    }
+
+    static func median(_ x: [Double]) -> Double {
+        let s = x.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    // MARK: plan, output
+
+    static func plan(_ s: Setup) throws {
+        let dir = s.out.appendingPathComponent("plan")
+        let zoo = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        func quoted(_ a: String) -> String { "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        var lines: [String] = []
+        for task in s.tasks { for seed in s.seeds { for row in s.rows {
+            lines.append(([zoo, "table", "--cell", "\(task.name)/\(seed)/\(rowName(row))"] + s.argv).map(quoted).joined(separator: " "))
+        } } }
+        let cells = dir.appendingPathComponent("cells.txt")
+        try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: cells)
+        let sbatch = """
+        #!/bin/bash
+        #SBATCH --job-name=zoo-table
+        #SBATCH --array=1-\(lines.count)
+        #SBATCH --cpus-per-task=\(s.threads ?? 2)
+        #SBATCH --output=\(dir.path)/slurm-%A_%a.out
+        # One zoo table cell per array task: line $SLURM_ARRAY_TASK_ID of cells.txt.
+        eval "$(sed -n "${SLURM_ARRAY_TASK_ID}p" \(quoted(cells.path)))"
+
+        """
+        try writeAtomically(Data(sbatch.utf8), to: dir.appendingPathComponent("table.sbatch"))
+        print("""
+        \(lines.count) cells in \(cells.path)
+          GNU parallel:  parallel -j N < \(cells.path)
+          Slurm:         sbatch \(dir.appendingPathComponent("table.sbatch").path)
+          then:          zoo table \(s.argv.map(quoted).joined(separator: " ")) --collect
+        """)
+    }
+
+    /// table.md (printed), table.csv and table.json: per row parameters, bytes, speed, the mean dev
+    /// score per task over the seeds made, their mean and its % of the bert row's.
+    static func write(_ s: Setup, cells: [String: [String: Any]], speeds: [String: [String: Any]?]) throws {
+        let names = s.rows.map(rowName)
+        func scores(_ row: String, _ task: GLUETask) -> [Double] { s.seeds.compactMap { cells["\(task.name)/\($0)/\(row)"]?["dev"] as? Double } }
+        func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
+        func rowMean(_ row: String) -> Double? {
+            let m = s.tasks.map { mean(scores(row, $0)) }
+            return m.contains(where: { $0 == nil }) ? nil : mean(m.compactMap { $0 })
+        }
+        let dense = rowMean("bert")
+        var json: [[String: Any]] = []
+        var md = ["CPU: \(Runtime.cpuName); threads \(Runtime.threads); seeds \(s.seeds.map(String.init).joined(separator: ", ")); speed: vs bert, s=128, medians\n",
+                  "| row | parameters | MB | b=1 speed | b=32 speed | " + s.tasks.map(\.glueName).joined(separator: " | ") + " | mean | % of bert |",
+                  "|---|---:|---:|---:|---:|" + String(repeating: "---:|", count: s.tasks.count + 2)]
+        var csv = ["row,parameters,bytes,b1_speedup,b32_speedup," + s.tasks.map(\.name).joined(separator: ",") + ",mean,percent_of_bert"]
+        func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "—" }
+        for row in names {
+            let first = s.seeds.lazy.compactMap { seed in s.tasks.lazy.compactMap { cells["\($0.name)/\(seed)/\(row)"] }.first }.first
+            let speed = row == "bert" ? ["b1_speedup": 1.0, "b32_speedup": 1.0] : speeds[row] ?? nil
+            let perTask = s.tasks.map { mean(scores(row, $0)) }
+            let m = rowMean(row), pct = m.flatMap { m in dense.map { 100 * m / $0 } }
+            let params = first?["parameters"] as? Int, bytes = first?["bytes"] as? Int
+            md.append("| \(row) | \(params.map(String.init) ?? "—") | \(f(bytes.map { Double($0) / 1_048_576 }, "%.1f")) | "
+                      + "\(f(speed?["b1_speedup"] as? Double, "%.2f×")) | \(f(speed?["b32_speedup"] as? Double, "%.2f×")) | "
+                      + perTask.map { f($0, "%.2f") }.joined(separator: " | ") + " | \(f(m, "%.2f")) | \(f(pct, "%.1f")) |")
+            csv.append(([row, params.map(String.init) ?? "", bytes.map(String.init) ?? "", f(speed?["b1_speedup"] as? Double, "%.4f"),
+                         f(speed?["b32_speedup"] as? Double, "%.4f")] + perTask.map { f($0, "%.4f") } + [f(m, "%.4f"), f(pct, "%.2f")])
+                        .map { $0 == "—" ? "" : $0 }.joined(separator: ","))
+            var r: [String: Any] = ["row": row, "scores": Dictionary(uniqueKeysWithValues: s.tasks.map { ($0.name, scores(row, $0)) })]
+            (r["parameters"], r["bytes"], r["mean"], r["percent_of_bert"], r["speed"]) = (params, bytes, m, pct, speed)
+            json.append(r)
+        }
+        let missing = s.tasks.flatMap { t in s.seeds.flatMap { seed in names.filter { cells["\(t.name)/\(seed)/\($0)"] == nil }.map { "\(t.name)/\(seed)/\($0)" } } }
+        if !missing.isEmpty { md.append("\nNot made yet: \(missing.joined(separator: ", "))") }
+        try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.md"))
+        try writeAtomically(Data((csv.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.csv"))
+        let obj: [String: Any] = ["cpu": Runtime.cpuName, "tasks": s.tasks.map(\.name), "seeds": s.seeds, "rows": json, "missing": missing]
+        try writeAtomically(try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), to: s.out.appendingPathComponent("table.json"))
+        print(md.joined(separator: "\n"))
+    }
+}

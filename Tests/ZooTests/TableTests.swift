@@ -1,0 +1,76 @@
+import Foundation
+import XCTest
+@testable import ZooCore
+
+/// `zoo table` on a tiny base and a tiny RTE: cells made, cached, and the same table through a plan
+/// run by GNU parallel.
+final class TableTests: XCTestCase {
+    func tinyBase() throws -> URL {
+        let base = try tempDir().appendingPathComponent("base")
+        try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
+            .writeCheckpoint(to: base, base: try Checkpoint(dir: try Tiny.checkpoint()))
+        return base
+    }
+
+    func json(_ url: URL) throws -> [String: Any] { try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any] }
+
+    /// Three rows (the fine-tuned base, heads pruned, then 8-bit on top of the pruned model) on one
+    /// task: each cell's score is `zoo eval`'s on its directory; a second run redoes nothing and
+    /// writes the same table; the plan's cells run through `parallel -j 2` and collected give the
+    /// same table.json as the serial run.
+    func testCellsCachedAndPlanThroughGNUParallel() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), base = try tinyBase()
+        let common = ["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40,heads40+qbert-int8",
+                      "--data", glue.path, "--threads", "2", "--no-speed"]
+        let serial = try tempDir().appendingPathComponent("serial")
+        var r = try zoo(common + ["--out", serial.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.out.contains("| heads40+qbert-int8 |"), r.out)
+        let table = try json(serial.appendingPathComponent("table.json"))
+        let rows = table["rows"] as! [[String: Any]]
+        XCTAssertEqual(rows.map { $0["row"] as! String }, ["bert", "heads40", "heads40+qbert-int8"])
+        XCTAssertEqual((table["missing"] as! [String]), [])
+        for (row, chain, variant) in [("bert", "bert", "bert"), ("heads40", "bert+heads40", "pruned"), ("heads40+qbert-int8", "bert+heads40+qbert-int8", "qbert-int8")] {
+            let dir = serial.appendingPathComponent("cells/rte/seed-7/\(chain)")
+            let e = try tempDir().appendingPathComponent("e.json")
+            r = try zoo(["eval", variant, "--task", "rte", "--weights", dir.path, "--data", glue.path, "--json", e.path])
+            XCTAssertEqual(r.code, 0, r.stderr)
+            let scores = (rows.first { $0["row"] as! String == row }!["scores"] as! [String: [Double]])["rte"]!
+            XCTAssertEqual(scores, [try json(e)["score"] as! Double], row)
+        }
+        XCTAssertEqual(try Checkpoint(dir: serial.appendingPathComponent("cells/rte/seed-7/bert+heads40")).spec.layers.map(\.heads).reduce(0, +), 5)
+        let before = try Data(contentsOf: serial.appendingPathComponent("table.json"))
+        r = try zoo(common + ["--out", serial.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains("zoo finetune") || r.stderr.contains("zoo prune"), "a finished cell is never redone: \(r.stderr)")
+        XCTAssertEqual(try Data(contentsOf: serial.appendingPathComponent("table.json")), before)
+
+        let planned = try tempDir().appendingPathComponent("planned")
+        r = try zoo(common + ["--out", planned.path, "--plan"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let cells = planned.appendingPathComponent("plan/cells.txt")
+        XCTAssertEqual(try String(contentsOf: cells, encoding: .utf8).split(separator: "\n").count, 3)
+        XCTAssertTrue(try String(contentsOf: planned.appendingPathComponent("plan/table.sbatch"), encoding: .utf8).contains("#SBATCH --array=1-3"))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "parallel -j 2 < '\(cells.path)'"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "parallel -j 2 < cells.txt")
+        r = try zoo(common + ["--out", planned.path, "--collect"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(try Data(contentsOf: planned.appendingPathComponent("table.json")), before, "the parallel run's table is the serial run's")
+    }
+
+    func testErrors() throws {
+        let base = try tinyBase()
+        var r = try zoo(["table", "--base", base.path, "--variants", "bert,nope"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("unknown method 'nope' in row 'nope'"), r.stderr)
+        r = try zoo(["table", "--base", base.path, "--cell", "rte/x/bert"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--cell takes TASK/SEED/ROW"), r.stderr)
+    }
+}
