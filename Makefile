@@ -28,8 +28,8 @@ bench: setup release weights
 setup: system-packages venv
 
 system-packages:
-	@dpkg -s libopenblas-dev libomp-dev parallel >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libopenblas-dev libomp-dev parallel; }
+	@dpkg -s libopenblas-dev libomp-dev parallel slurm-wlm munge >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libopenblas-dev libomp-dev parallel slurm-wlm munge; }
 
 # The Python side (reference dumps, comparison benchmarks) lives in a cached venv, rebuilt when
 # tools/requirements.txt changes.

@@ -3,7 +3,7 @@ import XCTest
 @testable import ZooCore
 
 /// `zoo table` on a tiny base and a tiny RTE: cells made, cached, and the same table through a plan
-/// run by GNU parallel.
+/// run by GNU parallel and by Slurm.
 final class TableTests: XCTestCase {
     func tinyBase() throws -> URL {
         let base = try tempDir().appendingPathComponent("base")
@@ -16,9 +16,9 @@ final class TableTests: XCTestCase {
 
     /// Three rows (the fine-tuned base, heads pruned, then 8-bit on top of the pruned model) on one
     /// task: each cell's score is `zoo eval`'s on its directory; a second run redoes nothing and
-    /// writes the same table; the plan's cells run through `parallel -j 2` and collected give the
-    /// same table.json as the serial run.
-    func testCellsCachedAndPlanThroughGNUParallel() throws {
+    /// writes the same table; the plan's cells run through `parallel -j 2`, or as a Slurm array job,
+    /// and collected give the same table.json as the serial run.
+    func testCellsCachedAndPlanThroughParallelAndSlurm() throws {
         let glue = try FinetuneTests.tinyGLUE(train: 48), base = try tinyBase()
         let common = ["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40,heads40+qbert-int8",
                       "--data", glue.path, "--threads", "2", "--no-speed"]
@@ -51,17 +51,33 @@ final class TableTests: XCTestCase {
         let cells = planned.appendingPathComponent("plan/cells.txt")
         XCTAssertEqual(try String(contentsOf: cells, encoding: .utf8).split(separator: "\n").count, 3)
         XCTAssertTrue(try String(contentsOf: planned.appendingPathComponent("plan/table.sbatch"), encoding: .utf8).contains("#SBATCH --array=1-3"))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "parallel -j 2 < '\(cells.path)'"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, "parallel -j 2 < cells.txt")
+        XCTAssertEqual(try shell("parallel -j 2 < '\(cells.path)'"), 0, "parallel -j 2 < cells.txt")
         r = try zoo(common + ["--out", planned.path, "--collect"])
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertEqual(try Data(contentsOf: planned.appendingPathComponent("table.json")), before, "the parallel run's table is the serial run's")
+
+        // The same plan as a Slurm array job on a real single-node cluster (slurmctld, slurmd and
+        // munged on localhost, started here and stopped after: tools/slurm_local.sh).
+        let cluster = try tempDir(), slurm = Paths.root.appendingPathComponent("tools/slurm_local.sh").path
+        XCTAssertEqual(try shell("'\(slurm)' start '\(cluster.path)' >/dev/null"), 0, "a local Slurm cluster (logs in \(cluster.path)/log)")
+        defer { _ = try? shell("'\(slurm)' stop '\(cluster.path)'") }
+        let sbatched = try tempDir().appendingPathComponent("sbatched")
+        r = try zoo(common + ["--out", sbatched.path, "--plan"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(try shell("SLURM_CONF='\(cluster.path)/slurm.conf' sbatch --wait '\(sbatched.path)/plan/table.sbatch' >/dev/null"), 0, "sbatch --wait")
+        r = try zoo(common + ["--out", sbatched.path, "--collect"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(try Data(contentsOf: sbatched.appendingPathComponent("table.json")), before, "the Slurm run's table is the serial run's")
+    }
+
+    func shell(_ command: String) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
     }
 
     func testErrors() throws {
