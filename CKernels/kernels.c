@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <immintrin.h>
 
 extern char *openblas_get_corename(void);
@@ -24,6 +27,7 @@ void zk_set_threads(int n) {
 }
 int zk_get_threads(void) { return g_threads; }
 void zk_configure_allocator(void) { mallopt(M_MMAP_THRESHOLD, 1 << 20); }
+int zk_die_with_parent(int parent) { return prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == parent; }
 const char *zk_blas_corename(void) { return openblas_get_corename(); }
 
 int zk_cpu_has_avx512(void) {

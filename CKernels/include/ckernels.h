@@ -12,6 +12,9 @@ void zk_set_threads(int n);            // OpenMP and OpenBLAS thread counts toge
 int zk_get_threads(void);
 // glibc: allocations of 1 MiB and more get their own mapping (returned to the system when freed).
 void zk_configure_allocator(void);
+// This process is killed when its parent dies (Linux PR_SET_PDEATHSIG); returns 0 when the parent is
+// already not `parent` (it died before the call).
+int zk_die_with_parent(int parent);
 const char *zk_blas_corename(void);    // the OpenBLAS kernel family actually in use ("SkylakeX", "Prescott", …)
 int zk_cpu_has_avx512(void);           // avx512f + avx512bw + avx512vl + avx512dq
 int zk_cpu_has_avx2(void);

@@ -171,9 +171,7 @@ struct TableCommand: Command {
         if !fm.fileExists(atPath: logURL.path) { fm.createFile(atPath: logURL.path, contents: nil) }
         let out = try FileHandle(forWritingTo: logURL)
         out.seekToEndOfFile()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        p.arguments = argv
+        let p = child(argv)
         p.standardOutput = out
         p.standardError = out
         let start = Date()
@@ -189,6 +187,15 @@ struct TableCommand: Command {
         record["seconds"] = Date().timeIntervalSince(start)
         try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: done)
         return record
+    }
+
+    /// `zoo argv` as a child that dies with this process (Runtime.dieWithParent).
+    static func child(_ argv: [String]) -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        p.arguments = argv
+        p.environment = ProcessInfo.processInfo.environment.merging(["ZOO_PARENT": "\(getpid())"]) { $1 }
+        return p
     }
 
     // MARK: speed
@@ -223,9 +230,8 @@ struct TableCommand: Command {
     }
 
     static func benchMs(_ variant: String, _ dir: URL, batch: Int, _ s: Setup) throws -> Double {
-        let p = Process(), pipe = Pipe()
-        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        p.arguments = ["bench", variant, "--weights", dir.path, "--batch", "\(batch)", "--seq", "128", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? [])
+        let pipe = Pipe()
+        let p = child(["bench", variant, "--weights", dir.path, "--batch", "\(batch)", "--seq", "128", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []))
         p.standardOutput = pipe
         try p.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()

@@ -4,6 +4,7 @@ import ZooCore
 // Get OpenBLAS's fast kernels before anything else runs (may re-execute this program once).
 Runtime.ensureFastBLAS()
 Runtime.configureAllocator()
+Runtime.dieWithParent()
 
 let commands: [Command.Type] = [
     ListCommand.self, EvalCommand.self, EmbedCommand.self, TokenizeCommand.self, ScoreCommand.self,

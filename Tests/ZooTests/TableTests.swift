@@ -16,8 +16,9 @@ final class TableTests: XCTestCase {
 
     /// Three rows (the fine-tuned base, heads pruned, then 8-bit on top of the pruned model) on one
     /// task: each cell's score is `zoo eval`'s on its directory; a second run redoes nothing and
-    /// writes the same table; the plan's cells run through `parallel -j 2`, or as a Slurm array job,
-    /// and collected give the same table.json as the serial run.
+    /// writes the same table, and so does a run killed midway and started again; the plan's cells
+    /// run through `parallel -j 2`, or as a Slurm array job, and collected give the same table.json
+    /// as the serial run.
     func testCellsCachedAndPlanThroughParallelAndSlurm() throws {
         let glue = try FinetuneTests.tinyGLUE(train: 48), base = try tinyBase()
         let common = ["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40,heads40+qbert-int8",
@@ -44,6 +45,15 @@ final class TableTests: XCTestCase {
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertFalse(r.stderr.contains("zoo finetune") || r.stderr.contains("zoo prune"), "a finished cell is never redone: \(r.stderr)")
         XCTAssertEqual(try Data(contentsOf: serial.appendingPathComponent("table.json")), before)
+
+        // Killed (SIGKILL) after the first cell and run again: the finished step is kept, the table the same.
+        let killed = try tempDir().appendingPathComponent("killed")
+        XCTAssertTrue(try killedMidway(common + ["--out", killed.path], after: killed.appendingPathComponent("cells/rte/seed-7/bert/step.json"),
+                                       finished: killed.appendingPathComponent("table.json"), delays: [200, 50, 800]), "could not interrupt zoo table")
+        r = try zoo(common + ["--out", killed.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("rte/7/bert: done"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: killed.appendingPathComponent("table.json")), before)
 
         let planned = try tempDir().appendingPathComponent("planned")
         r = try zoo(common + ["--out", planned.path, "--plan"])

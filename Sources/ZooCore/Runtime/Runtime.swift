@@ -41,6 +41,13 @@ public enum Runtime {
         return "\(name) (\(simd)), \(ProcessInfo.processInfo.activeProcessorCount) cores"
     }
 
+    /// A zoo started by another with ZOO_PARENT=<its pid> (zoo table's steps) dies with it, so a
+    /// killed `zoo table` leaves no step running on in the background.
+    public static func dieWithParent() {
+        guard let s = ProcessInfo.processInfo.environment["ZOO_PARENT"], let parent = Int32(s) else { return }
+        if zk_die_with_parent(parent) == 0 { exit(1) }
+    }
+
     /// Large buffers (weights, activations) get their own mappings and go back to the system when
     /// freed, instead of fragmenting the heap (glibc would otherwise raise its mmap threshold after
     /// the first large free and keep later ones on the heap).
