@@ -24,7 +24,8 @@ struct TableCommand: Command {
       once (GNU parallel, Slurm) on one directory. --limit N: at most N training examples per step.
       Speed: each row's model of the first task and seed against the bert row's, `zoo bench`
       side by side in one run (--rounds interleaved rounds, medians) at b=1 and b=32, s=128;
-      cached per CPU in OUT/speed. Output: OUT/table.md (printed), table.csv, table.json.
+      cached per CPU in OUT/speed. Output: OUT/table.md (printed), table.csv, table.json, and
+      score-speed.svg, score-parameters.svg (mean score against speed / parameters, Pareto front).
       --plan writes OUT/plan/cells.txt and OUT/plan/table.sbatch; run them with
       `parallel -j N < OUT/plan/cells.txt` (add --sshlogin for other hosts sharing OUT) or
       `sbatch OUT/plan/table.sbatch`, then `zoo table … --collect`.
@@ -310,6 +311,18 @@ struct TableCommand: Command {
             var r: [String: Any] = ["row": row, "scores": Dictionary(uniqueKeysWithValues: s.tasks.map { ($0.name, scores(row, $0)) })]
             (r["parameters"], r["bytes"], r["mean"], r["percent_of_bert"], r["speed"]) = (params, bytes, m, pct, speed)
             json.append(r)
+        }
+        // score against speed (b=32) and against parameters, rows with every task made
+        let complete = json.compactMap { r -> (String, Double, Double, Double?)? in
+            guard let m = r["mean"] as? Double, let p = r["parameters"] as? Int else { return nil }
+            return (r["row"] as! String, m, Double(p) / 1e6, (r["speed"] as? [String: Any])?["b32_speedup"] as? Double)
+        }
+        let what = "mean GLUE dev over \(s.tasks.map(\.glueName).joined(separator: ", "))"
+        for (name, plot) in [("score-speed.svg", ScatterPlot(title: "Score and speed (\(Runtime.cpuName))", xLabel: "speed vs bert at b=32, s=128 (×)",
+                                                              yLabel: what, points: complete.compactMap { r in r.3.map { (r.0, $0, r.1) } }, largerXBetter: true)),
+                             ("score-parameters.svg", ScatterPlot(title: "Score and size", xLabel: "parameters (millions)", yLabel: what,
+                                                                  points: complete.map { ($0.0, $0.2, $0.1) }, largerXBetter: false))] where plot.points.count > 1 {
+            try writeAtomically(Data(plot.svg().utf8), to: s.out.appendingPathComponent(name))
         }
         let missing = s.tasks.flatMap { t in s.seeds.flatMap { seed in names.filter { cells["\(t.name)/\(seed)/\($0)"] == nil }.map { "\(t.name)/\(seed)/\($0)" } } }
         if !missing.isEmpty { md.append("\nNot made yet: \(missing.joined(separator: ", "))") }

@@ -40,6 +40,9 @@ final class TableTests: XCTestCase {
             XCTAssertEqual(scores, [try json(e)["score"] as! Double], row)
         }
         XCTAssertEqual(try Checkpoint(dir: serial.appendingPathComponent("cells/rte/seed-7/bert+heads40")).spec.layers.map(\.heads).reduce(0, +), 5)
+        let plot = try String(contentsOf: serial.appendingPathComponent("score-parameters.svg"), encoding: .utf8)
+        XCTAssertEqual(plot.components(separatedBy: "<circle").count - 1, 3)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: serial.appendingPathComponent("score-speed.svg").path), "--no-speed: no speed plot")
         let before = try Data(contentsOf: serial.appendingPathComponent("table.json"))
         r = try zoo(common + ["--out", serial.path])
         XCTAssertEqual(r.code, 0, r.stderr)

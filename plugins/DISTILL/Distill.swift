@@ -26,7 +26,7 @@ public let plugin = Plugin(
                    ["distill", "--teacher", base, "--recipe", "tinybert", "--general-only", "--seed", "\(seed)", "--out", out]
                } : nil) { i in
             ["distill", "--teacher", i.source, "--recipe", recipe.rawValue, "--seed", "\(i.seed)", "--out", i.out]
-                + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "2"] : []) + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+                + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "1"] : recipe == .tinybert ? ["--epochs", "2"] : []) + (i.limit.map { ["--limit", "\($0)"] } ?? [])
         }
     })
 

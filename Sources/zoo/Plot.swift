@@ -1,0 +1,54 @@
+import Foundation
+
+/// A scatter plot as SVG: labelled points and the Pareto front (the points no other point beats
+/// on both axes), for `zoo table`'s score-vs-speed and score-vs-parameters figures.
+struct ScatterPlot {
+    var title: String, xLabel: String, yLabel: String
+    var points: [(label: String, x: Double, y: Double)]
+    /// Whether a larger x is better (speed) or a smaller one (parameters); y is better larger.
+    var largerXBetter: Bool
+
+    /// Points on the front, in x order.
+    var front: [(label: String, x: Double, y: Double)] {
+        points.filter { p in
+            !points.contains { q in
+                let xBetter = largerXBetter ? q.x >= p.x : q.x <= p.x
+                return xBetter && q.y >= p.y && (q.x != p.x || q.y != p.y)
+            }
+        }.sorted { $0.x < $1.x }
+    }
+
+    func svg() -> String {
+        let (W, H, left, right, top, bottom) = (640.0, 420.0, 70.0, 30.0, 40.0, 50.0)
+        func span(_ v: [Double]) -> (Double, Double) {
+            let (lo, hi) = (v.min()!, v.max()!), pad = max((hi - lo) * 0.08, abs(hi) * 0.02, 1e-9)
+            return (lo - pad, hi + pad)
+        }
+        let (x0, x1) = span(points.map(\.x)), (y0, y1) = span(points.map(\.y))
+        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (W - left - right) }
+        func py(_ y: Double) -> Double { H - bottom - (y - y0) / (y1 - y0) * (H - top - bottom) }
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        func esc(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
+        var out = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(W))\" height=\"\(Int(H))\" font-family=\"sans-serif\" font-size=\"11\">",
+                   "<rect width=\"\(Int(W))\" height=\"\(Int(H))\" fill=\"white\"/>",
+                   "<text x=\"\(f(W / 2))\" y=\"22\" text-anchor=\"middle\" font-size=\"13\">\(esc(title))</text>",
+                   "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(W - left - right))\" height=\"\(f(H - top - bottom))\" fill=\"none\" stroke=\"black\"/>",
+                   "<text x=\"\(f((left + W - right) / 2))\" y=\"\(f(H - 12))\" text-anchor=\"middle\">\(esc(xLabel))</text>",
+                   "<text x=\"16\" y=\"\(f((top + H - bottom) / 2))\" text-anchor=\"middle\" transform=\"rotate(-90 16 \(f((top + H - bottom) / 2)))\">\(esc(yLabel))</text>"]
+        for i in 0...4 {
+            let x = x0 + (x1 - x0) * Double(i) / 4, y = y0 + (y1 - y0) * Double(i) / 4
+            out.append("<text x=\"\(f(px(x)))\" y=\"\(f(H - bottom + 15))\" text-anchor=\"middle\">\(String(format: "%.3g", x))</text>")
+            out.append("<text x=\"\(f(left - 6))\" y=\"\(f(py(y) + 4))\" text-anchor=\"end\">\(String(format: "%.3g", y))</text>")
+        }
+        let line = front.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
+        out.append("<polyline points=\"\(line)\" fill=\"none\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>")
+        let onFront = Set(front.map(\.label))
+        for p in points {
+            out.append("<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"4\" fill=\"\(onFront.contains(p.label) ? "#c33" : "#36c")\"/>")
+            out.append("<text x=\"\(f(px(p.x) + 6))\" y=\"\(f(py(p.y) - 6))\">\(esc(p.label))</text>")
+        }
+        out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#c33\">red: Pareto front</text>")
+        out.append("</svg>")
+        return out.joined(separator: "\n") + "\n"
+    }
+}
