@@ -171,4 +171,15 @@ final class DistillCommandTests: XCTestCase {
         r = try distill(teacher, glue, try tempDir(), ["--recipe", "bilstm-soft", "--student-layers", "2"])
         XCTAssertTrue(r.stderr.contains("the BiLSTM student has one layer"), r.stderr)
     }
+
+    /// On a regression task the prediction terms are the MSE to the teacher's output (a soft
+    /// cross-entropy over one logit is constant); classification keeps the soft cross-entropy.
+    func testRegressionPredictionLoss() {
+        for recipe in [Recipe.tinybert, .distilbert, .bertPKD] {
+            let last = recipe.stages(temperature: 2, regression: true).last!.objective
+            XCTAssertEqual(last.softCE, 0, recipe.rawValue)
+            XCTAssertEqual(last.logitsMSE, recipe == .tinybert ? 1 : 0.5, recipe.rawValue)
+            XCTAssertEqual(recipe.stages(temperature: 2, regression: false).last!.objective.softCE, recipe == .tinybert ? 1 : 0.5, recipe.rawValue)
+        }
+    }
 }

@@ -46,7 +46,16 @@ public enum Recipe: String, CaseIterable {
     }
 
     /// The stages, in order: name, objective, whether it trains on the corpus (else the task's
-    /// training set), and the epochs option that sets its length.
+    /// training set). For a regression task (one output, STS-B) the soft cross-entropy, which is
+    /// constant over a single logit, becomes the MSE to the teacher's prediction.
+    func stages(temperature: Float, regression: Bool) -> [(name: String, objective: DistillObjective, corpus: Bool)] {
+        stages(temperature: temperature).map { stage in
+            var o = stage.objective
+            if regression { (o.logitsMSE, o.softCE) = (o.softCE, 0) }
+            return (stage.name, o, stage.corpus)
+        }
+    }
+
     func stages(temperature: Float) -> [(name: String, objective: DistillObjective, corpus: Bool)] {
         var prediction = DistillObjective()
         (prediction.softCE, prediction.hard, prediction.temperature) = (0.5, 0.5, temperature)
@@ -264,7 +273,8 @@ public struct DistillCommand: Command {
         log("distilling \(ckpt.dir.path) (\(task?.glueName ?? "general stage only"), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.shape), \(student.parameterCount) parameters")
 
         var record: [[String: Any]] = []
-        let stages = recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100))
+        let stages = recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100),
+                                   regression: task?.isRegression ?? false)
         for (name, objective, onCorpus) in stages where generalOnly ? onCorpus : !(onCorpus && general != nil) {
             let dir = out.appendingPathComponent(name)
             let done = dir.appendingPathComponent("stage.json")
