@@ -230,9 +230,10 @@ struct TableCommand: Command {
         return r
     }
 
-    static func benchMs(_ variant: String, _ dir: URL, batch: Int, _ s: Setup) throws -> Double {
+    /// The median latency of one `zoo bench` run (a child process, so every measurement starts alike).
+    static func benchMs(_ variant: String, _ dir: URL, batch: Int, seq: Int = 128, _ s: Setup) throws -> Double {
         let pipe = Pipe()
-        let p = child(["bench", variant, "--weights", dir.path, "--batch", "\(batch)", "--seq", "128", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []))
+        let p = child(["bench", variant, "--weights", dir.path, "--batch", "\(batch)", "--seq", "\(seq)", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []))
         p.standardOutput = pipe
         try p.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()

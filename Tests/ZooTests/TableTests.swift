@@ -49,6 +49,19 @@ final class TableTests: XCTestCase {
         XCTAssertFalse(r.stderr.contains("zoo finetune") || r.stderr.contains("zoo prune"), "a finished cell is never redone: \(r.stderr)")
         XCTAssertEqual(try Data(contentsOf: serial.appendingPathComponent("table.json")), before)
 
+        // zoo search: the most accurate row within a budget, latencies measured once then cached.
+        let search = ["search", "--task", "rte", "--base", base.path, "--seeds", "7", "--variants", "bert,heads40,heads40+qbert-int8", "--out", serial.path,
+                      "--rounds", "1", "--batch", "2", "--seq", "8", "--threads", "2"]
+        r = try zoo(search + ["--latency-ms", "100000"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let best = rows.max { ($0["mean"] as! Double) < ($1["mean"] as! Double) }!["row"] as! String
+        XCTAssertTrue(r.out.contains("best within 100000.00 ms: \(best) "), r.out)
+        XCTAssertEqual(r.stderr.components(separatedBy: "measured ").count - 1, 3, r.stderr)
+        r = try zoo(search + ["--latency-ms", "0.000001"])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("no row runs within"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("measured "), "latencies are cached: \(r.stderr)")
+
         // Killed (SIGKILL) after the first cell and run again: the finished step is kept, the table the same.
         let killed = try tempDir().appendingPathComponent("killed")
         XCTAssertTrue(try killedMidway(common + ["--out", killed.path], after: killed.appendingPathComponent("cells/rte/seed-7/bert/step.json"),
