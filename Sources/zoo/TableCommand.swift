@@ -124,7 +124,7 @@ struct TableCommand: Command {
             let m = row[k], dir = cellDir(s, task: task, seed: seed, row: Array(row[...k]))
             var shared: String? = nil
             if let prepare = m.prepare {
-                let sdir = s.out.appendingPathComponent("shared/seed-\(seed)/\(m.name)")
+                let sdir = s.out.appendingPathComponent("shared/seed-\(seed)/\(m.shared)")
                 try step(sdir, command: prepare(s.base, seed, sdir.path), resumable: m.resumable, s, label: "\(m.name) (shared, seed \(seed))") { [:] }
                 shared = sdir.path
             }

@@ -140,6 +140,9 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("must be a fine-tuned dense BERT"), r.stderr)
         r = try distill(teacher, glue, try tempDir(), ["--recipe", "distilbert", "--general-only"])
         XCTAssertTrue(r.stderr.contains("apply to the tinybert recipe only"), r.stderr)
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "tinybert", "--without", "hidden,nope"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--without takes general, embedding, attention, hidden, prediction, augmentation, got 'nope'"), r.stderr)
     }
 
     /// BiLSTM-SOFT: a pair task's student in the zoo's own format, run as the `bilstm-soft` variant
@@ -181,5 +184,21 @@ final class DistillCommandTests: XCTestCase {
             XCTAssertEqual(last.logitsMSE, recipe == .tinybert ? 1 : 0.5, recipe.rawValue)
             XCTAssertEqual(recipe.stages(temperature: 2, regression: false).last!.objective.softCE, recipe == .tinybert ? 1 : 0.5, recipe.rawValue)
         }
+    }
+
+    /// --without (the KD-stage experiment): a switched-off loss is zero in every stage, a stage left
+    /// with nothing to learn is dropped, and without prediction distillation the last stage learns
+    /// the labels.
+    func testWithoutParts() {
+        let all = Recipe.tinybert.stages(temperature: 1, regression: false)
+        func names(_ without: Set<String>) -> [String] { all.compactMap { Recipe.ablated($0, without: without) }.map(\.name) }
+        XCTAssertEqual(names([]), ["general", "intermediate", "prediction"])
+        XCTAssertEqual(names(["general"]), ["intermediate", "prediction"])
+        XCTAssertEqual(names(["embedding", "attention", "hidden"]), ["prediction"])
+        let noAttention = all.compactMap { Recipe.ablated($0, without: ["attention"]) }
+        XCTAssertEqual(noAttention.map(\.objective.attention), [0, 0, 0])
+        XCTAssertEqual(noAttention[1].objective.hidden, 1)
+        let last = Recipe.ablated(all[2], without: ["prediction"])!.objective
+        XCTAssertEqual([last.softCE, last.hard], [0, 1])
     }
 }

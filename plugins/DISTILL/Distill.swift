@@ -20,15 +20,26 @@ public let plugin = Plugin(
         }
     },
     commands: [DistillCommand.self],
-    methods: Recipe.allCases.map { recipe in
-        Method(name: recipe.rawValue, variant: recipe.rawValue, summary: recipe.summary, resumable: true,
-               prepare: recipe == .tinybert ? { base, seed, out in
-                   ["distill", "--teacher", base, "--recipe", "tinybert", "--general-only", "--seed", "\(seed)", "--out", out]
-               } : nil) { i in
-            ["distill", "--teacher", i.source, "--recipe", recipe.rawValue, "--seed", "\(i.seed)", "--out", i.out]
-                + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "1"] : recipe == .tinybert ? ["--epochs", "2"] : []) + (i.limit.map { ["--limit", "\($0)"] } ?? [])
-        }
-    })
+    methods: Recipe.allCases.map { distillMethod($0) }
+        // the seed's KD-stage experiment: TinyBERT with one place of distillation switched off
+        + Recipe.parts.map { distillMethod(.tinybert, without: $0) })
+
+/// A `zoo table` row of a recipe (the settings the distillation table ran with). TinyBERT's
+/// general student is its shared step; ablations that leave the general stage as it is share
+/// TinyBERT's.
+func distillMethod(_ recipe: Recipe, without part: String? = nil) -> Method {
+    let changesGeneral = ["embedding", "attention", "hidden"].contains(part ?? "")
+    let general: ((String, UInt64, String) -> [String])? = recipe != .tinybert || part == "general" ? nil : { base, seed, out in
+        ["distill", "--teacher", base, "--recipe", "tinybert", "--general-only", "--seed", "\(seed)", "--out", out] + (changesGeneral ? ["--without", part!] : [])
+    }
+    return Method(name: recipe.rawValue + (part.map { "-without-\($0)" } ?? ""), variant: recipe.rawValue,
+                  summary: part.map { "TinyBERT with its \($0) switched off (zoo distill --without; the KD-stage experiment)" } ?? recipe.summary,
+                  resumable: true, shared: changesGeneral ? nil : "tinybert", prepare: general) { i in
+        ["distill", "--teacher", i.source, "--recipe", recipe.rawValue, "--seed", "\(i.seed)", "--out", i.out]
+            + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "1"] : recipe == .tinybert ? ["--epochs", "2", "--augment", "1"] : [])
+            + (part.map { ["--without", $0] } ?? []) + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+    }
+}
 
 /// Where each method distils (Table 1 of the seed) and how its student starts.
 public enum Recipe: String, CaseIterable {
@@ -54,6 +65,22 @@ public enum Recipe: String, CaseIterable {
             if regression { (o.logitsMSE, o.softCE) = (o.softCE, 0) }
             return (stage.name, o, stage.corpus)
         }
+    }
+
+    /// What `--without` can switch off (TinyBERT's places of distillation, the seed's KD table).
+    static let parts = ["general", "embedding", "attention", "hidden", "prediction", "augmentation"]
+
+    /// A stage with the parts in `without` switched off; nil when nothing is left to learn.
+    static func ablated(_ stage: (name: String, objective: DistillObjective, corpus: Bool), without: Set<String>)
+        -> (name: String, objective: DistillObjective, corpus: Bool)? {
+        var o = stage.objective
+        if stage.corpus && without.contains("general") { return nil }
+        if without.contains("embedding") { o.embedding = 0 }
+        if without.contains("attention") { o.attention = 0 }
+        if without.contains("hidden") { o.hidden = 0 }
+        if stage.name == "prediction", without.contains("prediction") { o = DistillObjective(); o.hard = 1 }
+        let weights = [o.embedding, o.attention, o.hidden, o.softCE, o.logitsMSE, o.hard, o.cosine, o.pkd]
+        return weights.contains { $0 > 0 } ? (stage.name, o, stage.corpus) : nil
     }
 
     func stages(temperature: Float) -> [(name: String, objective: DistillObjective, corpus: Bool)] {
@@ -166,7 +193,7 @@ public struct DistillCommand: Command {
     zoo distill --teacher FINETUNED --recipe tinybert|distilbert|bert-pkd|bilstm-soft --out DIR [--task T]
                 [--general GENERAL | --general-only] [--student-layers L] [--student-width H] [--student-heads A] [--student-ffn F]
                 [--epochs N] [--general-epochs N] [--corpus FILE] [--lr X] [--batch B] [--temperature T]
-                [--augment N] [--augment-cap N] [--limit N] [--save-every N] [--data DIR] [--threads N]
+                [--augment N] [--augment-cap N] [--without PARTS] [--limit N] [--save-every N] [--data DIR] [--threads N]
                 [--seed S] [--resume]
       tinybert: a new student (default 4 layers, width 312, 12 heads, FFN 1200: TinyBERT-4L-312),
         general distillation on unlabelled sentences (--corpus FILE, one per line; default every
@@ -194,10 +221,14 @@ public struct DistillCommand: Command {
       (TinyBERT's augmentation: each whole word replaced with probability 0.4 by one of its 15 nearest
       words in the teacher's word-embedding table — not GloVe or an MLM, which do not exist here), at
       most --augment-cap examples (default 200,000); cached in DIR/augmented.json.
+      --without PARTS (tinybert; comma-separated, for the seed's KD-stage experiment): general (no
+      general stage), embedding, attention, hidden (that loss off in every stage; a stage left with
+      no loss is skipped), prediction (the last stage learns the labels instead of the teacher's
+      predictions), augmentation (--augment ignored).
     """
     public static let options: Set<String> = ["teacher", "recipe", "out", "task", "student-layers", "student-width", "student-heads",
                                               "student-ffn", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
-                                              "save-every", "data", "threads", "seed", "augment", "augment-cap", "general"]
+                                              "save-every", "data", "threads", "seed", "augment", "augment-cap", "general", "without"]
     public static let flags: Set<String> = ["resume", "general-only"]
 
     public static func run(_ args: Arguments) throws {
@@ -216,6 +247,12 @@ public struct DistillCommand: Command {
             throw ZooError.badFile(path: ckpt.dir.path, problem: generalOnly ? "the teacher must be a dense BERT" : "the teacher must be a fine-tuned dense BERT (zoo finetune output)")
         }
         let task = generalOnly ? nil : try ckpt.task(args["task"])
+        let without = Set((args["without"] ?? "").split(separator: ",").map(String.init))
+        if let bad = without.first(where: { !Recipe.parts.contains($0) }) {
+            throw ZooError.usage("--without takes \(Recipe.parts.joined(separator: ", ")), got '\(bad)'")
+        }
+        if !without.isEmpty, recipe != .tinybert { throw ZooError.usage("--without applies to the tinybert recipe only") }
+        if without.contains("general"), generalOnly || general != nil { throw ZooError.usage("--without general and --general/--general-only contradict each other") }
         let seed = try args.int("seed", default: 42, range: 0...Int.max).map(UInt64.init)!
         let teacher = ParameterStore(spec: t, trainable: false)
         try teacher.load(ckpt, seed: 0)
@@ -265,7 +302,7 @@ public struct DistillCommand: Command {
         let maxLength = min(128, t.positions)
         var train = try task?.load(.train, from: glue) ?? []
         if let limit { train = Array(train.prefix(limit)) }
-        if let copies = try args.int("augment"), copies > 0, task != nil {
+        if let copies = try args.int("augment"), copies > 0, task != nil, !without.contains("augmentation") {
             train = try augmented(train, copies: copies, cap: try args.int("augment-cap", default: 200_000)!, teacher: teacher, from: ckpt.dir.path,
                                   tokenizer: tokenizer, seed: seed, cache: out.appendingPathComponent("augmented.json"))
         }
@@ -274,7 +311,7 @@ public struct DistillCommand: Command {
 
         var record: [[String: Any]] = []
         let stages = recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100),
-                                   regression: task?.isRegression ?? false)
+                                   regression: task?.isRegression ?? false).compactMap { Recipe.ablated($0, without: without) }
         for (name, objective, onCorpus) in stages where generalOnly ? onCorpus : !(onCorpus && general != nil) {
             let dir = out.appendingPathComponent(name)
             let done = dir.appendingPathComponent("stage.json")
