@@ -8,7 +8,7 @@ Runtime.dieWithParent()
 
 let commands: [Command.Type] = [
     ListCommand.self, EvalCommand.self, EmbedCommand.self, TokenizeCommand.self, ScoreCommand.self,
-    FinetuneCommand.self, BenchCommand.self, PeakCommand.self, WeightsCommand.self, DataCommand.self, TableCommand.self, SearchCommand.self,
+    FinetuneCommand.self, BenchCommand.self, PeakCommand.self, WeightsCommand.self, DataCommand.self, TableCommand.self, SearchCommand.self, StudyCommand.self,
 ] + registry.commands
 
 func usage() -> String {

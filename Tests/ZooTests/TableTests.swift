@@ -5,7 +5,7 @@ import XCTest
 /// `zoo table` on a tiny base and a tiny RTE: cells made, cached, and the same table through a plan
 /// run by GNU parallel and by Slurm.
 final class TableTests: XCTestCase {
-    func tinyBase() throws -> URL {
+    static func tinyBase() throws -> URL {
         let base = try tempDir().appendingPathComponent("base")
         try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
             .writeCheckpoint(to: base, base: try Checkpoint(dir: try Tiny.checkpoint()))
@@ -20,7 +20,7 @@ final class TableTests: XCTestCase {
     /// run through `parallel -j 2`, or as a Slurm array job, and collected give the same table.json
     /// as the serial run.
     func testCellsCachedAndPlanThroughParallelAndSlurm() throws {
-        let glue = try FinetuneTests.tinyGLUE(train: 48), base = try tinyBase()
+        let glue = try FinetuneTests.tinyGLUE(train: 48), base = try TableTests.tinyBase()
         let common = ["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40,heads40+qbert-int8",
                       "--data", glue.path, "--threads", "2", "--no-speed"]
         let serial = try tempDir().appendingPathComponent("serial")
@@ -107,12 +107,34 @@ final class TableTests: XCTestCase {
     }
 
     func testErrors() throws {
-        let base = try tinyBase()
+        let base = try TableTests.tinyBase()
         var r = try zoo(["table", "--base", base.path, "--variants", "bert,nope"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("unknown method 'nope' in row 'nope'"), r.stderr)
         r = try zoo(["table", "--base", base.path, "--cell", "rte/x/bert"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("--cell takes TASK/SEED/ROW"), r.stderr)
+    }
+}
+
+/// `zoo study kd-stages`: TinyBERT and its six ablations as zoo table cells (planned here: one real
+/// TinyBERT cell costs minutes in a debug build), and the collected summary of what exists.
+final class StudyTests: XCTestCase {
+    func testKDStagesPlanAndCollect() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), base = try TableTests.tinyBase(), out = try tempDir().appendingPathComponent("kd")
+        let common = ["study", "kd-stages", "--base", base.path, "--tasks", "rte,mrpc", "--out", out.path, "--data", glue.path]
+        var r = try zoo(common + ["--plan"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let lines = try String(contentsOf: out.appendingPathComponent("plan/cells.txt"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2 * 3 * 7)          // tasks × the default three seeds × rows
+        for part in ["general", "embedding", "attention", "hidden", "prediction", "augmentation"] {
+            XCTAssertEqual(lines.filter { $0.contains("/tinybert-without-\(part)'") }.count, 6, part)
+        }
+        r = try zoo(common + ["--collect"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.out.contains("| full | 0 | — | — |"), r.out)
+        r = try zoo(["study", "teacher-size", "--base", base.path])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("not built yet"), r.stderr)
     }
 }

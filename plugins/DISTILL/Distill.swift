@@ -195,7 +195,7 @@ public struct DistillCommand: Command {
                 [--epochs N] [--general-epochs N] [--corpus FILE] [--lr X] [--batch B] [--temperature T]
                 [--augment N] [--augment-cap N] [--without PARTS] [--limit N] [--save-every N] [--data DIR] [--threads N]
                 [--seed S] [--resume]
-      tinybert: a new student (default 4 layers, width 312, 12 heads, FFN 1200: TinyBERT-4L-312),
+      tinybert: a new student (default 4 layers, width 312, the teacher's head count, FFN 1200: TinyBERT-4L-312),
         general distillation on unlabelled sentences (--corpus FILE, one per line; default every
         sentence of the GLUE files in --data) for --general-epochs (default 1): embedding output,
         hidden states (through learned projections) and attention scores, layer m of the student
@@ -271,7 +271,7 @@ public struct DistillCommand: Command {
             try s.load(g, seed: seed)
             student = .bert(s)
         case .tinybert:
-            let width = try args.int("student-width", default: 312)!, heads = try args.int("student-heads", default: 12)!
+            let width = try args.int("student-width", default: 312)!, heads = try args.int("student-heads", default: t.layers[0].heads)!
             guard heads > 0, width % heads == 0 else { throw ZooError.usage("--student-width must be a multiple of --student-heads") }
             student = .bert(Students.random(like: t, layers: try args.int("student-layers", default: 4, range: 1...N)!, hidden: width, heads: heads,
                                             ffn: try args.int("student-ffn", default: 1200)!, seed: seed))
