@@ -36,7 +36,7 @@ func distillMethod(_ recipe: Recipe, without part: String? = nil) -> Method {
                   summary: part.map { "TinyBERT with its \($0) switched off (zoo distill --without; the KD-stage experiment)" } ?? recipe.summary,
                   resumable: true, shared: changesGeneral ? nil : "tinybert", prepare: general) { i in
         ["distill", "--teacher", i.source, "--recipe", recipe.rawValue, "--seed", "\(i.seed)", "--out", i.out]
-            + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "1"] : recipe == .tinybert ? ["--epochs", "2", "--augment", "1"] : [])
+            + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "1", "--epochs", "2"] : recipe == .tinybert ? ["--epochs", "2", "--augment", "1"] : [])
             + (part.map { ["--without", $0] } ?? []) + (i.limit.map { ["--limit", "\($0)"] } ?? [])
     }
 }
