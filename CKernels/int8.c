@@ -1,5 +1,5 @@
-// int8 Linear layers (Q-BERT): u8×s8→s32 GEMM with AVX-512 VNNI (`vpdpbusd`), a scalar fallback
-// giving bit-identical int32 results, per-row activation quantization and a fused dequantizing
+// int8 Linear layers (Q-BERT): u8×s8→s32 GEMM with AVX-512 VNNI (`vpdpbusd`), with AVX2
+// (`vpmaddubsw`, see tile_avx2) and a scalar fallback, all three giving bit-identical int32 results, per-row activation quantization and a fused dequantizing
 // epilogue (scales, bias, optional GELU).
 //
 // Signed activations: a row x is quantized to q = round(x·127/max|x|) ∈ [-127, 127] and stored as the
@@ -23,14 +23,17 @@ int zk_cpu_has_vnni(void) {
     __builtin_cpu_init();
     return zk_cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
 }
+int zk_int8_max(void) { return zk_cpu_has_vnni() ? ZK_INT8_VNNI : zk_cpu_has_avx2() ? ZK_INT8_AVX2 : ZK_INT8_SCALAR; }
+const char *zk_int8_name(int level) { return level == ZK_INT8_VNNI ? "VNNI" : level == ZK_INT8_AVX2 ? "AVX2" : "scalar"; }
 
-static int g_int8 = -1;   // -1: not decided; 0: scalar; 1: AVX-512 VNNI
-static int use_vnni(void) {
-    if (g_int8 < 0) g_int8 = zk_cpu_has_vnni();
-    return g_int8;
+static int g_int8 = -1;   // -1: follow the SIMD level; else a ZK_INT8_* kernel
+int zk_int8_kernel(void) {
+    if (g_int8 >= 0) return g_int8;
+    const int simd = zk_simd_level(), max = zk_int8_max();
+    const int want = simd == ZK_SIMD_AVX512 ? ZK_INT8_VNNI : simd == ZK_SIMD_AVX2 ? ZK_INT8_AVX2 : ZK_INT8_SCALAR;
+    return want < max ? want : max;
 }
-void zk_set_int8_kernel(int level) { g_int8 = level < 0 ? zk_cpu_has_vnni() : (level && zk_cpu_has_vnni()); }
-int zk_int8_kernel(void) { return use_vnni(); }
+void zk_set_int8_kernel(int level) { g_int8 = level < 0 ? -1 : level < zk_int8_max() ? level : zk_int8_max(); }
 
 int zk_qpad_k(int K) { return (K + 3) / 4 * 4; }
 
@@ -94,11 +97,40 @@ static void quantize_row_avx512(uint8_t *q, float *scale, const float *x, int K,
     for (; k < K4; k++) q[k] = 128;
 }
 
+__attribute__((target("avx2,fma")))
+static void quantize_row_avx2(uint8_t *q, float *scale, const float *x, int K, int K4) {
+    const __m256 nosign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 mx = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(x + k), nosign));
+    float lanes[8], m = 0;
+    _mm256_storeu_ps(lanes, mx);
+    for (int j = 0; j < 8; j++) m = lanes[j] > m ? lanes[j] : m;
+    for (; k < K; k++) { const float a = fabsf(x[k]); m = a > m ? a : m; }
+    const float inv = m > 0 ? 127.0f / m : 0.0f;
+    *scale = m / 127.0f;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127), shift = _mm256_set1_epi32(128);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);   // undoes the packs' lane interleaving
+    __m256i v[4];
+    for (k = 0; k + 32 <= K; k += 32) {
+        for (int j = 0; j < 4; j++) {
+            const __m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8 * j), vinv));
+            v[j] = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(r, lo), hi), shift);
+        }
+        const __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(q + k), _mm256_permutevar8x32_epi32(bytes, order));
+    }
+    for (; k < K; k++) q[k] = (uint8_t)((int)qround(x[k] * inv, 127.0f) + 128);
+    for (; k < K4; k++) q[k] = 128;
+}
+
 void zk_quantize_rows(uint8_t *q, float *scale, const float *x, int M, int K) {
-    const int K4 = zk_qpad_k(K), avx = use_vnni();   // the fallback path is portable C throughout
+    const int K4 = zk_qpad_k(K), kernel = zk_int8_kernel();
+    void (*row)(uint8_t *, float *, const float *, int, int) =
+        kernel == ZK_INT8_VNNI ? quantize_row_avx512 : kernel == ZK_INT8_AVX2 ? quantize_row_avx2 : quantize_row_generic;
     #pragma omp parallel for schedule(static) if (M > 16 && !omp_in_parallel())
-    for (int i = 0; i < M; i++)
-        (avx ? quantize_row_avx512 : quantize_row_generic)(q + (size_t)i * K4, scale + i, x + (size_t)i * K, K, K4);
+    for (int i = 0; i < M; i++) row(q + (size_t)i * K4, scale + i, x + (size_t)i * K, K, K4);
 }
 
 // ---- tiles --------------------------------------------------------------------------------------
@@ -159,6 +191,59 @@ VNNI_TILE(1) VNNI_TILE(2) VNNI_TILE(3) VNNI_TILE(4) VNNI_TILE(5) VNNI_TILE(6)
 typedef void (*tile_fn)(const qsink *, const uint8_t *, int, const int8_t *, int, const int32_t *, int, int, int, int);
 static const tile_fn tiles_vnni[QK_MR + 1] = {NULL, tile_vnni_1, tile_vnni_2, tile_vnni_3, tile_vnni_4, tile_vnni_5, tile_vnni_6};
 
+// AVX2 has no vpdpbusd, and vpmaddubsw adds two u8×s8 products into a saturating int16, which
+// (a-128 shifted) activations would overflow. Exact instead by the sign trick: with q = a − 128 the
+// signed activation, |q| (≤ 128, unsigned) times sign(q)·w (|w| ≤ 127) gives each product q·w, two of
+// them ≤ 2·128·127 = 32512 < 2^15 — so no pair saturates, as long as the weights stay in [−127, 127]
+// (zk_quantize_weight's range). vpmaddwd by ones widens the pairs to int32. No column-sum
+// compensation is needed: the sums are of q·w directly, the same int32 as the other kernels.
+// R rows × 32 columns per pass (8 accumulators), two passes per 64-column panel.
+#define AVX2_TILE(R)                                                                                          \
+    __attribute__((target("avx2,fma"))) static void tile_avx2_##R(const qsink *s, const uint8_t *A, int lda,  \
+                                                                const int8_t *Bp, int K4, int i, int n0, int w, int N) { \
+        const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);                      \
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                                      \
+        for (int j0 = 0; j0 < w; j0 += 32) {                                                                 \
+            __m256i c[R][4];                                                                                 \
+            _Pragma("unroll") for (int r = 0; r < R; r++)                                                    \
+                _Pragma("unroll") for (int v = 0; v < 4; v++) c[r][v] = _mm256_setzero_si256();              \
+            for (int k = 0; k < K4; k += 4) {                                                                \
+                const int8_t *b = Bp + (size_t)k * QK_NR + 4 * j0;                                           \
+                const __m256i b0 = _mm256_loadu_si256((const __m256i *)b), b1 = _mm256_loadu_si256((const __m256i *)(b + 32)), \
+                              b2 = _mm256_loadu_si256((const __m256i *)(b + 64)), b3 = _mm256_loadu_si256((const __m256i *)(b + 96)); \
+                _Pragma("unroll") for (int r = 0; r < R; r++) {                                              \
+                    int32_t a4;                                                                              \
+                    memcpy(&a4, A + (size_t)r * lda + k, 4);                                                 \
+                    const __m256i q = _mm256_xor_si256(_mm256_set1_epi32(a4), flip), aq = _mm256_abs_epi8(q); \
+                    c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(b0, q)), ones)); \
+                    c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(b1, q)), ones)); \
+                    c[r][2] = _mm256_add_epi32(c[r][2], _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(b2, q)), ones)); \
+                    c[r][3] = _mm256_add_epi32(c[r][3], _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(b3, q)), ones)); \
+                }                                                                                            \
+            }                                                                                                \
+            _Pragma("unroll") for (int v = 0; v < 4; v++) {                                                  \
+                const int j = j0 + 8 * v;                                                                    \
+                if (j >= w) break;                                                                           \
+                const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(w - j), lane);                        \
+                if (s->c32) {                                                                                \
+                    _Pragma("unroll") for (int r = 0; r < R; r++)                                            \
+                        _mm256_maskstore_epi32((int *)(s->c32 + (size_t)(i + r) * N + n0 + j), m, c[r][v]);  \
+                    continue;                                                                                \
+                }                                                                                            \
+                const __m256 sw = _mm256_maskload_ps(s->wscale + n0 + j, m);                                 \
+                const __m256 bias = s->bias ? _mm256_maskload_ps(s->bias + n0 + j, m) : _mm256_setzero_ps(); \
+                _Pragma("unroll") for (int r = 0; r < R; r++) {                                              \
+                    const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(s->ascale[i + r]), sw);                \
+                    _mm256_maskstore_ps(s->out + (size_t)(i + r) * N + n0 + j, m,                            \
+                                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(c[r][v]), scale, bias));          \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+        if (s->out && s->act)                                                                                \
+            for (int r = 0; r < R; r++) zk__act_row(s->out + (size_t)(i + r) * N + n0, w, s->act);           \
+    }
+AVX2_TILE(1) AVX2_TILE(2)
+
 // The portable fallback: the same sums and the same epilogue in plain C (the int32 sums are exact,
 // so both kernels give bit-identical int32 results).
 static void tile_scalar(const qsink *s, const uint8_t *A, int lda, const int8_t *Bp, int K4, const int32_t *colsum,
@@ -184,7 +269,7 @@ static void tile_scalar(const qsink *s, const uint8_t *A, int lda, const int8_t 
 // ---- GEMM drivers -----------------------------------------------------------------------------
 static void qgemm_block(const qsink *s, const uint8_t *A, const int8_t *packed, const int32_t *colsum,
                         int N, int K4, int m0, int m1, int p0, int p1) {
-    const int vnni = use_vnni();
+    const int kernel = zk_int8_kernel();
     for (int i0 = m0; i0 < m1; i0 += QK_MC) {
         const int i1 = i0 + QK_MC < m1 ? i0 + QK_MC : m1;
         for (int p = p0; p < p1; p++) {
@@ -192,7 +277,10 @@ static void qgemm_block(const qsink *s, const uint8_t *A, const int8_t *packed, 
             const int8_t *bp = packed + (size_t)p * QK_NR * K4;
             for (int i = i0; i < i1; i += QK_MR) {
                 const int rows = i1 - i < QK_MR ? i1 - i : QK_MR;
-                if (vnni) tiles_vnni[rows](s, A + (size_t)i * K4, K4, bp, K4, colsum, i, n0, w, N);
+                if (kernel == ZK_INT8_VNNI) tiles_vnni[rows](s, A + (size_t)i * K4, K4, bp, K4, colsum, i, n0, w, N);
+                else if (kernel == ZK_INT8_AVX2)
+                    for (int r = 0; r < rows; r += 2)
+                        (rows - r >= 2 ? tile_avx2_2 : tile_avx2_1)(s, A + (size_t)(i + r) * K4, K4, bp, K4, i + r, n0, w, N);
                 else tile_scalar(s, A + (size_t)i * K4, K4, bp, K4, colsum, i, rows, n0, w, N);
             }
         }

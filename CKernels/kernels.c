@@ -38,7 +38,7 @@ int zk_cpu_has_avx512(void) {
 int zk_cpu_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 // ---- peak ------------------------------------------------------------------------------------
-// fp32 FMA peak: every thread runs `iters` rounds of 12 independent 16-wide FMAs. Returns GFLOPS.
+// fp32 FMA peak at the SIMD level in use (AVX-512 or AVX2; 0 for generic): every thread runs `iters` rounds of 12 independent 16-wide FMAs. Returns GFLOPS.
 __attribute__((target("avx512f"))) static float fma_loop_avx512(long iters) {
     __m512 a[12];
     const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
@@ -60,8 +60,8 @@ __attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters) {
     return s;
 }
 double zk_fma_peak_gflops(long iters) {
-    const int avx512 = zk_cpu_has_avx512(), lanes = avx512 ? 16 : 8;
-    if (!avx512 && !zk_cpu_has_avx2()) return 0;
+    const int avx512 = zk_simd_level() == ZK_SIMD_AVX512, lanes = avx512 ? 16 : 8;
+    if (zk_simd_level() == ZK_SIMD_GENERIC) return 0;
     volatile float sink = 0;
     double best = 0;
     for (int run = 0; run < 3; run++) {   // best of 3: the peak is what the machine can do
@@ -127,12 +127,21 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
     return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
 }
 
-// ---- the two compiled copies of the row workers, and run-time selection --------------------------
+// ---- the three compiled copies of the row workers, and run-time selection ------------------------
 #define ZK(name) name##_generic
 #include "rows.h"
 #undef ZK
 #undef ZK_TR
 #undef ZK_TC
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#define ZK(name) name##_avx2
+#define ZK_AVX2 1
+#include "rows.h"
+#undef ZK
+#undef ZK_AVX2
+#undef ZK_TR
+#undef ZK_TC
+#pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
 #define ZK(name) name##_avx512
 #define ZK_AVX512 1
@@ -164,14 +173,32 @@ typedef struct {
                        {identity_backward_row_##sfx, gelu_backward_row_##sfx, gelu_tanh_backward_row_##sfx, relu_backward_row_##sfx}, \
                        layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx,             \
                        linear_tile_##sfx, dropout_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
-static const zk_rows rows_generic = ZK_TABLE(generic), rows_avx512 = ZK_TABLE(avx512);
-static int g_simd = -1;   // -1: not decided yet; 0: generic; 1: AVX-512
+static const zk_rows rows_by_level[3] = {ZK_TABLE(generic), ZK_TABLE(avx2), ZK_TABLE(avx512)};
+static int g_simd = -1;   // -1: not decided yet; else a ZK_SIMD_* level
 
-static const zk_rows *R(void) {
-    if (g_simd < 0) g_simd = zk_cpu_has_avx512();
-    return g_simd ? &rows_avx512 : &rows_generic;
+int zk_simd_max(void) { return zk_cpu_has_avx512() ? ZK_SIMD_AVX512 : zk_cpu_has_avx2() ? ZK_SIMD_AVX2 : ZK_SIMD_GENERIC; }
+
+int zk_simd_parse(const char *name) {
+    static const char *names[] = {"generic", "avx2", "avx512"};
+    for (int i = 0; i < 3; i++) if (name && strcmp(name, names[i]) == 0) return i;
+    return -1;
 }
-void zk_set_simd(int level) { g_simd = level < 0 ? zk_cpu_has_avx512() : (level && zk_cpu_has_avx512()); }
+const char *zk_simd_name(int level) { return level == ZK_SIMD_AVX512 ? "avx512" : level == ZK_SIMD_AVX2 ? "avx2" : "generic"; }
+
+// The CPU's best level, capped by ZOO_SIMD when set (an unknown value is refused by the zoo at start-up).
+static int default_level(void) {
+    const int max = zk_simd_max(), want = zk_simd_parse(getenv("ZOO_SIMD"));
+    return want >= 0 && want < max ? want : max;
+}
+int zk_simd_level(void) {
+    if (g_simd < 0) g_simd = default_level();
+    return g_simd;
+}
+void zk_set_simd(int level) {
+    const int max = zk_simd_max();
+    g_simd = level < 0 ? default_level() : level < max ? level : max;
+}
+static const zk_rows *R(void) { return &rows_by_level[zk_simd_level()]; }
 void zk__act_row(float *x, int n, int act) { R()->act_row[act](x, NULL, n); }
 void zk__check_act(int act) {
     if (act < ZK_ACT_NONE || act > ZK_ACT_RELU) {

@@ -1,6 +1,7 @@
-// Per-row / per-head workers, compiled twice by kernels.c: once for the baseline x86-64 target and
-// once with AVX-512 enabled (selected at run time). Plain C written so the compiler vectorises it:
-// no intrinsics, fixed-size register tiles, branch-free math.
+// Per-row / per-head workers, compiled three times by kernels.c: for the baseline x86-64 target,
+// with AVX2 + FMA, and with AVX-512 (one selected at run time, `zk_simd_level`). Plain C written so
+// the compiler vectorises it (fixed-size register tiles, branch-free math); only the register
+// tile of the GEMM-shaped work is intrinsics.
 // ZK(name) gives each copy its own suffix.
 
 // exp, Cephes-style: range reduction by ln 2, degree-6 polynomial, 2^n by exponent bits. ≤ 2 ulp.
@@ -139,7 +140,7 @@ static void ZK(softmax_row)(float *s, int cols, int valid, float scale) {
 
 // One (sequence, head) of attention. q/k/v rows are `ld` apart, out rows `ldo` apart. Only the first
 // L keys are real. Scores and context are computed in register tiles of 8 query rows × 32 columns:
-// with AVX-512 by explicit intrinsics (16 accumulators), otherwise by plain C the compiler vectorises.
+// with AVX-512 or AVX2 by explicit intrinsics, otherwise by plain C the compiler vectorises.
 #define ZK_TR 8
 #define ZK_TC 32
 
@@ -169,6 +170,46 @@ static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int a
         _mm512_storeu_ps(c + (size_t)r * ldc, acc[r][0]);
         _mm512_storeu_ps(c + (size_t)r * ldc + 16, acc[r][1]);
     }
+}
+#elif defined(ZK_AVX2)
+// AVX2 has 16 ymm registers, too few for 8 × 32 accumulators: the tile is computed as four 4 × 16
+// blocks (8 accumulators, 2 b vectors, 1 broadcast). Columns past `w` masked to zero; `full`
+// (w ≥ the block's 16 columns) is a compile-time constant at each call, so the common case has
+// plain loads.
+static inline __attribute__((always_inline)) void ZK(tile_4x16)(float *c, int ldc, const float *const *a, int as, const float *b,
+                                                                 int bs, int K, __m256i m0, __m256i m1, int full) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    for (int k = 0; k < K; k++) {
+        const float *bk = b + (size_t)k * bs;
+        const __m256 b0 = full ? _mm256_loadu_ps(bk) : _mm256_maskload_ps(bk, m0);
+        const __m256 b1 = full ? _mm256_loadu_ps(bk + 8) : _mm256_maskload_ps(bk + 8, m1);
+        const size_t o = (size_t)k * as;
+        __m256 x;
+        x = _mm256_broadcast_ss(a[0] + o); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a[1] + o); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a[2] + o); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a[3] + o); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+    }
+    _mm256_storeu_ps(c, c00);           _mm256_storeu_ps(c + 8, c01);
+    _mm256_storeu_ps(c + ldc, c10);     _mm256_storeu_ps(c + ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * ldc, c20); _mm256_storeu_ps(c + 2 * ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31);
+}
+static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int as, const float *b, int bs, int K, int w) {
+    __m256i m[4];   // lane j of m[g] is on when column 8g + j < w
+    for (int g = 0; g < 4; g++)
+        m[g] = _mm256_cmpgt_epi32(_mm256_set1_epi32(w - 8 * g), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int r0 = 0; r0 < ZK_TR; r0 += 4)
+        for (int h = 0; h < 2; h++) {
+            float *ch = c + (size_t)r0 * ldc + 16 * h;
+            if (w <= 16 * h) {
+                for (int r = 0; r < 4; r++) { _mm256_storeu_ps(ch + (size_t)r * ldc, _mm256_setzero_ps()); _mm256_storeu_ps(ch + (size_t)r * ldc + 8, _mm256_setzero_ps()); }
+            } else if (w >= 16 * h + 16) {
+                ZK(tile_4x16)(ch, ldc, a + r0, as, b + 16 * h, bs, K, m[2 * h], m[2 * h + 1], 1);
+            } else {
+                ZK(tile_4x16)(ch, ldc, a + r0, as, b + 16 * h, bs, K, m[2 * h], m[2 * h + 1], 0);
+            }
+        }
 }
 #else
 static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int as, const float *b, int bs, int K, int w) {

@@ -18,8 +18,15 @@ int zk_die_with_parent(int parent);
 const char *zk_blas_corename(void);    // the OpenBLAS kernel family actually in use ("SkylakeX", "Prescott", …)
 int zk_cpu_has_avx512(void);           // avx512f + avx512bw + avx512vl + avx512dq
 int zk_cpu_has_avx2(void);
-// Row kernels: 1 = AVX-512 copy, 0 = baseline copy (the portable fallback); -1 = pick by CPU.
-void zk_set_simd(int level);
+// SIMD level of the row kernels and GEMM tiles: each is compiled for the baseline x86-64 target
+// (the portable fallback), AVX2 + FMA and AVX-512. By default the CPU's best, capped by the
+// environment variable ZOO_SIMD=generic|avx2|avx512 (so every path runs on one machine).
+enum { ZK_SIMD_GENERIC = 0, ZK_SIMD_AVX2 = 1, ZK_SIMD_AVX512 = 2 };
+int zk_simd_max(void);                 // the best level this CPU runs
+int zk_simd_level(void);               // the level in use
+void zk_set_simd(int level);           // use `level` (capped at zk_simd_max); -1 = the default
+int zk_simd_parse(const char *name);   // "generic" / "avx2" / "avx512" → level; -1 if none
+const char *zk_simd_name(int level);
 
 // fp32 FMA peak of this machine at the current thread count (GFLOPS), by a register-only FMA loop.
 double zk_fma_peak_gflops(long iters);
@@ -150,8 +157,13 @@ void zk_adamw_update(float *param, const float *grad, float *m, float *v, size_t
 // ---- int8 Linear (Q-BERT; int8.c) ----------------------------------------------------------------
 // u8×s8→s32 GEMM with AVX-512 VNNI, or an exact scalar fallback (bit-identical int32 results).
 int zk_cpu_has_vnni(void);             // avx512f/bw/vl/dq + avx512vnni
-void zk_set_int8_kernel(int level);    // 1 = VNNI, 0 = scalar fallback, -1 = pick by CPU
+// int8 GEMM kernels: the portable scalar fallback, AVX2 (vpmaddubsw, exact by the sign trick) and
+// AVX-512 VNNI; all give the same int32 sums.
+enum { ZK_INT8_SCALAR = 0, ZK_INT8_AVX2 = 1, ZK_INT8_VNNI = 2 };
+int zk_int8_max(void);                 // the best int8 kernel this CPU runs
+void zk_set_int8_kernel(int level);    // use `level` (capped at zk_int8_max); -1 = follow the SIMD level
 int zk_int8_kernel(void);              // the one in use
+const char *zk_int8_name(int level);   // "scalar" / "AVX2" / "VNNI"
 int zk_qpad_k(int K);                  // K rounded up to a multiple of 4 (row stride of quantized activations)
 // Weights int8 W[N,K] (any bit width ≤ 8, held as int8 values), packed once into panels of 64 output
 // features; colsum[N] = Σ_k W[n,k] (the compensation for the +128 activation shift).

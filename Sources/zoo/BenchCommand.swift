@@ -41,9 +41,11 @@ struct BenchCommand: Command {
             obj["model"] = args["geometry"] ?? args["weights"] ?? "default"
             obj["parameters"] = model.parameterCount
             obj["peak_rss_bytes"] = Runtime.peakRSS
+            obj["cpu"] = Runtime.cpuName
             print(try jsonString(obj))
         } else {
             print("\(variant.name) \(args["geometry"] ?? args["weights"] ?? "") b=\(r.batch) s=\(r.seq) threads=\(r.threads) OpenBLAS core: \(r.blasCore)")
+            print("  CPU: \(Runtime.cpuName)")
             print(String(format: "  min %.2f ms  median %.2f ms  %.1f seq/s  %.1f GFLOPS  (%d runs, %d parameters, peak RSS %.1f MiB)",
                          r.minMs, r.medianMs, r.sequencesPerSecond, r.gflops, r.iterations, model.parameterCount, Double(Runtime.peakRSS) / 1048576))
         }
@@ -61,9 +63,10 @@ struct BenchCommand: Command {
         if args.flag("json") {
             print(try jsonString(["variant": variant.name, "task": task.name, "examples": examples.count, "batch": batchSize, "tokens": tokens,
                                   "median_s": median, "min_s": best, "sentences_per_s": Double(examples.count) / median,
-                                  "threads": Runtime.threads, "openblas_core": Runtime.blasCoreType] as [String: Any]))
+                                  "threads": Runtime.threads, "openblas_core": Runtime.blasCoreType, "cpu": Runtime.cpuName] as [String: Any]))
         } else {
             print("\(variant.name) \(task.glueName) dev pass: \(examples.count) examples, \(tokens) tokens, batches of \(batchSize), threads=\(Runtime.threads)")
+            print("  CPU: \(Runtime.cpuName)")
             print(String(format: "  median %.3f s  min %.3f s  %.1f sentences/s", median, best, Double(examples.count) / median))
         }
     }

@@ -40,11 +40,12 @@ struct PeakCommand: Command {
                          "int8_gops": flops / int8 / 1e9])
         }
         if args.flag("json") {
-            print(try jsonString(["threads": Runtime.threads, "fma_peak_gflops": peak, "openblas_core": Runtime.blasCoreType, "gemm": rows] as [String: Any]))
+            print(try jsonString(["cpu": Runtime.cpuName, "simd": Runtime.simdName(zk_simd_level()), "threads": Runtime.threads, "fma_peak_gflops": peak, "openblas_core": Runtime.blasCoreType, "gemm": rows] as [String: Any]))
             return
         }
-        print(String(format: "fp32 FMA peak: %.1f GFLOPS (%d threads, %@ FMA loop)", peak, Runtime.threads, zk_cpu_has_avx512() != 0 ? "AVX-512" : "AVX2"))
-        print("GEMM \(g.rawValue), \(T) tokens        zoo packed         OpenBLAS \(Runtime.blasCoreType)     int8 (\(zk_int8_kernel() != 0 ? "VNNI" : "scalar"))")
+        print("CPU: \(Runtime.cpuName)")
+        print(String(format: "fp32 FMA peak: %.1f GFLOPS (%d threads, %@ FMA loop)", peak, Runtime.threads, Runtime.simdName(zk_simd_level())))
+        print("GEMM \(g.rawValue), \(T) tokens        zoo packed         OpenBLAS \(Runtime.blasCoreType)     int8 (\(String(cString: zk_int8_name(zk_int8_kernel()))))")
         for r in rows {
             let z = r["zoo_gflops"] as! Double, o = r["openblas_gflops"] as! Double, i = r["int8_gops"] as! Double
             print(String(format: "  %-9@ %5d x %4d   %6.1f GFLOPS %3.0f%%   %6.1f GFLOPS %3.0f%%   %6.1f GOPS %4.2fx fp32", r["shape"] as! String, r["N"] as! Int, r["K"] as! Int,

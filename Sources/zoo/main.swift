@@ -14,7 +14,7 @@ let commands: [Command.Type] = [
 func usage() -> String {
     var s = "zoo — BERT compression model zoo: variants measured on GLUE by parameters, speed and score.\n\nUsage: zoo <command> [options]   (zoo <command> --help for details)\n\nCommands:\n"
     for c in commands { s += "  " + c.name.padding(toLength: 10, withPad: " ", startingAt: 0) + c.summary + "\n" }
-    s += "\nEnvironment: ZOO_GLUE_DIR (GLUE data), ZOO_WEIGHTS (default --weights), ZOO_THREADS, ZOO_CACHE.\n"
+    s += "\nEnvironment: ZOO_GLUE_DIR (GLUE data), ZOO_WEIGHTS (default --weights), ZOO_THREADS, ZOO_CACHE,\n  ZOO_SIMD=generic|avx2|avx512 (kernels of a lower SIMD level than the CPU's best, for comparisons).\n"
     return s
 }
 
@@ -37,6 +37,7 @@ if rest.contains("--help") || rest.contains("-h") {
     exit(0)
 }
 do {
+    try Runtime.checkSIMDSetting()
     try command.run(try Arguments(rest, options: command.options, flags: command.flags))
 } catch let e as ZooError {
     FileHandle.standardError.write(Data("zoo \(command.name): \(e.description)\n".utf8))

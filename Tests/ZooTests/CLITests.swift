@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XCTest
 @testable import ZooCore
@@ -77,5 +78,36 @@ final class CLITests: XCTestCase {
         // A user's explicit choice is kept.
         let r = try zoo(["bench", "bert", "--geometry", "tinybert-4l", "--batch", "1", "--seq", "8", "--iters", "1", "--json"], env: ["OPENBLAS_CORETYPE": "Haswell"])
         XCTAssertEqual((try JSONSerialization.jsonObject(with: r.stdout) as! [String: Any])["openblas_core"] as? String, "Haswell")
+    }
+
+    /// ZOO_SIMD picks the kernels (and OpenBLAS's core type with them); a bad value is refused and a
+    /// level above the CPU's is capped with a warning.
+    func testSIMDLevelFromEnvironment() throws {
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "OPENBLAS_CORETYPE")
+        env.removeValue(forKey: "ZOO_NO_REEXEC")
+        let args = ["bench", "bert", "--geometry", "tinybert-4l", "--batch", "1", "--seq", "8", "--iters", "1", "--json"]
+        let bad = try zoo(args, env: ["ZOO_SIMD": "avx9"])
+        XCTAssertEqual(bad.code, 2)
+        XCTAssertTrue(bad.stderr.contains("ZOO_SIMD=avx9: expected generic, avx2 or avx512"), bad.stderr)
+        XCTAssertTrue(bad.stdout.isEmpty)
+        let cores = ["avx2": "Haswell", "avx512": "SkylakeX"]
+        for level in ["generic", "avx2", "avx512"] {
+            env["ZOO_SIMD"] = level
+            let p = Process(), o = Pipe(), e = Pipe()
+            p.executableURL = Paths.zoo
+            p.arguments = args
+            p.environment = env
+            (p.standardOutput, p.standardError) = (o, e)
+            try p.run()
+            let data = o.fileHandleForReading.readDataToEndOfFile(), err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, err)
+            let obj = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+            let runs = min(zk_simd_parse(level), zk_simd_max()), name = String(cString: zk_simd_name(runs))
+            XCTAssertTrue((obj["cpu"] as! String).contains("kernels \(name) "), "\(level): \(obj["cpu"]!)")
+            if let core = cores[name] { XCTAssertEqual(obj["openblas_core"] as? String, core, level) }
+            XCTAssertEqual(err.contains("using that"), zk_simd_parse(level) > zk_simd_max(), err)
+        }
     }
 }

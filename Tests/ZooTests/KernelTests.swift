@@ -271,8 +271,8 @@ final class KernelTests: XCTestCase {
         zk_set_threads(2)
     }
 
-    /// int8 Linear with each activation code, for both int8 kernels (VNNI, scalar) and both row
-    /// copies: bitwise equal to act=NONE followed by zk_activation_forward, and against the fp32
+    /// int8 Linear with each activation code, for every int8 kernel (VNNI, AVX2, scalar) and every row
+    /// copy: bitwise equal to act=NONE followed by zk_activation_forward, and against the fp32
     /// Linear + double activation within QuantTests' rounding bound times the activation's largest
     /// slope (1.13 for the GELUs, 1 for ReLU) + 1e-6·max(1, |y|).
     func testQLinearEachActivation() {
@@ -293,12 +293,12 @@ final class KernelTests: XCTestCase {
         }
         var qbuf = [UInt8](repeating: 0, count: M * Int(zk_qpad_k(Int32(K)))), qscale = [Float](repeating: 0, count: M)
         forEachSIMD { level in
-            for kernel in zk_cpu_has_vnni() != 0 ? [1, 0] : [0] {
-                zk_set_int8_kernel(Int32(kernel))
+            for kernel in int8Kernels {
+                zk_set_int8_kernel(kernel)
                 var plain = [Float](repeating: .nan, count: M * N)
                 zk_qlinear_forward(&plain, x, &qbuf, &qscale, packed, colsum, ws, bias, Int32(M), Int32(N), Int32(K), Int32(ZK_ACT_NONE))
                 for act in allActivations {
-                    let name = "\(level) \(kernel == 1 ? "VNNI" : "scalar") \(activationNames[Int(act)])"
+                    let name = "\(level) \(String(cString: zk_int8_name(kernel))) \(activationNames[Int(act)])"
                     var fused = [Float](repeating: .nan, count: M * N), separate = plain
                     zk_qlinear_forward(&fused, x, &qbuf, &qscale, packed, colsum, ws, bias, Int32(M), Int32(N), Int32(K), act)
                     zk_activation_forward(&separate, separate, separate.count, act)

@@ -5,7 +5,7 @@ import XCTest
 @testable import QBERT
 @testable import ZooCore
 
-/// Q-BERT: the int8 GEMM (VNNI and the scalar fallback) exactly against integer sums written here,
+/// Q-BERT: the int8 GEMM (VNNI, AVX2 and the scalar fallback) exactly against integer sums written here,
 /// the dequantized Linear within the bound that rounding implies, the bit-packed storage, and the
 /// `zoo quantize` → `qbert-*` round trip on real and tiny checkpoints.
 final class QuantTests: XCTestCase {
@@ -13,48 +13,54 @@ final class QuantTests: XCTestCase {
 
     override func tearDown() { zk_set_int8_kernel(-1); Runtime.setThreads(nil) }
 
-    /// Runs `body` with each int8 kernel this CPU has (VNNI, scalar) at 1 and 2 threads.
-    func forEachKernel(_ body: (String) throws -> Void) rethrows {
-        for level in zk_cpu_has_vnni() != 0 ? [1, 0] : [0] {
+    /// Runs `body` with each int8 kernel this CPU has (VNNI, AVX2, scalar) at 1 and 2 threads.
+    func forEachKernel(_ body: (Int32, String) throws -> Void) rethrows {
+        for level in int8Kernels {
             for threads in [1, 2] {
-                zk_set_int8_kernel(Int32(level))
+                zk_set_int8_kernel(level)
                 Runtime.setThreads(threads)
-                try body("\(level == 1 ? "VNNI" : "scalar"), \(threads) threads")
+                try body(level, "\(String(cString: zk_int8_name(level))), \(threads) threads")
             }
         }
     }
 
+    /// Exact int32 sums, extreme values included: 0/255 activations against ±127 weights (every
+    /// kernel), and −128 weights (scalar and VNNI; the AVX2 kernel's sign trick needs |w| ≤ 127, the
+    /// range zk_quantize_weight writes).
     func testInt8GemmIsExactOnOddShapes() {
         for (M, N, K) in [(1, 1, 1), (5, 17, 3), (7, 64, 5), (13, 65, 63), (97, 130, 385), (200, 70, 36)] {
             let K4 = Int(zk_qpad_k(Int32(K)))
             var a = [UInt8](repeating: 128, count: M * K4)
             for m in 0..<M { for k in 0..<K { a[m * K4 + k] = UInt8(truncatingIfNeeded: rng.next()) } }
-            // Extreme values included: 0/255 activations against ±127/−128 weights.
-            let w = (0..<(N * K)).map { i in i % 7 == 0 ? Int8(i % 2 == 0 ? 127 : -128) : Int8(truncatingIfNeeded: rng.next()) }
-            var expected = [Int32](repeating: 0, count: M * N)
-            for m in 0..<M { for n in 0..<N {
-                var s: Int32 = 0
-                for k in 0..<K { s += (Int32(a[m * K4 + k]) - 128) * Int32(w[n * K + k]) }
-                expected[m * N + n] = s
-            } }
-            var packed = [Int8](repeating: 0, count: zk_qpacked_weight_bytes(Int32(N), Int32(K))), colsum = [Int32](repeating: 0, count: N)
-            zk_qpack_weight(&packed, &colsum, w, Int32(N), Int32(K))
-            forEachKernel { name in
-                var c = [Int32](repeating: -1, count: M * N)
-                zk_qgemm_s32(&c, a, packed, colsum, Int32(M), Int32(N), Int32(K))
-                XCTAssertEqual(c, expected, "\(M)×\(N)×\(K), \(name)")
+            for m in 0..<M where m % 3 == 0 { for k in 0..<K { a[m * K4 + k] = k % 2 == 0 ? 0 : 255 } }
+            for lowest: Int8 in [-127, -128] {
+                let w = (0..<(N * K)).map { i in i % 7 == 0 ? (i % 2 == 0 ? 127 : lowest) : max(lowest, Int8(truncatingIfNeeded: rng.next())) }
+                var expected = [Int32](repeating: 0, count: M * N)
+                for m in 0..<M { for n in 0..<N {
+                    var s: Int32 = 0
+                    for k in 0..<K { s += (Int32(a[m * K4 + k]) - 128) * Int32(w[n * K + k]) }
+                    expected[m * N + n] = s
+                } }
+                var packed = [Int8](repeating: 0, count: zk_qpacked_weight_bytes(Int32(N), Int32(K))), colsum = [Int32](repeating: 0, count: N)
+                zk_qpack_weight(&packed, &colsum, w, Int32(N), Int32(K))
+                forEachKernel { level, name in
+                    if lowest == -128 && level == ZK_INT8_AVX2 { return }
+                    var c = [Int32](repeating: -1, count: M * N)
+                    zk_qgemm_s32(&c, a, packed, colsum, Int32(M), Int32(N), Int32(K))
+                    XCTAssertEqual(c, expected, "\(M)×\(N)×\(K), weights ≥ \(lowest), \(name)")
+                }
             }
         }
     }
 
-    func testActivationQuantizationSameBytesInBothKernels() {
+    func testActivationQuantizationSameBytesInEveryKernel() {
         let (M, K) = (9, 389)
         var x = (0..<(M * K)).map { _ in rng.symmetric() * 3 }
         x[5] = 0.5 / 127 * 3   // a half-way value: both copies round half to even
         for k in 0..<K { x[2 * K + k] = 0 }   // an all-zero row: scale 0, every byte 128
         let K4 = Int(zk_qpad_k(Int32(K)))
         var out: [[UInt8]] = [], scales: [[Float]] = []
-        forEachKernel { _ in
+        forEachKernel { _, _ in
             var q = [UInt8](repeating: 0, count: M * K4), s = [Float](repeating: -1, count: M)
             zk_quantize_rows(&q, &s, x, Int32(M), Int32(K))
             out.append(q); scales.append(s)
@@ -76,7 +82,7 @@ final class QuantTests: XCTestCase {
         let ref = Tensor(shape: [M, N])
         zk_linear_forward(ref.data, x.data, w.data, bias.data, Int32(M), Int32(N), Int32(K))
         let layer = QLinear(weight: w.data, n: w.shape[0], k: w.shape[1], bits: 8, group: 1, bias: bias)
-        forEachKernel { name in
+        forEachKernel { _, name in
             let y = Tensor(shape: [M, N])
             layer.forward(y.data, x.data, rows: M, withBias: true, act: 0)
             var worst: Float = 0

@@ -106,16 +106,29 @@ func assertSameLogitsAsHF(_ dir: URL, file: StaticString = #filePath, line: UInt
     }
 }
 
-/// Runs `body` once per SIMD copy of the row kernels this CPU can run (the portable baseline, and
-/// AVX-512 when present), named "generic" / "avx512"; then back to the CPU's choice.
+/// Runs `body` once per SIMD level of the row kernels this CPU can run (generic, avx2, avx512, as
+/// far as it has them), named by level; then back to the default. Says which levels ran.
 func forEachSIMD(_ body: (String) throws -> Void) rethrows {
-    let levels = zk_cpu_has_avx512() != 0 ? [0, 1] : [0]
-    for level in levels {
-        zk_set_simd(Int32(level))
-        try body(level == 1 ? "avx512" : "generic")
+    for level in simdLevels {
+        zk_set_simd(level)
+        try body(String(cString: zk_simd_name(level)))
     }
     zk_set_simd(-1)
 }
+
+/// The SIMD levels this CPU runs (printed once, so a test log shows which copies were checked).
+let simdLevels: [Int32] = {
+    let levels = Array(0...zk_simd_max())
+    print("kernel tests at SIMD levels: \(levels.map { String(cString: zk_simd_name($0)) }.joined(separator: ", "))")
+    return levels
+}()
+
+/// The int8 kernels this CPU runs (scalar, AVX2, VNNI as far as it has them).
+let int8Kernels: [Int32] = {
+    let kernels = Array(0...zk_int8_max())
+    print("int8 kernel tests with: \(kernels.map { String(cString: zk_int8_name($0)) }.joined(separator: ", "))")
+    return kernels
+}()
 
 /// Runs `zoo args` and kills it with SIGKILL `delays[i]` ms after `after` appears, trying the delays
 /// in turn until a run dies before writing `finished`. Returns whether one did.

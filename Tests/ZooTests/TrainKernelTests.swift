@@ -44,7 +44,7 @@ final class TrainKernelTests: XCTestCase {
     }
 
     func testGeluBackward() {
-        for level: Int32 in zk_cpu_has_avx512() != 0 ? [0, 1] : [0] {
+        for level in simdLevels {
             zk_set_simd(level)
             let x = random(40, scale: 4), dout = random(40)
             var dx = [Float](repeating: 0, count: 40)
@@ -59,7 +59,7 @@ final class TrainKernelTests: XCTestCase {
     /// double derivative on x ∈ [−8, 8) within 1e-6 absolute (NONE and RELU exact), in place (dinp =
     /// dout) bitwise equal to out of place, and zk_gelu_backward bitwise equal to the GELU code.
     func testActivationBackward() {
-        for level: Int32 in zk_cpu_has_avx512() != 0 ? [0, 1] : [0] {
+        for level in simdLevels {
             zk_set_simd(level)
             for act in allActivations {
                 let name = "simd \(level) \(activationNames[Int(act)])"
@@ -113,7 +113,7 @@ final class TrainKernelTests: XCTestCase {
     }
 
     func testAttentionBackward() {
-        for level: Int32 in zk_cpu_has_avx512() != 0 ? [0, 1] : [0] {
+        for level in simdLevels {
             zk_set_simd(level)
             attentionBackward(dropout: 0)
             attentionBackward(dropout: 0.3)

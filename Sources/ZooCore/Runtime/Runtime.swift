@@ -5,11 +5,30 @@ import Foundation
 public enum Runtime {
     /// The OpenBLAS core type this CPU should run, when Debian's OpenBLAS 0.3.21 would guess wrong
     /// (it reports AVX-512 AMD and newer Intel parts as "Prescott" and runs its slowest kernels).
+    /// Follows the SIMD level in use, so ZOO_SIMD=avx2 on an AVX-512 machine runs OpenBLAS's
+    /// AVX2 (Haswell) kernels too.
     public static func preferredCoreType() -> String? {
-        if zk_cpu_has_avx512() != 0 { return "SkylakeX" }
-        if zk_cpu_has_avx2() != 0 { return "Haswell" }
-        return nil
+        switch zk_simd_level() {
+        case Int32(ZK_SIMD_AVX512): return "SkylakeX"
+        case Int32(ZK_SIMD_AVX2): return "Haswell"
+        default: return nil
+        }
     }
+
+    /// ZOO_SIMD, when set, must name a level; one above this CPU's is capped with a warning.
+    public static func checkSIMDSetting() throws {
+        guard let want = ProcessInfo.processInfo.environment["ZOO_SIMD"] else { return }
+        let level = zk_simd_parse(want)
+        guard level >= 0 else { throw ZooError.usage("ZOO_SIMD=\(want): expected generic, avx2 or avx512") }
+        if level > zk_simd_max() {
+            FileHandle.standardError.write(Data("zoo: ZOO_SIMD=\(want), but this CPU runs at most \(simdName(zk_simd_max())): using that\n".utf8))
+        }
+    }
+
+    public static func simdName(_ level: Int32) -> String { String(cString: zk_simd_name(level)) }
+
+    /// The kernels in use: "avx512 (int8 VNNI)".
+    public static var kernels: String { "\(simdName(zk_simd_level())) (int8 \(String(cString: zk_int8_name(zk_int8_kernel()))))" }
 
     /// Settings read once when OpenBLAS loads, i.e. before `main`: OPENBLAS_CORETYPE, the fast
     /// kernels for this CPU (Debian's build guesses "Prescott" here). A value the user set is kept.
@@ -32,13 +51,13 @@ public enum Runtime {
         // execv only returns on failure: carry on with whatever OpenBLAS picked.
     }
 
-    /// "AMD EPYC (AVX-512 + VNNI), 2 cores": the model name in /proc/cpuinfo and the SIMD the
-    /// kernels use (what every speed measurement names).
+    /// "AMD EPYC (AVX-512 + VNNI), 2 cores, kernels avx512 (int8 VNNI)": the model name in
+    /// /proc/cpuinfo, what the CPU has and the kernels in use (what every speed measurement names).
     public static var cpuName: String {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         let name = info.split(separator: "\n").first { $0.hasPrefix("model name") }.map { $0.split(separator: ":", maxSplits: 1).last!.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
         let simd = zk_cpu_has_avx512() != 0 ? (zk_cpu_has_vnni() != 0 ? "AVX-512 + VNNI" : "AVX-512") : zk_cpu_has_avx2() != 0 ? "AVX2" : "SSE"
-        return "\(name) (\(simd)), \(ProcessInfo.processInfo.activeProcessorCount) cores"
+        return "\(name) (\(simd)), \(ProcessInfo.processInfo.activeProcessorCount) cores, kernels \(kernels)"
     }
 
     /// A zoo started by another with ZOO_PARENT=<its pid> (zoo table's steps) dies with it, so a
