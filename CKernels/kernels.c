@@ -133,6 +133,7 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #undef ZK
 #undef ZK_TR
 #undef ZK_TC
+#undef ZK_LR
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #define ZK(name) name##_avx2
 #define ZK_AVX2 1
@@ -141,6 +142,7 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #undef ZK_AVX2
 #undef ZK_TR
 #undef ZK_TC
+#undef ZK_LR
 #pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
 #define ZK(name) name##_avx512
@@ -150,6 +152,7 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #undef ZK_AVX512
 #undef ZK_TR
 #undef ZK_TC
+#undef ZK_LR
 #pragma clang attribute pop
 
 typedef void (*act_row_fn)(float *, const float *, int);
@@ -162,6 +165,7 @@ typedef struct {
     void (*softmax_row)(float *, int, int, float);
     void (*attention_head)(float *, int, const float *, const float *, const float *, int, int, int, int, float, float *);
     void (*linear_tile)(float *, int, const float *, int, int, const float *, int, int, int, const float *, int);
+    int linear_rows;                          // rows of one linear_tile call (ZK_LR)
     void (*dropout_row)(float *, int, float, uint64_t, size_t);
     void (*attention_train_head)(float *, int, float *, int, const float *, const float *, const float *, int, int, int,
                                  float, float, uint64_t, size_t, float *);
@@ -172,7 +176,7 @@ typedef struct {
 #define ZK_TABLE(sfx) { {bias_row_##sfx, gelu_row_##sfx, gelu_tanh_row_##sfx, relu_row_##sfx},                                    \
                        {identity_backward_row_##sfx, gelu_backward_row_##sfx, gelu_tanh_backward_row_##sfx, relu_backward_row_##sfx}, \
                        layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx,             \
-                       linear_tile_##sfx, dropout_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
+                       linear_tile_##sfx, linear_rows_##sfx, dropout_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
 static const zk_rows rows_by_level[3] = {ZK_TABLE(generic), ZK_TABLE(avx2), ZK_TABLE(avx512)};
 static int g_simd = -1;   // -1: not decided yet; else a ZK_SIMD_* level
 
@@ -213,7 +217,7 @@ void zk__check_act(int act) {
 // them contiguously. Blocking: K in blocks of ZK_KC (a panel slice of ZK_KC×32 floats stays in L1/L2),
 // rows in blocks of ZK_MC (an A block of ZK_MC×ZK_KC floats stays in L2).
 #define ZK_NR 32
-#define ZK_MR 8
+#define ZK_MR 8   // rows of a thread's slice are a multiple of this
 #define ZK_KC 768
 #define ZK_MC 128
 
@@ -243,8 +247,8 @@ static void linear_block(const zk_rows *r, float *out, const float *inp, const f
             for (int p = p0; p < p1; p++) {
                 const int n0 = p * ZK_NR, w = N - n0 < ZK_NR ? N - n0 : ZK_NR;
                 const float *bp = packed + ((size_t)p * K + k0) * ZK_NR;
-                for (int i = i0; i < i1; i += ZK_MR)
-                    r->linear_tile(out + (size_t)i * N + n0, N, inp + (size_t)i * K + k0, K, i1 - i < ZK_MR ? i1 - i : ZK_MR,
+                for (int i = i0; i < i1; i += r->linear_rows)
+                    r->linear_tile(out + (size_t)i * N + n0, N, inp + (size_t)i * K + k0, K, i1 - i < r->linear_rows ? i1 - i : r->linear_rows,
                                    bp, kc, w, k0 > 0, last && bias ? bias + n0 : NULL, last ? act : ZK_ACT_NONE);
             }
         }

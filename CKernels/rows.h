@@ -211,6 +211,28 @@ static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int a
             }
         }
 }
+// The Linear layers' register tile: 6 rows × 16 columns (12 accumulators, the classic Haswell
+// shape: more independent FMA chains than the 4 × 16 block), two passes per 32-column panel. Panels
+// are zero-padded to 32 columns, so no masks.
+#define ZK_LR 6
+static inline void ZK(linear_regs)(float *c, int ldc, const float *const *a, const float *b, int K) {
+    for (int h = 0; h < 2; h++) {
+        __m256 acc[ZK_LR][2];
+        for (int r = 0; r < ZK_LR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int k = 0; k < K; k++) {
+            const __m256 b0 = _mm256_loadu_ps(b + (size_t)k * ZK_TC + 16 * h), b1 = _mm256_loadu_ps(b + (size_t)k * ZK_TC + 16 * h + 8);
+            _Pragma("unroll") for (int r = 0; r < ZK_LR; r++) {
+                const __m256 x = _mm256_broadcast_ss(a[r] + k);
+                acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < ZK_LR; r++) {
+            _mm256_storeu_ps(c + (size_t)r * ldc + 16 * h, acc[r][0]);
+            _mm256_storeu_ps(c + (size_t)r * ldc + 16 * h + 8, acc[r][1]);
+        }
+    }
+}
 #else
 static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int as, const float *b, int bs, int K, int w) {
     float acc[ZK_TR][ZK_TC] = {{0}};
@@ -227,15 +249,24 @@ static inline void ZK(tile_8x32)(float *c, int ldc, const float *const *a, int a
 }
 #endif
 
-// One 8×32 block of a packed-weight GEMM over one K block: C[rows, w] (+)= A[rows, kc] · Bp, where
-// Bp is a [kc][32] slice of a packed weight panel. On the last K block the epilogue adds the bias
-// and applies the activation `act` (a ZK_ACT_* code; the caller passes 0 on earlier K blocks).
+#ifndef ZK_LR   // the Linear layers' register tile is the attention's 8 × 32 one
+#define ZK_LR ZK_TR
+static inline void ZK(linear_regs)(float *c, int ldc, const float *const *a, const float *b, int K) {
+    ZK(tile_8x32)(c, ldc, a, 1, b, ZK_TC, K, ZK_TC);
+}
+#endif
+
+enum { ZK(linear_rows) = ZK_LR };
+
+// One ZK_LR × 32 block of a packed-weight GEMM over one K block: C[rows, w] (+)= A[rows, kc] · Bp,
+// where Bp is a [kc][32] slice of a packed weight panel. On the last K block the epilogue adds the
+// bias and applies the activation `act` (a ZK_ACT_* code; the caller passes 0 on earlier K blocks).
 static void ZK(linear_tile)(float *C, int ldc, const float *A, int lda, int rows, const float *Bp, int kc, int w,
                             int accumulate, const float *bias, int act) {
-    float t[ZK_TR * ZK_TC] __attribute__((aligned(64)));
-    const float *ar[ZK_TR];
-    for (int r = 0; r < ZK_TR; r++) ar[r] = A + (size_t)(r < rows ? r : rows - 1) * lda;
-    ZK(tile_8x32)(t, ZK_TC, ar, 1, Bp, ZK_TC, kc, ZK_TC);
+    float t[ZK_LR * ZK_TC] __attribute__((aligned(64)));
+    const float *ar[ZK_LR];
+    for (int r = 0; r < ZK_LR; r++) ar[r] = A + (size_t)(r < rows ? r : rows - 1) * lda;
+    ZK(linear_regs)(t, ZK_TC, ar, Bp, kc);
     for (int r = 0; r < rows; r++) {
         float *c = C + (size_t)r * ldc;
         const float *tr = t + r * ZK_TC;
