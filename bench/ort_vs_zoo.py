@@ -73,6 +73,11 @@ def run_zoo(zoo, *args):
     return json.loads(out)
 
 
+def cpu(zoo):
+    """The CPU and the kernels zoo runs on it (honours ZOO_SIMD), as every benchmark note names them."""
+    return run_zoo(zoo, "bench", "bert", "--geometry", "tinybert-4l", "--batch", "1", "--seq", "8", "--iters", "1", "--json")["cpu"]
+
+
 def time_zoo(zoo, model_name, weights, b, s, threads):
     src = ["--weights", weights] if model_name == "minilm-l6" and weights else ["--geometry", model_name]
     return run_zoo(zoo, "bench", "bert", *src, "--batch", str(b), "--seq", str(s), "--threads", str(threads), "--json")
@@ -151,7 +156,8 @@ def main():
                 print(f"# {m} b={b} s={s}: ORT {o:.1f} ms, zoo {zz:.1f} ms, zoo/ORT {o / zz:.2f}", file=sys.stderr)
     peak = run_zoo(a.zoo, "peak", "--threads", str(a.threads), "--json")
     rss = peak_rss(a.zoo, a.weights, a.threads) if "minilm-l6" in a.models else None
-    print(f"zoo vs ONNX Runtime {__import__('onnxruntime').__version__} fp32, {a.threads} threads, OpenBLAS core {core}\n")
+    print(f"zoo vs ONNX Runtime {__import__('onnxruntime').__version__} fp32, {a.threads} threads, OpenBLAS core {core}")
+    print(f"CPU: {cpu(a.zoo)}\n")
     print("| model | batch | seq | ORT ms | zoo ms | ORT seq/s | zoo seq/s | zoo/ORT |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:

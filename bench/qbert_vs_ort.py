@@ -14,7 +14,7 @@ then the on-disk sizes.
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile
 
-from ort_vs_zoo import export, ort_session, run_zoo, time_ort
+from ort_vs_zoo import cpu, export, ort_session, run_zoo, time_ort
 
 
 def main():
@@ -57,7 +57,8 @@ def main():
                      qbert_int8_safetensors=os.path.getsize(os.path.join(qdir, "model.safetensors")),
                      ort_int8_onnx=os.path.getsize(int8_onnx))
 
-    print(f"qbert-int8 vs zoo bert (fp32) vs ONNX Runtime {onnxruntime.__version__} dynamic int8, {a.threads} threads, weights {a.weights}\n")
+    print(f"qbert-int8 vs zoo bert (fp32) vs ONNX Runtime {onnxruntime.__version__} dynamic int8, {a.threads} threads, weights {a.weights}")
+    print(f"CPU: {cpu(a.zoo)}\n")
     print("| batch | seq | bert fp32 ms | ORT int8 ms | qbert-int8 ms | qbert-int8 / bert | qbert-int8 / ORT int8 |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
