@@ -1,5 +1,6 @@
 # zoo — every set-up step a fresh machine needs, in order. `make test` and `make eval` do all of it.
-#   make test    system packages, Python tools venv, build, weights, HF reference dumps, swift test
+#   make test    system packages, Python tools venv, build, weights, HF reference dumps, the C kernel
+#                driver (native and arm64 under qemu), swift test
 #   make eval    system packages, release build, weights, zero-shot STS-B with the dense BERT
 #   make bench   the side-by-side speed tables: fp32 against ONNX Runtime (bench/ort_vs_zoo.py), then
 #                qbert-int8 against zoo's fp32 bert and ORT dynamic int8 (bench/qbert_vs_ort.py)
@@ -12,10 +13,21 @@ PY := $(VENV)/bin/python
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 REF := .cache/ref
 
-.PHONY: test eval bench setup system-packages venv weights reference build release clean
+.PHONY: test eval bench setup system-packages arm64-packages ckernels-test venv weights reference build release clean
 
-test: setup build weights reference
+test: setup build weights reference ckernels-test
 	swift test --skip-build --disable-swift-testing 2>&1 | tee .cache/test.log; exit $${PIPESTATUS[0]}
+
+# The C kernels alone (Tests/ckernels/driver.c): natively at every SIMD level, and cross-compiled
+# for arm64 under qemu-aarch64.
+ckernels-test: system-packages arm64-packages
+	tools/ckernels_test.sh native
+	tools/ckernels_test.sh arm64
+
+arm64-packages:
+	@dpkg -s gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 >/dev/null 2>&1 || { \
+	  $(SUDO) dpkg --add-architecture arm64 && $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libgomp1:arm64; }
 
 eval: system-packages release
 	.build/release/zoo weights fetch minilm-l6

@@ -27,6 +27,22 @@ func ompInclude() -> String {
     return "/usr/include"
 }
 
+// OpenBLAS's headers: Debian's multiarch directory for this machine's architecture (x86-64 or
+// arm64), or Homebrew's on macOS (with its libomp); see README "Other CPUs".
+#if os(macOS)
+let brew = FileManager.default.fileExists(atPath: "/opt/homebrew") ? "/opt/homebrew/opt" : "/usr/local/opt"
+let nativeFlags = ["-Xpreprocessor", "-fopenmp", "-I", "\(brew)/libomp/include", "-I", "\(brew)/openblas/include"]
+let nativeLink: [LinkerSetting] = [.unsafeFlags(["-L\(brew)/libomp/lib", "-L\(brew)/openblas/lib"]), .linkedLibrary("omp")]
+#else
+#if arch(arm64)
+let multiarch = "aarch64-linux-gnu"
+#else
+let multiarch = "x86_64-linux-gnu"
+#endif
+let nativeFlags = ["-fopenmp", "-I", ompInclude(), "-I", "/usr/include/\(multiarch)/openblas-pthread"]
+let nativeLink: [LinkerSetting] = [.linkedLibrary("omp5")]
+#endif
+
 let package = Package(
     name: "zoo",
     platforms: [.macOS(.v13)],
@@ -39,9 +55,9 @@ let package = Package(
             name: "CKernels",
             path: "CKernels",
             cSettings: [
-                .unsafeFlags(["-O3", "-fopenmp", "-I", ompInclude(), "-I", "/usr/include/x86_64-linux-gnu/openblas-pthread"]),
+                .unsafeFlags(["-O3"] + nativeFlags),
             ],
-            linkerSettings: [.linkedLibrary("omp5"), .linkedLibrary("openblas"), .linkedLibrary("m")]
+            linkerSettings: nativeLink + [.linkedLibrary("openblas"), .linkedLibrary("m")]
         ),
         .target(name: "ZooCore", dependencies: ["CKernels"], path: "Sources/ZooCore"),
         .executableTarget(

@@ -10,7 +10,6 @@
 // saturates (unlike vpmaddubsw's int16 pairs).
 #include "ckernels.h"
 #include "internal.h"
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -20,8 +19,12 @@
 #define QK_MC 96   // rows per block (an A block of 96 × K bytes stays in L2)
 
 int zk_cpu_has_vnni(void) {
+#ifdef ZK_X86
     __builtin_cpu_init();
     return zk_cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
 }
 int zk_int8_max(void) { return zk_cpu_has_vnni() ? ZK_INT8_VNNI : zk_cpu_has_avx2() ? ZK_INT8_AVX2 : ZK_INT8_SCALAR; }
 const char *zk_int8_name(int level) { return level == ZK_INT8_VNNI ? "VNNI" : level == ZK_INT8_AVX2 ? "AVX2" : "scalar"; }
@@ -77,6 +80,7 @@ static void quantize_row_generic(uint8_t *q, float *scale, const float *x, int K
     for (int k = 0; k < K; k++) q[k] = (uint8_t)((int)qround(x[k] * inv, 127.0f) + 128);
     for (int k = K; k < K4; k++) q[k] = 128;   // zero after the shift
 }
+#ifdef ZK_X86
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 static void quantize_row_avx512(uint8_t *q, float *scale, const float *x, int K, int K4) {
     __m512 mx = _mm512_setzero_ps();
@@ -125,10 +129,14 @@ static void quantize_row_avx2(uint8_t *q, float *scale, const float *x, int K, i
     for (; k < K4; k++) q[k] = 128;
 }
 
+#endif
+
 void zk_quantize_rows(uint8_t *q, float *scale, const float *x, int M, int K) {
     const int K4 = zk_qpad_k(K), kernel = zk_int8_kernel();
-    void (*row)(uint8_t *, float *, const float *, int, int) =
-        kernel == ZK_INT8_VNNI ? quantize_row_avx512 : kernel == ZK_INT8_AVX2 ? quantize_row_avx2 : quantize_row_generic;
+    void (*row)(uint8_t *, float *, const float *, int, int) = quantize_row_generic;
+#ifdef ZK_X86
+    if (kernel != ZK_INT8_SCALAR) row = kernel == ZK_INT8_VNNI ? quantize_row_avx512 : quantize_row_avx2;
+#endif
     #pragma omp parallel for schedule(static) if (M > 16 && !omp_in_parallel())
     for (int i = 0; i < M; i++) row(q + (size_t)i * K4, scale + i, x + (size_t)i * K, K, K4);
 }
@@ -142,6 +150,7 @@ typedef struct {
     int act;                            // ZK_ACT_* code, applied row by row after the tile's store
 } qsink;
 
+#ifdef ZK_X86
 // One register tile: rows i..i+R-1 × panel columns n0..n0+w-1, over all K4 bytes of the packed
 // panel Bp. R is a compile-time row count so the R × 4 accumulators live in zmm registers; the
 // epilogue (compensation, scales, bias) runs on them before the single store.
@@ -243,6 +252,7 @@ static const tile_fn tiles_vnni[QK_MR + 1] = {NULL, tile_vnni_1, tile_vnni_2, ti
             for (int r = 0; r < R; r++) zk__act_row(s->out + (size_t)(i + r) * N + n0, w, s->act);           \
     }
 AVX2_TILE(1) AVX2_TILE(2)
+#endif
 
 // The portable fallback: the same sums and the same epilogue in plain C (the int32 sums are exact,
 // so both kernels give bit-identical int32 results).
@@ -277,11 +287,15 @@ static void qgemm_block(const qsink *s, const uint8_t *A, const int8_t *packed, 
             const int8_t *bp = packed + (size_t)p * QK_NR * K4;
             for (int i = i0; i < i1; i += QK_MR) {
                 const int rows = i1 - i < QK_MR ? i1 - i : QK_MR;
-                if (kernel == ZK_INT8_VNNI) tiles_vnni[rows](s, A + (size_t)i * K4, K4, bp, K4, colsum, i, n0, w, N);
-                else if (kernel == ZK_INT8_AVX2)
+#ifdef ZK_X86
+                if (kernel == ZK_INT8_VNNI) { tiles_vnni[rows](s, A + (size_t)i * K4, K4, bp, K4, colsum, i, n0, w, N); continue; }
+                if (kernel == ZK_INT8_AVX2) {
                     for (int r = 0; r < rows; r += 2)
                         (rows - r >= 2 ? tile_avx2_2 : tile_avx2_1)(s, A + (size_t)(i + r) * K4, K4, bp, K4, i + r, n0, w, N);
-                else tile_scalar(s, A + (size_t)i * K4, K4, bp, K4, colsum, i, rows, n0, w, N);
+                    continue;
+                }
+#endif
+                tile_scalar(s, A + (size_t)i * K4, K4, bp, K4, colsum, i, rows, n0, w, N);
             }
         }
     }

@@ -1,6 +1,12 @@
 // Helpers shared between the C files of CKernels (not part of the Swift-visible API).
 #ifndef ZOO_CKERNELS_INTERNAL_H
 #define ZOO_CKERNELS_INTERNAL_H
+// The SIMD copies (AVX2, AVX-512, VNNI) exist on x86-64 only; elsewhere (arm64) every level runs
+// the portable C, which the compiler vectorises for the target (NEON).
+#if defined(__x86_64__)
+#define ZK_X86 1
+#include <immintrin.h>
+#endif
 // x = act(x) over n floats (act a ZK_ACT_* code), with the row kernels chosen at run time (AVX-512 or generic).
 void zk__act_row(float *x, int n, int act);
 // Aborts with a message unless act is one of the ZK_ACT_* codes (the public entry points call it once).

@@ -6,11 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <malloc.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <unistd.h>
-#include <immintrin.h>
+#ifdef __linux__
+#include <malloc.h>
+#include <sys/prctl.h>
+#endif
 
 extern char *openblas_get_corename(void);
 extern void openblas_set_num_threads(int);
@@ -26,19 +27,32 @@ void zk_set_threads(int n) {
     openblas_set_num_threads(1);
 }
 int zk_get_threads(void) { return g_threads; }
+#ifdef __linux__
 void zk_configure_allocator(void) { mallopt(M_MMAP_THRESHOLD, 1 << 20); }
 int zk_die_with_parent(int parent) { return prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == parent; }
+#else   // macOS: the system allocator already returns large blocks; no parent-death signal (a child checks only that its parent is alive)
+void zk_configure_allocator(void) {}
+int zk_die_with_parent(int parent) { return getppid() == parent; }
+#endif
 const char *zk_blas_corename(void) { return openblas_get_corename(); }
 
+#ifdef ZK_X86
 int zk_cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
 int zk_cpu_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#else
+int zk_cpu_has_avx512(void) { return 0; }
+int zk_cpu_has_avx2(void) { return 0; }
+#endif
 
 // ---- peak ------------------------------------------------------------------------------------
-// fp32 FMA peak at the SIMD level in use (AVX-512 or AVX2; 0 for generic): every thread runs `iters` rounds of 12 independent 16-wide FMAs. Returns GFLOPS.
+// fp32 FMA peak at the SIMD level in use: every thread runs `iters` rounds of 12 independent vector
+// FMAs (16 wide with AVX-512, 8 with AVX2; the generic loop is plain C over 48 floats, which the
+// compiler turns into the target's own vectors: NEON FMAs on arm64, mul + add on baseline x86-64).
+#ifdef ZK_X86
 __attribute__((target("avx512f"))) static float fma_loop_avx512(long iters) {
     __m512 a[12];
     const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
@@ -59,18 +73,35 @@ __attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters) {
     for (int i = 0; i < 12; i++) { _mm256_storeu_ps(t, a[i]); for (int j = 0; j < 8; j++) s += t[j]; }
     return s;
 }
+#endif
+static float fma_loop_generic(long iters) {
+    float a[48];
+    for (int i = 0; i < 48; i++) a[i] = (float)i;
+    for (long n = 0; n < iters; n++)
+        for (int i = 0; i < 48; i++) a[i] = a[i] * 0.999999f + 1e-7f;
+    float s = 0;
+    for (int i = 0; i < 48; i++) s += a[i];
+    return s;
+}
+static float fma_loop(int level, long iters) {
+#ifdef ZK_X86
+    if (level == ZK_SIMD_AVX512) return fma_loop_avx512(iters);
+    if (level == ZK_SIMD_AVX2) return fma_loop_avx2(iters);
+#endif
+    (void)level;
+    return fma_loop_generic(iters);
+}
 double zk_fma_peak_gflops(long iters) {
-    const int avx512 = zk_simd_level() == ZK_SIMD_AVX512, lanes = avx512 ? 16 : 8;
-    if (zk_simd_level() == ZK_SIMD_GENERIC) return 0;
+    const int level = zk_simd_level(), floats = level == ZK_SIMD_GENERIC ? 48 : 12 * (level == ZK_SIMD_AVX512 ? 16 : 8);
     volatile float sink = 0;
     double best = 0;
     for (int run = 0; run < 3; run++) {   // best of 3: the peak is what the machine can do
         const double t0 = omp_get_wtime();
         #pragma omp parallel num_threads(g_threads)
-        { float s = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+        { float s = fma_loop(level, iters);
           #pragma omp atomic
           sink += s; }
-        const double gflops = (double)g_threads * iters * 12 * lanes * 2 / (omp_get_wtime() - t0) / 1e9;
+        const double gflops = (double)g_threads * iters * floats * 2 / (omp_get_wtime() - t0) / 1e9;
         if (gflops > best) best = gflops;
     }
     return best;
@@ -134,6 +165,7 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #undef ZK_TR
 #undef ZK_TC
 #undef ZK_LR
+#ifdef ZK_X86
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #define ZK(name) name##_avx2
 #define ZK_AVX2 1
@@ -154,6 +186,7 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #undef ZK_TC
 #undef ZK_LR
 #pragma clang attribute pop
+#endif
 
 typedef void (*act_row_fn)(float *, const float *, int);
 typedef void (*act_backward_row_fn)(float *, const float *, const float *, int);
@@ -177,7 +210,11 @@ typedef struct {
                        {identity_backward_row_##sfx, gelu_backward_row_##sfx, gelu_tanh_backward_row_##sfx, relu_backward_row_##sfx}, \
                        layernorm_row_##sfx, bias_residual_layernorm_row_##sfx, softmax_row_##sfx, attention_head_##sfx,             \
                        linear_tile_##sfx, linear_rows_##sfx, dropout_row_##sfx, attention_train_head_##sfx, attention_backward_head_##sfx }
+#ifdef ZK_X86
 static const zk_rows rows_by_level[3] = {ZK_TABLE(generic), ZK_TABLE(avx2), ZK_TABLE(avx512)};
+#else
+static const zk_rows rows_by_level[3] = {ZK_TABLE(generic), ZK_TABLE(generic), ZK_TABLE(generic)};
+#endif
 static int g_simd = -1;   // -1: not decided yet; else a ZK_SIMD_* level
 
 int zk_simd_max(void) { return zk_cpu_has_avx512() ? ZK_SIMD_AVX512 : zk_cpu_has_avx2() ? ZK_SIMD_AVX2 : ZK_SIMD_GENERIC; }
