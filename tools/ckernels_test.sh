@@ -28,7 +28,7 @@ arm64)
         aarch64-linux-gnu-gcc $opt -fopenmp -I CKernels/include -I /usr/include/aarch64-linux-gnu/openblas-pthread -c "$f" -o "$tmp/$(basename "$f" .c).o"
     done
     aarch64-linux-gnu-gcc -fopenmp "$tmp"/*.o -o "$out" -L /usr/lib/aarch64-linux-gnu/openblas-pthread -L /usr/lib/aarch64-linux-gnu -lopenblas -lm
-    file "$out" | grep -q "ARM aarch64" || { echo "$out is not an arm64 binary" >&2; exit 1; }
+    aarch64-linux-gnu-readelf -h "$out" | grep -q AArch64 || { echo "$out is not an arm64 binary" >&2; exit 1; }
     # One thread: in this sandbox qemu-aarch64 (7.2) hangs in any second thread's start-up (a bare
     # pthread_create + join never returns), so OpenBLAS gets no pool of its own (zoo runs it
     # single-threaded inside OpenMP anyway) and the driver runs its kernels at 1 thread only.
