@@ -64,15 +64,15 @@ struct EmbedCommand: Command {
     static func run(_ args: Arguments) throws {
         let variant = try registry.variant(try args.onlyPositional("variant name"))
         guard let pooling = Pooling(rawValue: args["pool"] ?? "mean") else { throw ZooError.usage("--pool takes mean or cls, got '\(args["pool"]!)'") }
-        let maxLen = try args.int("max-len", default: 128, range: 2...100_000)!
         let batchSize = try args.int("batch", default: 32)!
         Runtime.setThreads(try args.int("threads"))
         let lines = try readStdinLines()
         let (model, dir) = try loadModel(variant, weights: args["weights"])
+        let maxLen = try maxLength(args, model)
         let tok = try WordPieceTokenizer(vocabURL: dir!.appendingPathComponent("vocab.txt"))
         let encodings = try lines.enumerated().map { i, line -> WordPieceTokenizer.Encoding in
             let (a, b) = try splitPair(line, lineNumber: i + 1)
-            return tok.encode(a, b, maxLength: min(maxLen, model.maxLength))
+            return tok.encode(a, b, maxLength: maxLen)
         }
         let progress = Progress("embed")
         let rows = try model.embeddings(encodings, pooling: pooling, batchSize: batchSize, progress: lines.count > 1000 ? progress.update : nil)
@@ -136,7 +136,7 @@ struct EvalCommand: Command {
         Runtime.setThreads(try args.int("threads"))
         let examples = try task.load(split, from: glueDirectory(args["data"]))
         let (model, dir) = try loadModel(variant, weights: args["weights"])
-        let maxLen = min(try args.int("max-len", default: 128, range: 2...100_000)!, model.maxLength)
+        let maxLen = try maxLength(args, model)
         let tok = try WordPieceTokenizer(vocabURL: dir!.appendingPathComponent("vocab.txt"))
         let start = Date()
         let progress = Progress("eval \(variant.name) \(task.glueName)")
@@ -181,4 +181,12 @@ func cosine(_ a: [Float], _ b: [Float]) -> Double {
     var ab = 0.0, aa = 0.0, bb = 0.0
     for i in a.indices { ab += Double(a[i] * b[i]); aa += Double(a[i] * a[i]); bb += Double(b[i] * b[i]) }
     return ab / max((aa * bb).squareRoot(), 1e-12)
+}
+
+/// --max-len (default 128, or the model's positions when fewer), refused beyond the model's
+/// position table rather than quietly cut to it.
+func maxLength(_ args: Arguments, _ model: Model) throws -> Int {
+    guard let n = try args.int("max-len", range: 2...Int.max) else { return min(128, model.maxLength) }
+    guard n <= model.maxLength else { throw ZooError.usage("--max-len \(n) exceeds the model's \(model.maxLength) positions") }
+    return n
 }

@@ -204,6 +204,17 @@ final class ErrorTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("unknown command 'fly'"))
     }
 
+    /// Options checked against the model: --max-len past the position table (16 in the tiny
+    /// checkpoint) is refused, not cut quietly; --batch 0 is refused.
+    func testOptionsBeyondTheModel() throws {
+        let dir = try checkpoint().path
+        assertFailure(try zoo(["embed", "bert", "--weights", dir, "--max-len", "100000"], stdin: Data("hello world\n".utf8)),
+                      code: 2, mentions: ["--max-len 100000 exceeds the model's 16 positions"])
+        assertFailure(try zoo(["embed", "bert", "--weights", dir, "--batch", "0"], stdin: Data("hello world\n".utf8)),
+                      code: 2, mentions: ["--batch takes a whole number in 1..."])
+        XCTAssertEqual(try zoo(["embed", "bert", "--weights", dir, "--max-len", "16"], stdin: Data("hello world\n".utf8)).code, 0)
+    }
+
     func testBadPredictionsFile() throws {
         try require(Paths.glue.appendingPathComponent("RTE/dev.tsv"), "set ZOO_GLUE_DIR")
         let f = try tempDir().appendingPathComponent("RTE.tsv")
