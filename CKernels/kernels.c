@@ -162,9 +162,6 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #define ZK(name) name##_generic
 #include "rows.h"
 #undef ZK
-#undef ZK_TR
-#undef ZK_TC
-#undef ZK_LR
 #ifdef ZK_X86
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #define ZK(name) name##_avx2
@@ -172,9 +169,6 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #include "rows.h"
 #undef ZK
 #undef ZK_AVX2
-#undef ZK_TR
-#undef ZK_TC
-#undef ZK_LR
 #pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
 #define ZK(name) name##_avx512
@@ -182,9 +176,6 @@ static inline int zk_keep(uint64_t seed, size_t i, float p) {
 #include "rows.h"
 #undef ZK
 #undef ZK_AVX512
-#undef ZK_TR
-#undef ZK_TC
-#undef ZK_LR
 #pragma clang attribute pop
 #endif
 

@@ -451,3 +451,8 @@ static void ZK(attention_backward_head)(float *dq, float *dk, float *dv, const f
         }
     }
 }
+
+// This file is included once per SIMD copy: its tile sizes are its own.
+#undef ZK_TR
+#undef ZK_TC
+#undef ZK_LR
