@@ -24,11 +24,14 @@ SST2_RECOVERY = ["--recover-epochs", "1", "--limit", "20000"]
 CONFIGS = {
     "heads40": (["--keep-heads", "0.6"], 2),
     "heads50-ffn60": (["--keep-heads", "0.5", "--keep-ffn", "0.4"], 3),
+    # the same pruning, recovered by distillation from the unpruned model instead of the labels alone
+    "heads50-ffn60-distill": (["--keep-heads", "0.5", "--keep-ffn", "0.4", "--distill"], 3),
 }
 # The bert-base geometry is timed with one task's pruning pattern per configuration (its b=32 runs take
 # seconds each); the per-layer shapes, not the task, set the speed.
 BERT_BASE_PATTERN = "rte"
-LABELS = {"heads40": "40 % of heads removed", "heads50-ffn60": "50 % of heads + 60 % of FFN neurons removed"}
+LABELS = {"heads40": "40 % of heads removed", "heads50-ffn60": "50 % of heads + 60 % of FFN neurons removed",
+          "heads50-ffn60-distill": "the same, recovered by distillation (--distill)"}
 
 
 def finetune_dense(a, task):
