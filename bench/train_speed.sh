@@ -9,6 +9,9 @@ task=${1:-sst2}; n=${2:-1024}; threads=${3:-2}
 PY="${ZOO_PYTHON:-${ZOO_CACHE:-$HOME/.cache/zoo}/venv/bin/python}"
 ZOO="${ZOO_BIN:-.build/release/zoo}"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# ZOO_SIMD=avx2 (an AVX2-only CPU imitated on an AVX-512 one) caps PyTorch's kernels to AVX2 as well.
+if [[ "${ZOO_SIMD:-}" == avx2 ]]; then export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2; fi
+"$ZOO" bench bert --geometry tinybert-4l --batch 1 --seq 8 --iters 1 --json | "$PY" -c 'import json, sys; print("CPU:", json.load(sys.stdin)["cpu"])'
 "$ZOO" finetune --base weights/minilm-l6 --task "$task" --epochs 1 --limit "$n" --threads "$threads" --save-every 0 --out "$tmp/zoo" 2>/dev/null
 "$PY" tools/hf_finetune.py --base weights/minilm-l6 --task "$task" --epochs 1 --limit "$n" --threads "$threads" --no-eval --out "$tmp/hf.json" >/dev/null 2>&1
 "$PY" - "$tmp" "$task" "$n" "$threads" <<'PYEOF'
