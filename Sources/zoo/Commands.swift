@@ -111,6 +111,30 @@ struct ScoreCommand: Command {
 
 
 struct EvalCommand: Command {
+    /// `zoo eval NAME` without --task: NAME's row of `zoo table` (a method chain such as heads40 or
+    /// tinybert+qbert-int8, or a variant: the rows of the methods that make it), beside the bert row,
+    /// from the base in --base (default $ZOO_WEIGHTS, else weights/minilm-l6), with the table's
+    /// defaults for everything else (tasks, seed 42, runs/table, speed).
+    static func row(_ name: String, _ args: Arguments) throws {
+        for option in ["weights", "json", "split", "batch", "max-len", "predictions-out"] where args[option] != nil {
+            throw ZooError.usage("--\(option) needs --task (without --task, zoo eval runs \(name)'s zoo table row)")
+        }
+        if args.flag("zero-shot") { throw ZooError.usage("--zero-shot needs --task stsb") }
+        var rows = [name]
+        if (try? TableCommand.chain(name)) == nil {
+            rows = registry.methods.filter { $0.variant == name }.map(\.name)
+            guard !rows.isEmpty else {
+                throw ZooError.usage("'\(name)' is neither a method of zoo table nor a variant one makes (zoo list --methods)")
+            }
+        }
+        var argv = ["--base", args["base"] ?? ProcessInfo.processInfo.environment["ZOO_WEIGHTS"] ?? "weights/minilm-l6",
+                    "--variants", (["bert"] + rows.filter { $0 != "bert" }).joined(separator: ",")]
+        for option in ["tasks", "seeds", "out", "limit", "rounds", "data", "threads"] { if let v = args[option] { argv += ["--\(option)", v] } }
+        if args.flag("no-speed") { argv.append("--no-speed") }
+        log("zoo table \(argv.joined(separator: " "))")
+        try TableCommand.run(try Arguments(argv, options: TableCommand.options, flags: TableCommand.flags))
+    }
+
     static let name = "eval"
     static let summary = "evaluate a variant on a GLUE task"
     static let help = """
@@ -121,12 +145,19 @@ struct EvalCommand: Command {
       --zero-shot (STS-B): cosine similarity of mean-pooled sentence embeddings against the gold
       scores, Pearson and Spearman ×100. --json FILE writes {variant, task, split, metrics, examples,
       seconds}.
+    zoo eval <variant or method> [--base DIR] [--tasks …] [--seeds …] [--out DIR] [--limit N] [--no-speed]
+      Without --task: that variant's row of the seed's table — `zoo table --variants bert,<row>` with
+      the table's defaults (five tasks, seed 42, runs/table, speed side by side with bert) from
+      --base (default $ZOO_WEIGHTS, else weights/minilm-l6); cached cells are reused.
     """
-    static let options: Set<String> = ["task", "weights", "data", "json", "split", "batch", "max-len", "threads", "predictions-out"]
-    static let flags: Set<String> = ["zero-shot"]
+    static let options: Set<String> = ["task", "weights", "data", "json", "split", "batch", "max-len", "threads", "predictions-out",
+                                       "base", "tasks", "seeds", "out", "limit", "rounds"]
+    static let flags: Set<String> = ["zero-shot", "no-speed"]
 
     static func run(_ args: Arguments) throws {
-        let variant = try registry.variant(try args.onlyPositional("variant name"))
+        let name = try args.onlyPositional("variant name")
+        guard args["task"] != nil else { return try row(name, args) }
+        let variant = try registry.variant(name)
         let task = try GLUETask.named(try args.required("task"))
         guard let split = Split(rawValue: args["split"] ?? "dev"), split != .train else {
             throw ZooError.usage("--split takes dev or test, got '\(args["split"]!)'")

@@ -71,6 +71,16 @@ final class TableTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("rte/7/bert: done"), r.stderr)
         XCTAssertEqual(try Data(contentsOf: killed.appendingPathComponent("table.json")), before)
 
+        // zoo eval ROW without --task: that row of the table beside bert, from the cached cells.
+        r = try zoo(["eval", "heads40", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--data", glue.path, "--threads", "2",
+                     "--no-speed", "--out", serial.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains("zoo finetune") || r.stderr.contains("zoo prune"), "cached cells reused: \(r.stderr)")
+        let evalRows = try json(serial.appendingPathComponent("table.json"))["rows"] as! [[String: Any]]
+        XCTAssertEqual(evalRows.map { $0["row"] as! String }, ["bert", "heads40"])
+        XCTAssertEqual(evalRows[1]["scores"] as? [String: [Double]], rows[1]["scores"] as? [String: [Double]])
+        XCTAssertTrue(r.out.contains("| heads40 |"), r.out)
+
         let planned = try tempDir().appendingPathComponent("planned")
         r = try zoo(common + ["--out", planned.path, "--plan"])
         XCTAssertEqual(r.code, 0, r.stderr)
