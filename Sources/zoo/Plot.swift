@@ -1,12 +1,16 @@
 import Foundation
 
-/// A scatter plot as SVG: labelled points and the Pareto front (the points no other point beats
-/// on both axes), for `zoo table`'s score-vs-speed and score-vs-parameters figures.
+/// A scatter plot as SVG: labelled points, optional ± error bars, and the Pareto front (the points no
+/// other point beats on both axes), for `zoo table`'s score-vs-speed and score-vs-parameters figures
+/// and `zoo study teacher-size`'s student-vs-teacher ones.
 struct ScatterPlot {
     var title: String, xLabel: String, yLabel: String
     var points: [(label: String, x: Double, y: Double)]
     /// Whether a larger x is better (speed) or a smaller one (parameters); y is better larger.
     var largerXBetter: Bool
+    /// ± error bars on y, one per point (none when empty), and whether to draw the Pareto front.
+    var yErrors: [Double] = []
+    var showFront = true
 
     /// Points on the front, in x order.
     var front: [(label: String, x: Double, y: Double)] {
@@ -24,7 +28,8 @@ struct ScatterPlot {
             let (lo, hi) = (v.min()!, v.max()!), pad = max((hi - lo) * 0.08, abs(hi) * 0.02, 1e-9)
             return (lo - pad, hi + pad)
         }
-        let (x0, x1) = span(points.map(\.x)), (y0, y1) = span(points.map(\.y))
+        let err = yErrors.count == points.count ? yErrors : Array(repeating: 0, count: points.count)
+        let (x0, x1) = span(points.map(\.x)), (y0, y1) = span(zip(points, err).flatMap { [$0.y - $1, $0.y + $1] })
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (W - left - right) }
         func py(_ y: Double) -> Double { H - bottom - (y - y0) / (y1 - y0) * (H - top - bottom) }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
@@ -40,14 +45,20 @@ struct ScatterPlot {
             out.append("<text x=\"\(f(px(x)))\" y=\"\(f(H - bottom + 15))\" text-anchor=\"middle\">\(String(format: "%.3g", x))</text>")
             out.append("<text x=\"\(f(left - 6))\" y=\"\(f(py(y) + 4))\" text-anchor=\"end\">\(String(format: "%.3g", y))</text>")
         }
-        let line = front.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
-        out.append("<polyline points=\"\(line)\" fill=\"none\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>")
-        let onFront = Set(front.map(\.label))
+        let onFront = showFront ? Set(front.map(\.label)) : []
+        if showFront {
+            let line = front.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
+            out.append("<polyline points=\"\(line)\" fill=\"none\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>")
+        }
+        for (p, e) in zip(points, err) where e > 0 {
+            out.append("<line x1=\"\(f(px(p.x)))\" y1=\"\(f(py(p.y - e)))\" x2=\"\(f(px(p.x)))\" y2=\"\(f(py(p.y + e)))\" stroke=\"#36c\"/>")
+        }
         for p in points {
             out.append("<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"4\" fill=\"\(onFront.contains(p.label) ? "#c33" : "#36c")\"/>")
             out.append("<text x=\"\(f(px(p.x) + 6))\" y=\"\(f(py(p.y) - 6))\">\(esc(p.label))</text>")
         }
-        out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#c33\">red: Pareto front</text>")
+        if showFront { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#c33\">red: Pareto front</text>") }
+        if !yErrors.isEmpty { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#36c\">bars: ± sd over seeds</text>") }
         out.append("</svg>")
         return out.joined(separator: "\n") + "\n"
     }

@@ -4,7 +4,7 @@ import ZooCore
 /// `zoo study`: experiments made of `zoo table` cells.
 struct StudyCommand: Command {
     static let name = "study"
-    static let summary = "experiments over zoo table cells: kd-stages (TinyBERT with each place of distillation switched off)"
+    static let summary = "experiments over zoo table cells: kd-stages (TinyBERT's places of distillation), teacher-size"
     static let help = """
     zoo study kd-stages --base DIR [--tasks rte,mrpc,stsb,cola,sst2] [--seeds 42,43,44] [--out runs/kd-stages]
                         [--limit N] [--plan | --cell … | --collect] [--data DIR] [--threads N]
@@ -14,36 +14,53 @@ struct StudyCommand: Command {
       (cached, resumable, --plan for GNU parallel or Slurm, --collect). Prints each row's mean dev
       score over the tasks with its spread over the seeds (mean ± standard deviation of the per-seed
       means) and its difference from the full TinyBERT; writes OUT/kd-stages.md beside the table.
-      (teacher-size, the other study of issue 13, is not built yet.)
+    zoo study teacher-size --base DIR [--teacher-layers N,4,3,2] [--teachers DIR,…] [--tasks …]
+                           [--seeds 42,43,44] [--out runs/teacher-size] [--limit N] [--plan | --collect]
+      How the teacher's size changes the distilled student: teachers made of the first L layers of
+      the pre-trained --base (default: all N of its layers, i.e. --base itself, and 4, 3, 2;
+      OUT/teachers/<name>-L<L>) and any
+      --teachers given (other pre-trained checkpoints, e.g. paraphrase-MiniLM-L3-v2), each a zoo table
+      in OUT/<teacher> with the rows bert (the teacher, fine-tuned per task), tinybert (a fixed
+      TinyBERT-4L-312 student) and distilbert (every other teacher layer). Prints and writes
+      OUT/teacher-size.md (per teacher: layers, parameters, the teacher's and each student's mean dev
+      score over the tasks, ± sd over seeds) and two plots: student score against teacher parameters
+      (student-vs-teacher-parameters.svg) and against the teacher's score
+      (student-vs-teacher-score.svg). --plan writes every teacher's cells into OUT/plan.
     """
-    static let options = TableCommand.options.subtracting(["variants"])
+    static let options = TableCommand.options.subtracting(["variants"]).union(["teacher-layers", "teachers"])
     static let flags = TableCommand.flags.subtracting(["no-speed"])
 
     static func run(_ args: Arguments) throws {
-        guard args.positional == ["kd-stages"] else {
-            throw ZooError.usage(args.positional.first == "teacher-size" ? "the teacher-size study is not built yet" : "zoo study takes kd-stages")
+        switch args.positional {
+        case ["kd-stages"]: try kdStages(args)
+        case ["teacher-size"]: try teacherSize(args)
+        default: throw ZooError.usage("zoo study takes kd-stages or teacher-size")
         }
-        let rows = ["tinybert"] + registry.methods.map(\.name).filter { $0.hasPrefix("tinybert-without-") }   // the DISTILL plugin's ablations
-        var argv = Array(CommandLine.arguments.drop { $0 != "kd-stages" }.dropFirst())
+    }
+
+    /// The options after the study's name, for `zoo table`, less `dropping` (options with a value).
+    static func tableArguments(_ study: String, defaultOut: String, _ args: Arguments, dropping: Set<String> = []) -> [String] {
+        var argv: [String] = []
+        var rest = Array(CommandLine.arguments.drop { $0 != study }.dropFirst())
+        while let a = rest.first {
+            rest.removeFirst()
+            if dropping.contains(a) { if !rest.isEmpty { rest.removeFirst() }; continue }
+            argv.append(a)
+        }
         if args["seeds"] == nil { argv += ["--seeds", "42,43,44"] }
-        if args["out"] == nil { argv += ["--out", "runs/kd-stages"] }
-        argv += ["--variants", rows.joined(separator: ","), "--no-speed"]
-        let table = try Arguments(argv, options: TableCommand.options, flags: TableCommand.flags)
+        if args["out"] == nil { argv += ["--out", defaultOut] }
+        return argv
+    }
+
+    static func kdStages(_ args: Arguments) throws {
+        if args["teacher-layers"] != nil || args["teachers"] != nil { throw ZooError.usage("--teacher-layers and --teachers belong to teacher-size") }
+        let rows = ["tinybert"] + registry.methods.map(\.name).filter { $0.hasPrefix("tinybert-without-") }   // the DISTILL plugin's ablations
+        let table = try Arguments(tableArguments("kd-stages", defaultOut: "runs/kd-stages", args) + ["--variants", rows.joined(separator: ","), "--no-speed"],
+                                  options: TableCommand.options, flags: TableCommand.flags)
         try TableCommand.run(table)
         guard !args.flag("plan"), args["cell"] == nil else { return }
         let out = URL(fileURLWithPath: table["out"]!)
-        guard let obj = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("table.json"))) as? [String: Any],
-              let made = obj["rows"] as? [[String: Any]] else { throw ZooError.badFile(path: out.appendingPathComponent("table.json").path, problem: "not a zoo table") }
-        // per row: the mean over tasks for each seed made on every task
-        func perSeed(_ r: [String: Any]) -> [Double] {
-            let scores = (r["scores"] as? [String: [Double]] ?? [:]).values
-            guard let n = scores.map(\.count).min(), n > 0 else { return [] }
-            return (0..<n).map { j in scores.map { $0[j] }.reduce(0, +) / Double(scores.count) }
-        }
-        func stats(_ x: [Double]) -> (Double, Double) {
-            let m = x.reduce(0, +) / Double(x.count)
-            return (m, x.count > 1 ? (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot() : 0)
-        }
+        let made = try tableRows(out)
         let full = made.first.map(perSeed).flatMap { $0.isEmpty ? nil : stats($0).0 }
         var md = ["| TinyBERT | seeds | mean dev (± sd over seeds) | vs full TinyBERT |", "|---|---:|---:|---:|"]
         for r in made {
@@ -56,5 +73,104 @@ struct StudyCommand: Command {
         }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("kd-stages.md"))
         print("\n" + md.joined(separator: "\n"))
+    }
+
+    static func teacherSize(_ args: Arguments) throws {
+        if args["cell"] != nil { throw ZooError.usage("teacher-size runs its cells through zoo table --cell (see its --plan)") }
+        let base = try Checkpoint(dir: URL(fileURLWithPath: try args.required("base")))
+        let N = base.spec.layers.count
+        let layerCounts = try (args["teacher-layers"] ?? ([N] + [4, 3, 2].filter { $0 < N }).map(String.init).joined(separator: ",")).split(separator: ",").map { s -> Int in
+            guard let L = Int(s), (1...N).contains(L) else { throw ZooError.usage("--teacher-layers takes layer counts in 1...\(N) (the base has \(N)), got '\(s)'") }
+            return L
+        }
+        let argv = tableArguments("teacher-size", defaultOut: "runs/teacher-size", args, dropping: ["--teacher-layers", "--teachers", "--base"])
+        let out = URL(fileURLWithPath: argv[argv.lastIndex(of: "--out")! + 1]).standardizedFileURL
+        // The teachers: (name, pre-trained checkpoint directory).
+        let stem = base.dir.standardizedFileURL.lastPathComponent
+        var teachers: [(String, URL)] = []
+        for L in layerCounts {
+            let dir = L == N ? base.dir : out.appendingPathComponent("teachers/\(stem)-L\(L)")
+            if L < N, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) {
+                let store = ParameterStore(spec: base.spec, trainable: false)
+                try store.load(base, seed: 0)
+                try store.subset(layers: Array(0..<L), family: base.spec.family).writeCheckpoint(to: dir, base: base)
+                log("teacher \(stem)-L\(L): the first \(L) of \(N) layers of \(base.dir.path) → \(dir.path)")
+            }
+            teachers.append(("\(stem)-L\(L)", dir))
+        }
+        for path in (args["teachers"] ?? "").split(separator: ",").map(String.init) {
+            let ckpt = try Checkpoint(dir: URL(fileURLWithPath: path))
+            teachers.append((ckpt.dir.standardizedFileURL.lastPathComponent, ckpt.dir))
+        }
+        var lines: [String] = []
+        for (name, dir) in teachers {
+            var t = argv
+            t[t.lastIndex(of: "--out")! + 1] = out.appendingPathComponent(name).path
+            log("teacher \(name)")
+            try TableCommand.run(try Arguments(t + ["--base", dir.path, "--variants", "bert,tinybert,distilbert", "--no-speed"],
+                                               options: TableCommand.options, flags: TableCommand.flags))
+            if args.flag("plan") {
+                lines += try String(contentsOf: out.appendingPathComponent("\(name)/plan/cells.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+            }
+        }
+        if args.flag("plan") {
+            let again = CommandLine.arguments.map(TableCommand.quoted).joined(separator: " ").replacingOccurrences(of: " '--plan'", with: "")
+            return try TableCommand.writePlan(lines, to: out.appendingPathComponent("plan"), threads: try args.int("threads"), collect: again + " --collect")
+        }
+        // Per teacher: its size, its own score and each student's, mean ± sd over the seeds.
+        var md = ["| teacher | layers | parameters | teacher dev | tinybert | distilbert |", "|---|---:|---:|---:|---:|---:|"]
+        var byParams: [(label: String, x: Double, y: Double)] = [], byScore: [(label: String, x: Double, y: Double)] = []
+        var errors: [Double] = []
+        for (name, dir) in teachers {
+            let spec = try Checkpoint(dir: dir).spec
+            let rows = Dictionary(uniqueKeysWithValues: try tableRows(out.appendingPathComponent(name)).map { ($0["row"] as! String, perSeed($0)) })
+            func cell(_ row: String) -> String {
+                guard let x = rows[row], !x.isEmpty else { return "—" }
+                let (m, sd) = stats(x)
+                return String(format: "%.2f ± %.2f (%d)", m, sd, x.count)
+            }
+            md.append("| \(name) | \(spec.layers.count) | \(spec.parameterCount) | \(cell("bert")) | \(cell("tinybert")) | \(cell("distilbert")) |")
+            guard let teacher = rows["bert"], !teacher.isEmpty else { continue }
+            for student in ["tinybert", "distilbert"] {
+                guard let x = rows[student], !x.isEmpty else { continue }
+                let (m, sd) = stats(x), label = "\(student) ← \(name)"
+                byParams.append((label, Double(spec.parameterCount) / 1e6, m))
+                byScore.append((label, stats(teacher).0, m))
+                errors.append(sd)
+            }
+        }
+        md.append("\nmean GLUE dev over \(args["tasks"] ?? "rte,mrpc,stsb,cola,sst2"), ± sd over the seeds (how many were made)")
+        try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("teacher-size.md"))
+        print("\n" + md.joined(separator: "\n"))
+        if !byParams.isEmpty {
+            let plots = [("student-vs-teacher-parameters.svg", "teacher parameters (M)", byParams),
+                         ("student-vs-teacher-score.svg", "teacher mean dev score", byScore)]
+            for (file, xLabel, points) in plots {
+                let plot = ScatterPlot(title: "distilled student against its teacher", xLabel: xLabel, yLabel: "student mean dev score",
+                                       points: points, largerXBetter: true, yErrors: errors, showFront: false)
+                try writeAtomically(Data(plot.svg().utf8), to: out.appendingPathComponent(file))
+            }
+        }
+    }
+
+    /// The rows of a zoo table's table.json.
+    static func tableRows(_ out: URL) throws -> [[String: Any]] {
+        let url = out.appendingPathComponent("table.json")
+        guard let obj = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any],
+              let rows = obj["rows"] as? [[String: Any]] else { throw ZooError.badFile(path: url.path, problem: "not a zoo table") }
+        return rows
+    }
+
+    /// A row's mean over the tasks for each seed made on every task.
+    static func perSeed(_ r: [String: Any]) -> [Double] {
+        let scores = (r["scores"] as? [String: [Double]] ?? [:]).values
+        guard let n = scores.map(\.count).min(), n > 0 else { return [] }
+        return (0..<n).map { j in scores.map { $0[j] }.reduce(0, +) / Double(scores.count) }
+    }
+
+    /// Mean and sample standard deviation (0 for one value).
+    static func stats(_ x: [Double]) -> (Double, Double) {
+        let m = x.reduce(0, +) / Double(x.count)
+        return (m, x.count > 1 ? (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot() : 0)
     }
 }

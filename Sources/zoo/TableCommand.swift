@@ -125,7 +125,7 @@ struct TableCommand: Command {
             var shared: String? = nil
             if let prepare = m.prepare {
                 let sdir = s.out.appendingPathComponent("shared/seed-\(seed)/\(m.shared)")
-                try step(sdir, command: prepare(s.base, seed, sdir.path), resumable: m.resumable, s, label: "\(m.name) (shared, seed \(seed))") { [:] }
+                try step(sdir, command: prepare(s.base, seed, sdir.path, s.limit), resumable: m.resumable, s, label: "\(m.name) (shared, seed \(seed))") { [:] }
                 shared = sdir.path
             }
             let command = m.make(Method.Input(source: source, task: task.name, seed: seed, out: dir.path, limit: s.limit, shared: shared))
@@ -172,7 +172,7 @@ struct TableCommand: Command {
         if !fm.fileExists(atPath: logURL.path) { fm.createFile(atPath: logURL.path, contents: nil) }
         let out = try FileHandle(forWritingTo: logURL)
         out.seekToEndOfFile()
-        let p = child(argv)
+        let p = child(argv, s)
         p.standardOutput = out
         p.standardError = out
         let start = Date()
@@ -191,11 +191,12 @@ struct TableCommand: Command {
     }
 
     /// `zoo argv` as a child that dies with this process (Runtime.dieWithParent).
-    static func child(_ argv: [String]) -> Process {
+    /// A zoo child process: dies with this one, reads the table's GLUE directory.
+    static func child(_ argv: [String], _ s: Setup) -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         p.arguments = argv
-        p.environment = ProcessInfo.processInfo.environment.merging(["ZOO_PARENT": "\(getpid())"]) { $1 }
+        p.environment = ProcessInfo.processInfo.environment.merging(["ZOO_PARENT": "\(getpid())", "ZOO_GLUE_DIR": s.glue.path]) { $1 }
         return p
     }
 
@@ -233,7 +234,7 @@ struct TableCommand: Command {
     /// The median latency of one `zoo bench` run (a child process, so every measurement starts alike).
     static func benchMs(_ variant: String, _ dir: URL, batch: Int, seq: Int = 128, _ s: Setup) throws -> Double {
         let pipe = Pipe()
-        let p = child(["bench", variant, "--weights", dir.path, "--batch", "\(batch)", "--seq", "\(seq)", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []))
+        let p = child(["bench", variant, "--weights", dir.path, "--batch", "\(batch)", "--seq", "\(seq)", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []), s)
         p.standardOutput = pipe
         try p.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
@@ -254,18 +255,25 @@ struct TableCommand: Command {
     static func plan(_ s: Setup) throws {
         let dir = s.out.appendingPathComponent("plan")
         let zoo = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        func quoted(_ a: String) -> String { "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'" }
         var lines: [String] = []
         for task in s.tasks { for seed in s.seeds { for row in s.rows {
             lines.append(([zoo, "table", "--cell", "\(task.name)/\(seed)/\(rowName(row))"] + s.argv).map(quoted).joined(separator: " "))
         } } }
+        try writePlan(lines, to: dir, threads: s.threads, collect: "zoo table \(s.argv.map(quoted).joined(separator: " ")) --collect")
+    }
+
+    /// A shell word.
+    static func quoted(_ a: String) -> String { "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+    /// OUT/plan/cells.txt (one command per line) and table.sbatch (a Slurm array over its lines).
+    static func writePlan(_ lines: [String], to dir: URL, threads: Int?, collect: String) throws {
         let cells = dir.appendingPathComponent("cells.txt")
         try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: cells)
         let sbatch = """
         #!/bin/bash
         #SBATCH --job-name=zoo-table
         #SBATCH --array=1-\(lines.count)
-        #SBATCH --cpus-per-task=\(s.threads ?? 2)
+        #SBATCH --cpus-per-task=\(threads ?? 2)
         #SBATCH --output=\(dir.path)/slurm-%A_%a.out
         # One zoo table cell per array task: line $SLURM_ARRAY_TASK_ID of cells.txt.
         eval "$(sed -n "${SLURM_ARRAY_TASK_ID}p" \(quoted(cells.path)))"
@@ -276,7 +284,7 @@ struct TableCommand: Command {
         \(lines.count) cells in \(cells.path)
           GNU parallel:  parallel -j N < \(cells.path)
           Slurm:         sbatch \(dir.appendingPathComponent("table.sbatch").path)
-          then:          zoo table \(s.argv.map(quoted).joined(separator: " ")) --collect
+          then:          \(collect)
         """)
     }
 

@@ -26,7 +26,7 @@ final class DistillCommandTests: XCTestCase {
         let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
         let t = ParameterStore(spec: try Checkpoint(dir: teacher).spec, trainable: false)
         try t.load(try Checkpoint(dir: teacher), seed: 0)
-        let initial = Students.subset(t, layers: [0, 2], family: .distilbert)
+        let initial = t.subset(layers: [0, 2], family: .distilbert)
         let batch = Batch([try Checkpoint(dir: teacher).tokenizer().encode("hello world a", nil, maxLength: 16)])
         let ta = try Network(spec: t.spec, reader: t).record(batch, dropoutSeed: nil)
         let sa = try Network(spec: initial.spec, reader: initial).record(batch, dropoutSeed: nil)

@@ -101,6 +101,9 @@ final class DistillLossTests: XCTestCase {
         XCTAssertEqual(try pairs(.uniform, 4, 6), [[1, 2], [2, 3], [3, 5], [4, 6]])              // TinyBERT-4L from MiniLM-L6
         XCTAssertThrowsError(try pairs(.explicit([1, 7]), 2, 6))
         XCTAssertThrowsError(try pairs(.last, 7, 6))
+        XCTAssertEqual(try pairs(.uniform, 4, 2), [[1, 1], [2, 1], [3, 2], [4, 2]])              // a deeper student (teacher-size study)
+        XCTAssertEqual(try pairs(.uniform, 4, 1), [[1, 1], [2, 1], [3, 1], [4, 1]])
+        XCTAssertThrowsError(try pairs(.skip, 4, 2))
     }
 }
 

@@ -143,8 +143,39 @@ final class StudyTests: XCTestCase {
         r = try zoo(common + ["--collect"])
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertTrue(r.out.contains("| full | 0 | — | — |"), r.out)
-        r = try zoo(["study", "teacher-size", "--base", base.path])
-        XCTAssertEqual(r.code, 2)
-        XCTAssertTrue(r.stderr.contains("not built yet"), r.stderr)
+    }
+
+    /// `zoo study teacher-size` on a tiny 4-layer base: teachers of 4 and 2 layers (the second made of
+    /// the base's first two, loading with the base's first two layers' weights), the plan of every
+    /// teacher's cells, one real run (one task, one seed, a few examples) and its summary: per
+    /// teacher the teacher's and both students' scores, which are the cells' dev scores.
+    func testTeacherSize() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 24), base = try TableTests.tinyBase(), out = try tempDir().appendingPathComponent("ts")
+        let common = ["study", "teacher-size", "--base", base.path, "--teacher-layers", "4,2", "--tasks", "rte", "--out", out.path,
+                      "--data", glue.path, "--threads", "2"]
+        var r = try zoo(common + ["--plan"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let lines = try String(contentsOf: out.appendingPathComponent("plan/cells.txt"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2 * 3 * 3)          // teachers × the default three seeds × rows
+        XCTAssertEqual(lines.filter { $0.contains("teachers/base-L2") }.count, 9)
+        let two = try Checkpoint(dir: out.appendingPathComponent("teachers/base-L2"))
+        XCTAssertEqual(two.spec.layers.count, 2)
+        let full = try SafeTensors(url: base.appendingPathComponent("model.safetensors"))
+        let name = "bert.encoder.layer.1.attention.self.query.weight"
+        XCTAssertEqual(try two.tensors.tensor(name, shape: [16, 16]).array, try full.tensor(name, shape: [16, 16]).array)
+
+        r = try zoo(common + ["--seeds", "7", "--limit", "8"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let md = try String(contentsOf: out.appendingPathComponent("teacher-size.md"), encoding: .utf8)
+        for (teacher, layers) in [("base-L4", 4), ("base-L2", 2)] {
+            let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("\(teacher)/table.json"))) as! [String: Any]
+            let score = { (row: String) in ((rows["rows"] as! [[String: Any]]).first { $0["row"] as! String == row }!["scores"] as! [String: [Double]])["rte"]![0] }
+            let line = String(format: "| %@ | %d | ", teacher, layers)
+            XCTAssertTrue(md.contains(line), md)
+            XCTAssertTrue(md.contains(line) && md.components(separatedBy: "\n").first { $0.hasPrefix(line) }!
+                .contains(String(format: "| %.2f ± 0.00 (1) | %.2f ± 0.00 (1) | %.2f ± 0.00 (1) |", score("bert"), score("tinybert"), score("distilbert"))), md)
+        }
+        let svg = try String(contentsOf: out.appendingPathComponent("student-vs-teacher-parameters.svg"), encoding: .utf8)
+        XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 4)
     }
 }

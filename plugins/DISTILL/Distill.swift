@@ -29,8 +29,9 @@ public let plugin = Plugin(
 /// TinyBERT's.
 func distillMethod(_ recipe: Recipe, without part: String? = nil) -> Method {
     let changesGeneral = ["embedding", "attention", "hidden"].contains(part ?? "")
-    let general: ((String, UInt64, String) -> [String])? = recipe != .tinybert || part == "general" ? nil : { base, seed, out in
+    let general: ((String, UInt64, String, Int?) -> [String])? = recipe != .tinybert || part == "general" ? nil : { base, seed, out, limit in
         ["distill", "--teacher", base, "--recipe", "tinybert", "--general-only", "--seed", "\(seed)", "--out", out] + (changesGeneral ? ["--without", part!] : [])
+            + (limit.map { ["--limit", "\($0)"] } ?? [])
     }
     return Method(name: recipe.rawValue + (part.map { "-without-\($0)" } ?? ""), variant: recipe.rawValue,
                   summary: part.map { "TinyBERT with its \($0) switched off (zoo distill --without; the KD-stage experiment)" } ?? recipe.summary,
@@ -103,47 +104,8 @@ public enum Recipe: String, CaseIterable {
     }
 }
 
-/// Students built from (or shaped after) the teacher.
+/// Students shaped after the teacher (those made of its layers: `ParameterStore.subset`).
 enum Students {
-    /// Copies teacher layer `from` into student parameter group `to` (same tensor shapes; the
-    /// families list a layer's tensors in the same order).
-    static func copyLayer(_ from: Int, of teacher: ParameterStore, to: Int, in student: ParameterStore) {
-        for (a, b) in zip(teacher.spec.family.names.layer(from).tensors, student.spec.family.names.layer(to).tensors) { copy(a, teacher, b, student) }
-    }
-
-    static func copy(_ a: String, _ teacher: ParameterStore, _ b: String, _ student: ParameterStore) {
-        let v = teacher.view(a)
-        student.view(b).value.update(from: v.value, count: v.count)
-    }
-
-    /// The teacher's layers `layers` (0-based) with its embeddings and head, as a `family` model.
-    /// DistilBERT has no token types: the type-0 row is folded into every position (exact for
-    /// single sentences; a pair's second segment loses its type-1 offset, for training to recover).
-    static func subset(_ teacher: ParameterStore, layers: [Int], family: HFFamily) -> ParameterStore {
-        let t: ModelSpec = teacher.spec
-        var spec = t
-        spec.family = family
-        spec.layers = layers.enumerated().map { i, l in var layer = t.layers[l]; layer.group = i; return layer }
-        if family == .distilbert { (spec.types, spec.head, spec.classifierDropout) = (0, .preClassifier, 0.2) }
-        let s = ParameterStore(spec: spec)
-        let (tn, sn) = (t.family.names, family.names)
-        copy(tn.word, teacher, sn.word, s)
-        copy(tn.position, teacher, sn.position, s)
-        if family == .distilbert, let type = tn.tokenType {
-            let p = s.view(sn.position), row = teacher.view(type).value
-            for i in 0..<spec.positions { for j in 0..<spec.hidden { p.value[i * spec.hidden + j] += row[j] } }
-        } else if let a = tn.tokenType, let b = sn.tokenType {
-            copy(a, teacher, b, s)
-        }
-        for x in [".weight", ".bias"] {
-            copy(tn.embeddingNorm + x, teacher, sn.embeddingNorm + x, s)
-            copy(tn.pooler + x, teacher, sn.pooler + x, s)       // DistilBERT: pre_classifier starts as the pooler
-            copy(tn.classifier + x, teacher, sn.classifier + x, s)
-        }
-        for (i, l) in layers.enumerated() { copyLayer(l, of: teacher, to: i, in: s) }
-        return s
-    }
-
     /// A randomly initialised BERT (normal(0, 0.02) weights, unit LayerNorms, zero biases) with the
     /// teacher's vocabulary, positions and head (none for a pre-trained teacher).
     static func random(like t: ModelSpec, layers: Int, hidden: Int, heads: Int, ffn: Int, seed: UInt64) -> ParameterStore {
@@ -277,9 +239,9 @@ public struct DistillCommand: Command {
                                             ffn: try args.int("student-ffn", default: 1200)!, seed: seed))
         case .distilbert:
             let M = try args.int("student-layers", default: (N + 1) / 2, range: 1...N)!
-            student = .bert(Students.subset(teacher, layers: (0..<M).map { $0 * N / M }, family: .distilbert))
+            student = .bert(teacher.subset(layers: (0..<M).map { $0 * N / M }, family: .distilbert))
         case .bertPKD:
-            student = .bert(Students.subset(teacher, layers: Array(0..<(try args.int("student-layers", default: N / 2, range: 1...N)!)), family: .bert))
+            student = .bert(teacher.subset(layers: Array(0..<(try args.int("student-layers", default: N / 2, range: 1...N)!)), family: .bert))
         case .bilstmSoft:
             let config = BiLSTM.Config(vocabSize: t.vocab, embeddingSize: t.embedding, hiddenSize: try args.int("student-width", default: 300)!,
                                        classifierSize: 400, numLabels: t.numLabels, pair: task!.isPair, maxLength: min(128, t.positions))

@@ -48,15 +48,16 @@ public struct Method {
     /// Arguments after `zoo` that write the result into `input.out`.
     public let make: (Input) -> [String]
     /// A task-independent step run once per seed, before any task (TinyBERT's general student):
-    /// arguments after `zoo` given the base model, the seed and the output directory.
-    public let prepare: ((_ base: String, _ seed: UInt64, _ out: String) -> [String])?
+    /// arguments after `zoo` given the base model, the seed, the output directory and the table's
+    /// --limit (at most this many training examples or sentences).
+    public let prepare: ((_ base: String, _ seed: UInt64, _ out: String, _ limit: Int?) -> [String])?
     /// The name the prepared artefact is kept under (methods with the same one share it).
     public let shared: String
     /// Whether `make` continues an interrupted run when given --resume.
     public let resumable: Bool
 
     public init(name: String, variant: String, summary: String, resumable: Bool = false, shared: String? = nil,
-                prepare: ((String, UInt64, String) -> [String])? = nil, make: @escaping (Input) -> [String]) {
+                prepare: ((String, UInt64, String, Int?) -> [String])? = nil, make: @escaping (Input) -> [String]) {
         (self.name, self.variant, self.summary, self.resumable, self.prepare, self.make) = (name, variant, summary, resumable, prepare, make)
         self.shared = shared ?? name
     }

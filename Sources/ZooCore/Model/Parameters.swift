@@ -165,6 +165,46 @@ public final class ParameterStore: WeightReader {
     }
 }
 
+extension ParameterStore {
+    /// Layers `layers` (0-based) of this model with its embeddings and head (when it has one), as a
+    /// `family` model: DistilBERT and BERT-PKD students, and shallower teachers (`zoo study
+    /// teacher-size`). DistilBERT has no token types: the type-0 row is folded into every position
+    /// (exact for single sentences; a pair's second segment loses its type-1 offset, for training to
+    /// recover).
+    public func subset(layers: [Int], family: HFFamily) -> ParameterStore {
+        let t: ModelSpec = self.spec
+        var spec = t
+        spec.family = family
+        spec.layers = layers.enumerated().map { i, l in var layer = t.layers[l]; layer.group = i; return layer }
+        if family == .distilbert { (spec.types, spec.head, spec.classifierDropout) = (0, .preClassifier, 0.2) }
+        let s = ParameterStore(spec: spec)
+        let (tn, sn) = (t.family.names, family.names)
+        func copy(_ a: String, _ b: String) {
+            let v = view(a)
+            s.view(b).value.update(from: v.value, count: v.count)
+        }
+        copy(tn.word, sn.word)
+        copy(tn.position, sn.position)
+        if family == .distilbert, let type = tn.tokenType {
+            let p = s.view(sn.position), row = view(type).value
+            for i in 0..<spec.positions { for j in 0..<spec.hidden { p.value[i * spec.hidden + j] += row[j] } }
+        } else if let a = tn.tokenType, let b = sn.tokenType {
+            copy(a, b)
+        }
+        for x in [".weight", ".bias"] {
+            copy(tn.embeddingNorm + x, sn.embeddingNorm + x)
+            if t.head != .none {
+                copy(tn.pooler + x, sn.pooler + x)       // DistilBERT: pre_classifier starts as the pooler
+                copy(tn.classifier + x, sn.classifier + x)
+            }
+        }
+        for (i, l) in layers.enumerated() {   // the families list a layer's tensors in the same order
+            for (a, b) in zip(tn.layer(l).tensors, sn.layer(i).tensors) { copy(a, b) }
+        }
+        return s
+    }
+}
+
 extension SplitMix64 {
     /// Standard normal (Box–Muller).
     public mutating func normal() -> Float {

@@ -123,12 +123,15 @@ public enum LayerMap: Equatable {
     case explicit([Int])      // given: teacher layer of each student layer 1…M
 
     /// Pairs (student hidden index, teacher hidden index).
+    /// A student deeper than its teacher (`zoo study teacher-size`: TinyBERT-4L under a 2-layer
+    /// teacher) is allowed by the uniform map only: each teacher layer then teaches several student
+    /// layers (4 from 2: 1, 1, 2, 2), never the embeddings.
     public func pairs(student M: Int, teacher N: Int) throws -> [(Int, Int)] {
-        guard M <= N else { throw ZooError.usage("the student has more layers (\(M)) than the teacher (\(N))") }
+        guard M <= N || self == .uniform else { throw ZooError.usage("the student has more layers (\(M)) than the teacher (\(N))") }
         switch self {
         case .uniform, .skip:
             // m·N/M, rounded half up when M does not divide N (6 → 4 layers: 2, 3, 5, 6)
-            return (1...M).dropLast(self == .uniform ? 0 : 1).map { ($0, Int((Double($0 * N) / Double(M)).rounded())) }
+            return (1...M).dropLast(self == .uniform ? 0 : 1).map { ($0, max(1, Int((Double($0 * N) / Double(M)).rounded()))) }
         case .last:
             return (1..<M).map { ($0, N - M + $0) }
         case .explicit(let list):
