@@ -167,8 +167,8 @@ def main():
               f"ORT {dev['ort_s']:.3f} s, zoo {dev['zoo_s']:.3f} s, zoo/ORT {dev['ort_s'] / dev['zoo_s']:.2f}")
     print(f"\nfp32 FMA peak (zoo peak): {peak['fma_peak_gflops']:.1f} GFLOPS; encoder GEMMs (bert-base, 4096 tokens), zoo kernel:")
     for g in peak["gemm"]:
-        print(f"  {g['shape']:9s} {g['N']:5d} x {g['K']:4d}: {g['zoo_gflops']:6.1f} GFLOPS = {100 * g['zoo_gflops'] / peak['fma_peak_gflops']:.0f}% of peak"
-              f" (OpenBLAS {g['openblas_gflops']:.1f})")
+        share = f" = {100 * g['zoo_gflops'] / peak['fma_peak_gflops']:.0f}% of peak" if peak["fma_peak_gflops"] > 0 else ""   # none at ZOO_SIMD=generic
+        print(f"  {g['shape']:9s} {g['N']:5d} x {g['K']:4d}: {g['zoo_gflops']:6.1f} GFLOPS{share} (OpenBLAS {g['openblas_gflops']:.1f})")
     if rss:
         size = os.path.getsize(os.path.join(a.weights, "model.safetensors"))
         print(f"\npeak RSS of `zoo bench` on MiniLM-L6 (b=32, s=128): {rss / 2**20:.1f} MiB = {rss / size:.2f}x the weight file ({size / 2**20:.1f} MiB)")

@@ -44,12 +44,14 @@ struct PeakCommand: Command {
             return
         }
         print("CPU: \(Runtime.cpuName)")
-        print(String(format: "fp32 FMA peak: %.1f GFLOPS (%d threads, %@ FMA loop)", peak, Runtime.threads, Runtime.simdName(zk_simd_level())))
+        print(peak > 0 ? String(format: "fp32 FMA peak: %.1f GFLOPS (%d threads, %@ FMA loop)", peak, Runtime.threads, Runtime.simdName(zk_simd_level()))
+                       : "fp32 FMA peak: not measured at the generic level")
         print("GEMM \(g.rawValue), \(T) tokens        zoo packed         OpenBLAS \(Runtime.blasCoreType)     int8 (\(String(cString: zk_int8_name(zk_int8_kernel()))))")
         for r in rows {
             let z = r["zoo_gflops"] as! Double, o = r["openblas_gflops"] as! Double, i = r["int8_gops"] as! Double
-            print(String(format: "  %-9@ %5d x %4d   %6.1f GFLOPS %3.0f%%   %6.1f GFLOPS %3.0f%%   %6.1f GOPS %4.2fx fp32", r["shape"] as! String, r["N"] as! Int, r["K"] as! Int,
-                         z, 100 * z / peak, o, 100 * o / peak, i, i / z))
+            let pct = { (g: Double) in peak > 0 ? String(format: "%3.0f%%", 100 * g / peak) : "  —" }
+            print(String(format: "  %-9@ %5d x %4d   %6.1f GFLOPS %@   %6.1f GFLOPS %@   %6.1f GOPS %4.2fx fp32", r["shape"] as! String, r["N"] as! Int, r["K"] as! Int,
+                         z, pct(z), o, pct(o), i, i / z))
         }
     }
 
