@@ -74,6 +74,46 @@ final class QuantTests: XCTestCase {
 
     /// |y − ŷ| ≤ Σ_k (|x_k|·s_w/2 + |w_k|·s_a/2 + s_a·s_w/4) per output, from |x − x̂| ≤ s_a/2 and
     /// |w − ŵ| ≤ s_w/2, plus 1e-4 for float rounding.
+    /// True ties: a row whose largest magnitude is 127 has scale exactly 1, so x = ±2.5, 3.5, 0.5 land
+    /// half-way between integers; every kernel rounds them half to even (2, 4, 0), and the rest to
+    /// nearest — checked byte by byte against values written here.
+    func testActivationRoundingTiesToEven() {
+        let x: [Float] = [127, 2.5, -2.5, 3.5, -3.5, 0.5, -0.5, 1.4999999, 126.5, -127, 1.5, 0]
+        let want: [Int] = [127, 2, -2, 4, -4, 0, 0, 1, 126, -127, 2, 0]
+        let K = x.count, K4 = Int(zk_qpad_k(Int32(K)))
+        forEachKernel { _, name in
+            var q = [UInt8](repeating: 0, count: K4), scale: Float = -1
+            zk_quantize_rows(&q, &scale, x, 1, Int32(K))
+            XCTAssertEqual(scale, 1, name)
+            XCTAssertEqual(q[0..<K].map { Int($0) - 128 }, want, name)
+        }
+    }
+
+    /// The weight quantizer at every width: |q| ≤ 2^(bits−1) − 1 and, inside the clip, |w − q·s| ≤ s/2
+    /// (outside it, q is the clip); the scale is one of the searched clips over 2^(bits−1) − 1.
+    func testWeightQuantizerErrorWithinHalfAStep() {
+        let (N, K) = (6, 50)
+        let w = (0..<(N * K)).map { _ in rng.symmetric() * 0.3 }
+        for bits in 2...8 {
+            let qmax = Float((1 << (bits - 1)) - 1)
+            for group in [1, 3] {
+                var q = [Int8](repeating: 0, count: N * K), s = [Float](repeating: 0, count: N)
+                zk_quantize_weight(&q, &s, w, Int32(N), Int32(K), Int32(bits), Int32(group))
+                for n in 0..<N {
+                    let g = n / group * group, rows = g..<min(g + group, N)
+                    let m = rows.flatMap { r in (0..<K).map { abs(w[r * K + $0]) } }.max()!
+                    XCTAssertTrue((0..<20).contains { st in abs(s[n] - m * (1 - 0.025 * Float(st)) / qmax) <= 1e-7 * m }, "bits \(bits): scale \(s[n])")
+                    for k in 0..<K {
+                        let v = w[n * K + k], qv = Float(q[n * K + k])
+                        XCTAssertLessThanOrEqual(abs(qv), qmax)
+                        if abs(v) <= s[n] * qmax { XCTAssertLessThanOrEqual(abs(v - qv * s[n]), s[n] / 2 * (1 + 1e-5), "bits \(bits) [\(n),\(k)]") }
+                        else { XCTAssertEqual(qv, v > 0 ? qmax : -qmax, "bits \(bits) [\(n),\(k)] clipped") }
+                    }
+                }
+            }
+        }
+    }
+
     func testDequantizedLinearWithinRoundingBound() {
         let (M, N, K) = (37, 70, 131)
         let x = Tensor(shape: [M, K], values: (0..<(M * K)).map { _ in rng.symmetric() * 2 })
