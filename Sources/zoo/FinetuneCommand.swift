@@ -42,7 +42,7 @@ struct FinetuneCommand: Command {
                 throw ZooError.failed("\(tuner.checkpointURL.path): nothing to resume (no checkpoint)")
             }
             try tuner.resume()
-            log("resumed from \(tuner.checkpointURL.path)")
+            log("resumed from \(tuner.checkpointURL.path) at step \(tuner.trainer.step)")
         }
         if !tuner.work.initialised.isEmpty { log("initialised (not in the base checkpoint, or for another label count): \(tuner.work.initialised.joined(separator: ", "))") }
         log("fine-tuning \(base.dir.lastPathComponent) on \(task.glueName): \(tuner.batchesPerEpoch) steps/epoch × \(o.epochs) epochs, \(Runtime.threads) threads")

@@ -44,10 +44,14 @@ final class FinetuneTests: XCTestCase {
                                        finished: cut.appendingPathComponent("model.safetensors"), delays: [400, 250, 700, 150]),
                       "could not interrupt a run before it finished")
         // Whatever the moment, the checkpoint is whole (never torn) and the run resumes to the same end.
-        XCTAssertNoThrow(try SafeTensors(url: cut.appendingPathComponent("checkpoint.safetensors")))
+        let checkpoint = try SafeTensors(url: cut.appendingPathComponent("checkpoint.safetensors"))
+        let state = try JSONSerialization.jsonObject(with: Data(checkpoint.metadata["zoo_state"]!.utf8)) as! [String: Any]
+        let saved = state["step"] as! Int
+        XCTAssertTrue((1..<150).contains(saved), "killed midway: checkpoint at step \(saved)")
         let resumed = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume"])
         XCTAssertEqual(resumed.code, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stderr.contains("resumed from"))
+        // It continues from the checkpoint's step, not from 0 (a silent restart would also end identical).
+        XCTAssertTrue(resumed.stderr.contains("at step \(saved)\n"), resumed.stderr)
         XCTAssertEqual(try Data(contentsOf: cut.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),
                        "resumed weights must be bit-identical to the uninterrupted run")
 

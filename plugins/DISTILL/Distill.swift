@@ -308,7 +308,7 @@ public struct DistillCommand: Command {
             let trainer = try Trainer(step, options: options, out: dir)
             if args.flag("resume"), FileManager.default.fileExists(atPath: trainer.checkpointURL.path) {
                 try trainer.resume()
-                log("\(name): resumed from \(trainer.checkpointURL.path)")
+                log("\(name): resumed from \(trainer.checkpointURL.path) at step \(trainer.step)")
             }
             let progress = Progress(name)
             try trainer.run(log: { log("\(name) " + $0) }, progress: { progress.update($0, $1) })
