@@ -157,6 +157,10 @@ struct EvalCommand: Command {
     static func run(_ args: Arguments) throws {
         let name = try args.onlyPositional("variant name")
         guard args["task"] != nil else { return try row(name, args) }
+        for option in ["base", "tasks", "seeds", "out", "limit", "rounds"] where args[option] != nil {
+            throw ZooError.usage("--\(option) belongs to a table row (zoo eval \(name) without --task)")
+        }
+        if args.flag("no-speed") { throw ZooError.usage("--no-speed belongs to a table row (zoo eval \(name) without --task)") }
         let variant = try registry.variant(name)
         let task = try GLUETask.named(try args.required("task"))
         guard let split = Split(rawValue: args["split"] ?? "dev"), split != .train else {
