@@ -35,6 +35,7 @@ struct FinetuneCommand: Command {
         o.weightDecay = try args.float("weight-decay", default: o.weightDecay, range: 0...10)
         Runtime.setThreads(try args.int("threads"))
         let out = URL(fileURLWithPath: args["out"] ?? "runs/\(task.name)")
+        try lockOutput(out)
         let base = try Checkpoint(dir: URL(fileURLWithPath: try args.required("base")))
         let tuner = try Finetuner(base: base, task: task, glue: glueDirectory(args["data"]), options: o, out: out)
         if args.flag("resume") {

@@ -172,7 +172,7 @@ struct TableCommand: Command {
         if !fm.fileExists(atPath: logURL.path) { fm.createFile(atPath: logURL.path, contents: nil) }
         let out = try FileHandle(forWritingTo: logURL)
         out.seekToEndOfFile()
-        let p = child(argv, s)
+        let p = child(argv, s, holding: dir)
         p.standardOutput = out
         p.standardError = out
         let start = Date()
@@ -192,11 +192,13 @@ struct TableCommand: Command {
 
     /// `zoo argv` as a child that dies with this process (Runtime.dieWithParent).
     /// A zoo child process: dies with this one, reads the table's GLUE directory.
-    static func child(_ argv: [String], _ s: Setup) -> Process {
+    static func child(_ argv: [String], _ s: Setup, holding dir: URL? = nil) -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         p.arguments = argv
-        p.environment = ProcessInfo.processInfo.environment.merging(["ZOO_PARENT": "\(getpid())", "ZOO_GLUE_DIR": s.glue.path]) { $1 }
+        var env = ["ZOO_PARENT": "\(getpid())", "ZOO_GLUE_DIR": s.glue.path]
+        if let dir { env["ZOO_LOCK_HELD"] = dir.standardizedFileURL.path }   // this step's lock (lockOutput)
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
         return p
     }
 

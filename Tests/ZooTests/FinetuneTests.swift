@@ -29,6 +29,29 @@ final class FinetuneTests: XCTestCase {
          "--lr", "1e-3", "--save-every", "1", "--threads", "2", "--seed", "7"]
     }
 
+    /// Two runs writing one --out: the second is refused while the first runs (one error line, exit
+    /// 1, the first's output untouched), and accepted once it has finished.
+    func testSecondRunOnTheSameOutIsRefused() throws {
+        let base = try Tiny.checkpoint(), glue = try Self.tinyGLUE(train: 400)
+        let out = try tempDir().appendingPathComponent("out")
+        let first = Process()
+        first.executableURL = Paths.zoo
+        first.arguments = finetuneArgs(base: base, glue: glue, out: out)
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        let started = Date()
+        while !FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint.safetensors").path), first.isRunning,
+              Date().timeIntervalSince(started) < 60 { usleep(20_000) }
+        XCTAssertTrue(first.isRunning, "the first run ended before the second could start")
+        let second = try zoo(finetuneArgs(base: base, glue: glue, out: out))
+        XCTAssertEqual(second.code, 1, second.stderr)
+        XCTAssertTrue(second.stderr.contains("another zoo is writing there"), second.stderr)
+        first.waitUntilExit()
+        XCTAssertEqual(first.terminationStatus, 0)
+        XCTAssertNoThrow(try SafeTensors(url: out.appendingPathComponent("model.safetensors")))
+        XCTAssertEqual(try zoo(finetuneArgs(base: base, glue: glue, out: out) + ["--epochs", "1"]).code, 0, "the lock goes with its process")
+    }
+
     func testResumeAfterSIGKILLIsBitIdentical() throws {
         let base = try Tiny.checkpoint(), glue = try Self.tinyGLUE(train: 400)
         let full = try tempDir().appendingPathComponent("full")

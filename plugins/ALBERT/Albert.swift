@@ -191,6 +191,7 @@ public struct AlbertizeCommand: Command {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
         Runtime.setThreads(try args.int("threads"))
         let out = URL(fileURLWithPath: try args.required("out"))
+        try lockOutput(out)
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
         let dense = ckpt.spec
         guard dense.family == .bert, !dense.projection, Set(dense.layers.map(\.group)).count == dense.layers.count else {

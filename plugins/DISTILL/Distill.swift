@@ -200,6 +200,7 @@ public struct DistillCommand: Command {
             throw ZooError.usage("unknown recipe '\(args["recipe"]!)'; known: \(Recipe.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let out = URL(fileURLWithPath: try args.required("out"))
+        try lockOutput(out)
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("teacher")))
         let t = ckpt.spec
         let generalOnly = args.flag("general-only"), general = try args["general"].map { try Checkpoint(dir: URL(fileURLWithPath: $0)) }

@@ -139,6 +139,7 @@ public struct PruneCommand: Command {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
         Runtime.setThreads(try args.int("threads"))
         let out = URL(fileURLWithPath: try args.required("out"))
+        try lockOutput(out)
         if let like = args["like"] { return try prunedLike(like, geometry: try args.required("geometry"), out: out) }
         let curve = args.flag("curve")
         var o = Pruner.Options()

@@ -34,6 +34,7 @@ public struct QuantizeCommand: Command {
         o.iterations = try args.int("iterations", default: o.iterations)!
         o.budgetBits = Double(try args.float("budget-bits", default: Float(o.budgetBits), range: 2...8))
         let out = URL(fileURLWithPath: try args.required("out"))
+        try lockOutput(out)
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("weights")))
         var q = try Quantizer(checkpoint: ckpt, options: o)
         if method == .mixed {
