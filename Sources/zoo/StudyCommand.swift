@@ -17,10 +17,9 @@ struct StudyCommand: Command {
     zoo study teacher-size --base DIR [--teacher-layers N,4,3,2] [--teachers DIR,…] [--tasks …]
                            [--seeds 42,43,44] [--out runs/teacher-size] [--limit N] [--plan | --collect]
       How the teacher's size changes the distilled student: teachers made of the first L layers of
-      the pre-trained --base (default: all N of its layers, i.e. --base itself, and 4, 3, 2;
-      OUT/teachers/<name>-L<L>) and any
-      --teachers given (other pre-trained checkpoints, e.g. paraphrase-MiniLM-L3-v2), each a zoo table
-      in OUT/<teacher> with the rows bert (the teacher, fine-tuned per task), tinybert (a fixed
+      the pre-trained --base (default: all N of its layers, i.e. --base itself, and 4, 3, 2; written
+      to OUT/teachers/<name>-L<L>) and any --teachers given (other pre-trained checkpoints), each a
+      zoo table in OUT/<teacher> with the rows bert (the teacher, fine-tuned per task), tinybert (a fixed
       TinyBERT-4L-312 student) and distilbert (every other teacher layer). Prints and writes
       OUT/teacher-size.md (per teacher: layers, parameters, the teacher's and each student's mean dev
       score over the tasks, ± sd over seeds) and two plots: student score against teacher parameters
