@@ -87,7 +87,7 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertTrue(try killedMidway(["distill", "--teacher", teacher.path, "--data", glue.path, "--out", cut.path, "--batch", "8", "--epochs", "1",
                                         "--threads", "2"] + args,
                                        after: cut.appendingPathComponent("general/checkpoint.safetensors"), finished: cut.appendingPathComponent("distill.json"),
-                                       delays: [300, 150, 600, 80]), "could not interrupt a run before it finished")
+                                       delays: [300, 150, 600, 80, 30, 10, 0]), "could not interrupt a run before it finished")
         r = try distill(teacher, glue, cut, args + ["--resume"])
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertEqual(try Data(contentsOf: cut.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),

@@ -64,7 +64,7 @@ final class FinetuneTests: XCTestCase {
         // Kill a second run with SIGKILL after it has written some checkpoints, at an arbitrary moment.
         let cut = try tempDir().appendingPathComponent("cut")
         XCTAssertTrue(try killedMidway(finetuneArgs(base: base, glue: glue, out: cut), after: cut.appendingPathComponent("checkpoint.safetensors"),
-                                       finished: cut.appendingPathComponent("model.safetensors"), delays: [400, 250, 700, 150]),
+                                       finished: cut.appendingPathComponent("model.safetensors"), delays: [400, 250, 700, 150, 50, 10, 0]),
                       "could not interrupt a run before it finished")
         // Whatever the moment, the checkpoint is whole (never torn) and the run resumes to the same end.
         let checkpoint = try SafeTensors(url: cut.appendingPathComponent("checkpoint.safetensors"))

@@ -131,7 +131,8 @@ let int8Kernels: [Int32] = {
 }()
 
 /// Runs `zoo args` and kills it with SIGKILL `delays[i]` ms after `after` appears, trying the delays
-/// in turn until a run dies before writing `finished`. Returns whether one did.
+/// in turn until a run dies before writing `finished` (end the list with short delays: how much work
+/// is left after `after` depends on the machine). Returns whether one did.
 func killedMidway(_ args: [String], after: URL, finished: URL, delays: [Int]) throws -> Bool {
     let out = URL(fileURLWithPath: args[args.firstIndex(of: "--out")! + 1])
     for delayMs in delays {

@@ -65,7 +65,7 @@ final class TableTests: XCTestCase {
         // Killed (SIGKILL) after the first cell and run again: the finished step is kept, the table the same.
         let killed = try tempDir().appendingPathComponent("killed")
         XCTAssertTrue(try killedMidway(common + ["--out", killed.path], after: killed.appendingPathComponent("cells/rte/seed-7/bert/step.json"),
-                                       finished: killed.appendingPathComponent("table.json"), delays: [200, 50, 800]), "could not interrupt zoo table")
+                                       finished: killed.appendingPathComponent("table.json"), delays: [200, 50, 800, 10, 0]), "could not interrupt zoo table")
         r = try zoo(common + ["--out", killed.path])
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("rte/7/bert: done"), r.stderr)
