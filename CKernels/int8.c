@@ -1,6 +1,6 @@
 // int8 Linear layers (Q-BERT): u8×s8→s32 GEMM with AVX-512 VNNI (`vpdpbusd`), with AVX2
-// (`vpmaddubsw`, see tile_avx2) and a scalar fallback, all three giving bit-identical int32 results, per-row activation quantization and a fused dequantizing
-// epilogue (scales, bias, optional GELU).
+// (`vpmaddubsw`, see tile_avx2) and a scalar fallback, all three giving bit-identical int32 results;
+// per-row activation quantization and a fused dequantizing epilogue (scales, bias, optional GELU).
 //
 // Signed activations: a row x is quantized to q = round(x·127/max|x|) ∈ [-127, 127] and stored as the
 // unsigned byte q + 128, because vpdpbusd multiplies unsigned bytes by signed bytes. Then
@@ -26,7 +26,11 @@ int zk_cpu_has_vnni(void) {
     return 0;
 #endif
 }
-int zk_int8_max(void) { return zk_cpu_has_vnni() ? ZK_INT8_VNNI : zk_cpu_has_avx2() ? ZK_INT8_AVX2 : ZK_INT8_SCALAR; }
+int zk_int8_max(void) {   // asked on every int8 GEMM (zk_int8_kernel): the CPU is probed once
+    static int max = -1;
+    if (max < 0) max = zk_cpu_has_vnni() ? ZK_INT8_VNNI : zk_cpu_has_avx2() ? ZK_INT8_AVX2 : ZK_INT8_SCALAR;
+    return max;
+}
 const char *zk_int8_name(int level) { return level == ZK_INT8_VNNI ? "VNNI" : level == ZK_INT8_AVX2 ? "AVX2" : "scalar"; }
 
 static int g_int8 = -1;   // -1: follow the SIMD level; else a ZK_INT8_* kernel
@@ -277,9 +281,8 @@ static void tile_scalar(const qsink *s, const uint8_t *A, int lda, const int8_t 
 }
 
 // ---- GEMM drivers -----------------------------------------------------------------------------
-static void qgemm_block(const qsink *s, const uint8_t *A, const int8_t *packed, const int32_t *colsum,
+static void qgemm_block(int kernel, const qsink *s, const uint8_t *A, const int8_t *packed, const int32_t *colsum,
                         int N, int K4, int m0, int m1, int p0, int p1) {
-    const int kernel = zk_int8_kernel();
     for (int i0 = m0; i0 < m1; i0 += QK_MC) {
         const int i1 = i0 + QK_MC < m1 ? i0 + QK_MC : m1;
         for (int p = p0; p < p1; p++) {
@@ -303,7 +306,7 @@ static void qgemm_block(const qsink *s, const uint8_t *A, const int8_t *packed, 
 
 // Threads split the rows when there are many, else the panels (as the fp32 packed GEMM does).
 static void qgemm(const qsink *s, const uint8_t *A, const int8_t *packed, const int32_t *colsum, int M, int N, int K) {
-    const int K4 = zk_qpad_k(K), panels = (N + QK_NR - 1) / QK_NR;
+    const int K4 = zk_qpad_k(K), panels = (N + QK_NR - 1) / QK_NR, kernel = zk_int8_kernel();   // decided before the threads start
     const int threads = omp_in_parallel() ? 1 : zk_get_threads();
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -311,10 +314,10 @@ static void qgemm(const qsink *s, const uint8_t *A, const int8_t *packed, const 
         int lo, hi;
         if (M >= QK_MC * nth) {
             slice(M, t, nth, QK_MR, &lo, &hi);
-            qgemm_block(s, A, packed, colsum, N, K4, lo, hi, 0, panels);
+            qgemm_block(kernel, s, A, packed, colsum, N, K4, lo, hi, 0, panels);
         } else {
             slice(panels, t, nth, 1, &lo, &hi);
-            qgemm_block(s, A, packed, colsum, N, K4, 0, M, lo, hi);
+            qgemm_block(kernel, s, A, packed, colsum, N, K4, 0, M, lo, hi);
         }
     }
 }

@@ -196,12 +196,12 @@ static int g_simd = -1;   // -1: not decided yet; else a ZK_SIMD_* level
 
 int zk_simd_max(void) { return zk_cpu_has_avx512() ? ZK_SIMD_AVX512 : zk_cpu_has_avx2() ? ZK_SIMD_AVX2 : ZK_SIMD_GENERIC; }
 
+static const char *const simd_names[3] = {"generic", "avx2", "avx512"};   // by ZK_SIMD_* level
 int zk_simd_parse(const char *name) {
-    static const char *names[] = {"generic", "avx2", "avx512"};
-    for (int i = 0; i < 3; i++) if (name && strcmp(name, names[i]) == 0) return i;
+    for (int i = 0; i < 3; i++) if (name && strcmp(name, simd_names[i]) == 0) return i;
     return -1;
 }
-const char *zk_simd_name(int level) { return level == ZK_SIMD_AVX512 ? "avx512" : level == ZK_SIMD_AVX2 ? "avx2" : "generic"; }
+const char *zk_simd_name(int level) { return simd_names[level == ZK_SIMD_AVX512 || level == ZK_SIMD_AVX2 ? level : ZK_SIMD_GENERIC]; }
 
 // The CPU's best level, capped by ZOO_SIMD when set (an unknown value is refused by the zoo at start-up).
 static int default_level(void) {

@@ -129,8 +129,7 @@ struct EvalCommand: Command {
         }
         var argv = ["--base", args["base"] ?? ProcessInfo.processInfo.environment["ZOO_WEIGHTS"] ?? "weights/minilm-l6",
                     "--variants", (["bert"] + rows.filter { $0 != "bert" }).joined(separator: ",")]
-        for option in ["tasks", "seeds", "out", "limit", "rounds", "data", "threads"] { if let v = args[option] { argv += ["--\(option)", v] } }
-        if args.flag("no-speed") { argv.append("--no-speed") }
+        argv += args.forwarded(options: ["tasks", "seeds", "out", "limit", "rounds", "data", "threads"], flags: ["no-speed"])
         log("zoo table \(argv.joined(separator: " "))")
         try TableCommand.run(try Arguments(argv, options: TableCommand.options, flags: TableCommand.flags))
     }

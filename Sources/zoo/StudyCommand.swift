@@ -37,15 +37,9 @@ struct StudyCommand: Command {
         }
     }
 
-    /// The options after the study's name, for `zoo table`, less `dropping` (options with a value).
-    static func tableArguments(_ study: String, defaultOut: String, _ args: Arguments, dropping: Set<String> = []) -> [String] {
-        var argv: [String] = []
-        var rest = Array(CommandLine.arguments.drop { $0 != study }.dropFirst())
-        while let a = rest.first {
-            rest.removeFirst()
-            if dropping.contains(a) { if !rest.isEmpty { rest.removeFirst() }; continue }
-            argv.append(a)
-        }
+    /// The study's `zoo table` options (less `excluding`), with its defaults for --seeds and --out.
+    static func tableArguments(defaultOut: String, _ args: Arguments, excluding: Set<String> = []) -> [String] {
+        var argv = args.forwarded(options: TableCommand.options.subtracting(excluding), flags: TableCommand.flags)
         if args["seeds"] == nil { argv += ["--seeds", "42,43,44"] }
         if args["out"] == nil { argv += ["--out", defaultOut] }
         return argv
@@ -54,7 +48,7 @@ struct StudyCommand: Command {
     static func kdStages(_ args: Arguments) throws {
         if args["teacher-layers"] != nil || args["teachers"] != nil { throw ZooError.usage("--teacher-layers and --teachers belong to teacher-size") }
         let rows = ["tinybert"] + registry.methods.map(\.name).filter { $0.hasPrefix("tinybert-without-") }   // the DISTILL plugin's ablations
-        let table = try Arguments(tableArguments("kd-stages", defaultOut: "runs/kd-stages", args) + ["--variants", rows.joined(separator: ","), "--no-speed"],
+        let table = try Arguments(tableArguments(defaultOut: "runs/kd-stages", args) + ["--variants", rows.joined(separator: ","), "--no-speed"],
                                   options: TableCommand.options, flags: TableCommand.flags)
         try TableCommand.run(table)
         guard !args.flag("plan"), args["cell"] == nil else { return }
@@ -82,7 +76,7 @@ struct StudyCommand: Command {
             guard let L = Int(s), (1...N).contains(L) else { throw ZooError.usage("--teacher-layers takes layer counts in 1...\(N) (the base has \(N)), got '\(s)'") }
             return L
         }
-        let argv = tableArguments("teacher-size", defaultOut: "runs/teacher-size", args, dropping: ["--teacher-layers", "--teachers", "--base"])
+        let argv = tableArguments(defaultOut: "runs/teacher-size", args, excluding: ["base"])
         let out = URL(fileURLWithPath: argv[argv.lastIndex(of: "--out")! + 1]).standardizedFileURL
         // The teachers: (name, pre-trained checkpoint directory).
         let stem = base.dir.standardizedFileURL.lastPathComponent
@@ -113,8 +107,9 @@ struct StudyCommand: Command {
             }
         }
         if args.flag("plan") {
-            let again = CommandLine.arguments.map(TableCommand.quoted).joined(separator: " ").replacingOccurrences(of: " '--plan'", with: "")
-            return try TableCommand.writePlan(lines, to: out.appendingPathComponent("plan"), threads: try args.int("threads"), collect: again + " --collect")
+            let collect = (["zoo", "study", "teacher-size"] + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"])
+            return try TableCommand.writePlan(lines, to: out.appendingPathComponent("plan"), threads: try args.int("threads"),
+                                              collect: collect.map(TableCommand.quoted).joined(separator: " "))
         }
         // Per teacher: its size, its own score and each student's, mean ± sd over the seeds.
         var md = ["| teacher | layers | parameters | teacher dev | tinybert | distilbert |", "|---|---:|---:|---:|---:|---:|"]

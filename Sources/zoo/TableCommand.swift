@@ -149,11 +149,8 @@ struct TableCommand: Command {
     static func step(_ dir: URL, command: [String], resumable: Bool, _ s: Setup, label: String, measure: () throws -> [String: Any]) throws -> [String: Any] {
         let fm = FileManager.default
         try fm.createDirectory(at: dir.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let lockPath = dir.path + ".lock"
-        let fd = open(lockPath, O_CREAT | O_RDWR, 0o644)
-        guard fd >= 0 else { throw ZooError.failed("\(lockPath): cannot open the lock file: \(String(cString: strerror(errno)))") }
+        let fd = try lockFile(dir.path + ".lock", wait: true)!
         defer { close(fd) }
-        guard flock(fd, LOCK_EX) == 0 else { throw ZooError.failed("\(lockPath): cannot lock: \(String(cString: strerror(errno)))") }
         let done = dir.appendingPathComponent("step.json")
         if let data = fm.contents(atPath: done.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
             guard r["command"] as? [String] == command else {
@@ -190,8 +187,8 @@ struct TableCommand: Command {
         return record
     }
 
-    /// `zoo argv` as a child that dies with this process (Runtime.dieWithParent).
-    /// A zoo child process: dies with this one, reads the table's GLUE directory.
+    /// `zoo argv` as a child that dies with this process (Runtime.dieWithParent) and reads the
+    /// table's GLUE directory; `holding`: the step directory whose lock this process holds for it.
     static func child(_ argv: [String], _ s: Setup, holding dir: URL? = nil) -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()

@@ -48,6 +48,11 @@ public struct Arguments {
     public subscript(_ name: String) -> String? { values[name] }
     public func flag(_ name: String) -> Bool { set.contains(name) }
 
+    /// The given options and flags that were set, as arguments for another command (sorted).
+    public func forwarded(options: Set<String>, flags: Set<String> = []) -> [String] {
+        values.keys.filter(options.contains).sorted().flatMap { ["--\($0)", values[$0]!] } + set.filter(flags.contains).sorted().map { "--\($0)" }
+    }
+
     public func int(_ name: String, default d: Int? = nil, range: ClosedRange<Int> = 1...Int.max) throws -> Int? {
         guard let s = values[name] else { return d }
         guard let v = Int(s), range.contains(v) else { throw ZooError.usage("--\(name) takes a whole number in \(range.lowerBound)...\(range.upperBound == Int.max ? "" : String(range.upperBound)), got '\(s)'") }

@@ -76,22 +76,3 @@ extension String {
         self = String(scalars)
     }
 }
-
-/// File descriptors of the output locks this process holds (released when it exits).
-nonisolated(unsafe) private var heldLocks: [Int32] = []
-
-/// Takes an exclusive lock on `dir`.lock for the rest of the process, so a second zoo writing the
-/// same --out is refused (exit 1) instead of interleaving checkpoints with the first. A `zoo table`
-/// step already holds its cell's lock and tells its child so (ZOO_LOCK_HELD).
-public func lockOutput(_ dir: URL) throws {
-    let path = dir.standardizedFileURL.path
-    if ProcessInfo.processInfo.environment["ZOO_LOCK_HELD"] == path { return }
-    try FileManager.default.createDirectory(at: dir.standardizedFileURL.deletingLastPathComponent(), withIntermediateDirectories: true)
-    let fd = open(path + ".lock", O_CREAT | O_RDWR, 0o644)
-    guard fd >= 0 else { throw ZooError.failed("\(path).lock: cannot open the lock file: \(String(cString: strerror(errno)))") }
-    guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-        close(fd)
-        throw ZooError.failed("\(path): another zoo is writing there (\(path).lock is locked); wait for it or choose another --out")
-    }
-    heldLocks.append(fd)
-}
