@@ -64,7 +64,7 @@ weights: build
 
 # HF / PyTorch / sklearn reference outputs, redone when the script, its inputs or the weights change.
 reference: $(REF)/.stamp
-$(REF)/.stamp: tools/hf_reference.py tools/hf_families.py tools/hf_distill.py tools/glue_tasks.py Tests/ZooTests/Fixtures/encoder_inputs.txt weights/minilm-l6/model.safetensors $(VENV)/.requirements
+$(REF)/.stamp: tools/hf_reference.py tools/tokenizer_diff.py tools/hf_families.py tools/hf_distill.py tools/glue_tasks.py Tests/ZooTests/Fixtures/encoder_inputs.txt weights/minilm-l6/model.safetensors $(VENV)/.requirements
 	$(PY) tools/hf_reference.py all --out $(REF)
 	touch $@
 

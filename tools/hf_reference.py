@@ -302,9 +302,18 @@ def cmd_roundtrip(a):
     json.dump(rows, sys.stdout)
 
 
+def cmd_tokenizer_diff(a):
+    """tokenizer_diff.jsonl: a seeded 2000 GLUE inputs and 3000 hostile ones with the slow
+    BertTokenizer's ids (tools/tokenizer_diff.py; TokenizerTests.testDifferentialAgainstHF)."""
+    import tokenizer_diff
+    args = argparse.Namespace(glue=a.glue if os.path.isdir(a.glue) else None, glue_sample=2000, hostile=3000, seed=7)
+    slow, _ = tokenizer_diff.tokenizers(os.path.join(a.weights, "vocab.txt"))
+    tokenizer_diff.dump(tokenizer_diff.make_cases(args, slow), slow, os.path.join(a.out, "tokenizer_diff.jsonl"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "encoder", "stsb", "metrics", "train-step", "families", "lstm", "distill", "roundtrip", "all"])
+    ap.add_argument("what", choices=["tokenizer-fixture", "tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "families", "lstm", "distill", "roundtrip", "all"])
     ap.add_argument("--model", help="roundtrip: a fine-tuned checkpoint directory")
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
@@ -314,7 +323,7 @@ def main():
         cmd_tokenizer_fixture(a)
     if a.what == "roundtrip":
         cmd_roundtrip(a)
-    for w in ["encoder", "stsb", "metrics", "train-step", "families", "lstm", "distill"]:
+    for w in ["tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "families", "lstm", "distill"]:
         if a.what in (w, "all"):
             globals()["cmd_" + w.replace("-", "_")](a)
 

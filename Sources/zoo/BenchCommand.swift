@@ -54,7 +54,7 @@ struct BenchCommand: Command {
     static func devPass(_ variant: Variant, _ model: Model, _ dir: URL, task: GLUETask, batchSize: Int, args: Arguments) throws {
         let examples = try task.load(.dev, from: glueDirectory(args["data"]))
         let tok = try WordPieceTokenizer(vocabURL: dir.appendingPathComponent("vocab.txt"))
-        let maxLen = try args.int("max-len", default: 128, range: 2...512)!
+        let maxLen = try args.int("max-len", default: 128, range: 3...512)!
         let enc = examples.map { tok.encode($0.textA, $0.textB, maxLength: maxLen) }
         let order = enc.indices.sorted { enc[$0].inputIds.count < enc[$1].inputIds.count }
         let batches = stride(from: 0, to: order.count, by: batchSize).map { s in Batch(order[s..<min(s + batchSize, order.count)].map { enc[$0] }) }

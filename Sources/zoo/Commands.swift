@@ -28,21 +28,52 @@ struct TokenizeCommand: Command {
     static let name = "tokenize"
     static let summary = "WordPiece-tokenize stdin lines (TAB separates a pair) to JSON"
     static let help = """
-    zoo tokenize --vocab FILE [--max-len N]
+    zoo tokenize --vocab FILE [--max-len N] [--truncation longest_first|only_first|only_second] [--json]
       Reads one example per line on stdin (a TAB separates a sentence pair) and prints one JSON object
-      per line: {"input_ids":[…],"token_type_ids":[…]} with [CLS]/[SEP], no padding, truncated
-      longest-first to --max-len tokens (default 128).
+      per line: {"input_ids":[…],"token_type_ids":[…]} with [CLS]/[SEP], no padding, truncated to
+      --max-len tokens (default 128) as HF's tokenizer truncates (default longest_first).
+      --json: each line is instead a JSON object with HF's argument names, {"text": A, "text_pair": B,
+      "max_length": N, "truncation": S}, all but "text" optional (defaults: the options) — texts
+      holding TABs or line breaks, and per-line lengths (tools/tokenizer_diff.py uses it).
     """
-    static let options: Set<String> = ["vocab", "max-len"]
-    static let flags: Set<String> = []
+    static let options: Set<String> = ["vocab", "max-len", "truncation"]
+    static let flags: Set<String> = ["json"]
+
+    struct Line: Decodable {
+        let text: String
+        let text_pair: String?
+        let max_length: Int?
+        let truncation: String?
+    }
 
     static func run(_ args: Arguments) throws {
         let tok = try WordPieceTokenizer(vocabURL: URL(fileURLWithPath: try args.required("vocab")))
         let maxLen = try args.int("max-len", default: 128, range: 2...100_000)!
+        func strategy(_ s: String, _ where_: String) throws -> WordPieceTokenizer.Truncation {
+            guard let t = WordPieceTokenizer.Truncation(rawValue: s) else {
+                throw ZooError.usage("\(where_): unknown truncation '\(s)' (longest_first, only_first, only_second)")
+            }
+            return t
+        }
+        let truncation = try strategy(args["truncation"] ?? "longest_first", "--truncation")
         var out = ""
         for (i, line) in try readStdinLines().enumerated() {
-            let (a, b) = try splitPair(line, lineNumber: i + 1)
-            let e = tok.encode(a, b, maxLength: maxLen)
+            let e: WordPieceTokenizer.Encoding
+            if args.flag("json") {
+                let where_ = "<stdin> line \(i + 1)"
+                let l: Line
+                do { l = try JSONDecoder().decode(Line.self, from: Data(line.utf8)) } catch {
+                    throw ZooError.badFile(path: "<stdin>", problem: "line \(i + 1): not a JSON object with a string \"text\"")
+                }
+                let n = l.max_length ?? maxLen
+                guard (2...100_000).contains(n) else { throw ZooError.badFile(path: "<stdin>", problem: "line \(i + 1): max_length \(n) outside 2…100000") }
+                let t = try l.truncation.map { try strategy($0, where_) } ?? truncation
+                if t == .onlySecond && l.text_pair == nil { throw ZooError.badFile(path: "<stdin>", problem: "line \(i + 1): only_second needs a text_pair") }
+                e = tok.encode(l.text, l.text_pair, maxLength: n, truncation: t)
+            } else {
+                let (a, b) = try splitPair(line, lineNumber: i + 1)
+                e = tok.encode(a, b, maxLength: maxLen, truncation: truncation)
+            }
             out += "{\"input_ids\":[\(e.inputIds.map(String.init).joined(separator: ","))],\"token_type_ids\":[\(e.tokenTypeIds.map(String.init).joined(separator: ","))]}\n"
         }
         FileHandle.standardOutput.write(Data(out.utf8))
@@ -220,7 +251,7 @@ func cosine(_ a: [Float], _ b: [Float]) -> Double {
 /// --max-len (default 128, or the model's positions when fewer), refused beyond the model's
 /// position table rather than quietly cut to it.
 func maxLength(_ args: Arguments, _ model: Model) throws -> Int {
-    guard let n = try args.int("max-len", range: 2...Int.max) else { return min(128, model.maxLength) }
+    guard let n = try args.int("max-len", range: 3...Int.max) else { return min(128, model.maxLength) }
     guard n <= model.maxLength else { throw ZooError.usage("--max-len \(n) exceeds the model's \(model.maxLength) positions") }
     return n
 }

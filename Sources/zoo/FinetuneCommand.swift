@@ -26,7 +26,7 @@ struct FinetuneCommand: Command {
         var o = FinetuneOptions()
         o.epochs = try args.int("epochs", default: o.epochs)!
         o.batch = try args.int("batch", default: o.batch)!
-        o.maxLen = try args.int("max-len", default: o.maxLen, range: 2...512)!
+        o.maxLen = try args.int("max-len", default: o.maxLen, range: 3...512)!
         o.saveEvery = try args.int("save-every", default: o.saveEvery, range: 0...Int.max)!
         o.limit = try args.int("limit")
         if let s = args["seed"] { guard let v = UInt64(s) else { throw ZooError.usage("--seed takes a non-negative integer, got '\(s)'") }; o.seed = v }

@@ -64,4 +64,58 @@ final class TokenizerTests: XCTestCase {
         let f = tok.encode(a, b, maxLength: 9)    // 6 fit: the longer side is cut first, ties cut the second
         XCTAssertEqual(f.tokenTypeIds.filter { $0 == 1 }.count, 4)
     }
+
+    /// The differential set (tools/hf_reference.py tokenizer-diff: a seeded 2000 GLUE inputs and 3000
+    /// hostile ones — the tokenizer's own markup, every Unicode category, combining marks, controls,
+    /// long words and lines, empty halves, max_length around the length under all three truncation
+    /// strategies): ids and segments identical to HF's slow BertTokenizer on every one, and
+    /// `zoo tokenize --json` agrees with the library on all of them.
+    func testDifferentialAgainstHF() throws {
+        struct Case: Decodable {
+            let text: String, text_pair: String?, max_length: Int, truncation: String
+            let input_ids: [Int32], token_type_ids: [Int32]
+        }
+        let file = Paths.reference.appendingPathComponent("tokenizer_diff.jsonl")
+        try require(file, "run `python tools/hf_reference.py tokenizer-diff` (make reference)")
+        let vocab = Paths.weights.appendingPathComponent("vocab.txt")
+        let tok = try WordPieceTokenizer(vocabURL: vocab)
+        let lines = try textLines(Data(contentsOf: file), path: file.path)
+        let cases = try lines.map { try JSONDecoder().decode(Case.self, from: Data($0.utf8)) }
+        XCTAssertEqual(cases.count, 5000)
+        XCTAssertEqual(Set(cases.map(\.truncation)), Set(WordPieceTokenizer.Truncation.allCases.map(\.rawValue)))
+        XCTAssertGreaterThan(cases.filter { $0.input_ids.count > $0.max_length }.count, 0, "no input where HF cannot truncate")
+        var differ = 0
+        for c in cases {
+            let e = tok.encode(c.text, c.text_pair, maxLength: c.max_length, truncation: WordPieceTokenizer.Truncation(rawValue: c.truncation)!)
+            if e.inputIds != c.input_ids || e.tokenTypeIds != c.token_type_ids {
+                differ += 1
+                if differ <= 3 { XCTFail("\(c.text.debugDescription.prefix(200)) / \(c.text_pair?.debugDescription.prefix(200) ?? "-") max \(c.max_length) \(c.truncation): zoo \(e.inputIds.prefix(40)) HF \(c.input_ids.prefix(40))") }
+            }
+        }
+        XCTAssertEqual(differ, 0, "\(differ) of \(cases.count) inputs tokenize differently from HF")
+
+        let r = try zoo(["tokenize", "--vocab", vocab.path, "--json"], stdin: Data((lines.joined(separator: "\n") + "\n").utf8))
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let out = r.out.split(separator: "\n")
+        XCTAssertEqual(out.count, cases.count)
+        XCTAssertEqual(zip(out, cases).filter { line, c in
+            let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: [Int]]
+            return obj?["input_ids"]?.map(Int32.init) != c.input_ids || obj?["token_type_ids"]?.map(Int32.init) != c.token_type_ids
+        }.count, 0, "zoo tokenize --json differs from HF")
+    }
+
+    /// Bad lines of `zoo tokenize --json`: one error line naming the line, exit 2 (usage) or 1 (bad input).
+    func testTokenizeJSONRejectsBadLines() throws {
+        let vocab = Paths.weights.appendingPathComponent("vocab.txt")
+        try require(vocab, "run `zoo weights fetch minilm-l6`")
+        for (line, message) in [("{\"text_pair\": \"b\"}", "line 2: not a JSON object"), ("[1,2]", "line 2: not a JSON object"),
+                                ("{\"text\": \"a\", \"max_length\": 1}", "line 2: max_length 1 outside"),
+                                ("{\"text\": \"a\", \"truncation\": \"only_second\"}", "line 2: only_second needs a text_pair"),
+                                ("{\"text\": \"a\", \"truncation\": \"left\"}", "unknown truncation 'left'")] {
+            let r = try zoo(["tokenize", "--vocab", vocab.path, "--json"], stdin: Data("{\"text\": \"ok\"}\n\(line)\n".utf8))
+            XCTAssertNotEqual(r.code, 0, line)
+            XCTAssertTrue(r.stderr.contains(message), "\(line): \(r.stderr)")
+            XCTAssertEqual(r.out, "", "partial output for \(line)")
+        }
+    }
 }

@@ -9,6 +9,7 @@ public final class WordPieceTokenizer {
     public let unk: Int32, cls: Int32, sep: Int32, pad: Int32
     public let lowercase: Bool
     public let maxInputCharsPerWord = 100   // HF WordpieceTokenizer's max_input_chars_per_word
+    let longestEntry: Int                   // bytes of the longest vocabulary entry
 
     public init(vocabURL: URL, lowercase: Bool = true) throws {
         let text = try readText(vocabURL)
@@ -24,6 +25,7 @@ public final class WordPieceTokenizer {
             return id
         }
         vocab = v
+        longestEntry = v.keys.map(\.count).max() ?? 0
         unk = try special("[UNK]")
         cls = try special("[CLS]")
         sep = try special("[SEP]")
@@ -36,19 +38,33 @@ public final class WordPieceTokenizer {
         public var tokenTypeIds: [Int32]
     }
 
-    /// `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, truncated longest-first to `maxLength` tokens.
-    public func encode(_ a: String, _ b: String? = nil, maxLength: Int = 128) -> Encoding {
+    /// HF's truncation strategies (`truncation=` of a tokenizer call).
+    public enum Truncation: String, CaseIterable {
+        case longestFirst = "longest_first", onlyFirst = "only_first", onlySecond = "only_second"
+    }
+
+    /// `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, truncated to `maxLength` tokens as HF's slow
+    /// tokenizer truncates (`truncate_sequences`, right side). Where HF cannot truncate (the side to
+    /// cut is not longer than what must go: only_first/only_second, or a single text at
+    /// maxLength 2) it logs an error and returns the sequence untruncated, and so does this; every
+    /// command that runs a model takes --max-len ≥ 3, where longest_first always fits.
+    public func encode(_ a: String, _ b: String? = nil, maxLength: Int = 128, truncation: Truncation = .longestFirst) -> Encoding {
         var ta = ids(a)
         var tb = b.map(ids)
-        let budget = max(maxLength - (tb == nil ? 2 : 3), 0)
-        if var second = tb {
-            // HF longest_first: drop from the longer side, from the second one on ties.
-            while ta.count + second.count > budget {
-                if ta.count > second.count { ta.removeLast() } else { second.removeLast() }
+        let remove = ta.count + (tb?.count ?? 0) + (tb == nil ? 2 : 3) - maxLength
+        if remove > 0 {
+            switch (truncation, tb) {
+            case (.onlySecond, let second?):
+                if second.count > remove { tb = Array(second.dropLast(remove)) }
+            case (.longestFirst, let second?):
+                // Both sides lose half of what remains once the longer is cut to the shorter's length.
+                let first = min(abs(second.count - ta.count), remove), rest = remove - first
+                let (cutA, cutB) = ta.count > second.count ? (first + rest / 2, rest - rest / 2) : (rest / 2, first + rest - rest / 2)
+                ta.removeLast(min(cutA, ta.count))
+                tb = Array(second.dropLast(cutB))
+            default:  // only_first, or longest_first of a single text
+                if ta.count > remove { ta.removeLast(remove) }
             }
-            tb = second
-        } else if ta.count > budget {
-            ta.removeLast(ta.count - budget)
         }
         var ids = [cls] + ta + [sep]
         var types = [Int32](repeating: 0, count: ids.count)
@@ -59,19 +75,37 @@ public final class WordPieceTokenizer {
         return Encoding(inputIds: ids, tokenTypeIds: types)
     }
 
-    /// Word-piece ids of one text, without special tokens.
+    /// Word-piece ids of one text, without [CLS]/[SEP] around it. As HF's (default
+    /// `split_special_tokens=False`), the special tokens written in the text itself — "[CLS]",
+    /// "[SEP]", "[PAD]", "[MASK]", "[UNK]", exactly so — become their ids; everything else is
+    /// lowercased character by character (Python's `str.lower` per code point, as HF's slow tokenizer
+    /// does before its basic tokenizer) and word-pieced.
     public func ids(_ text: String) -> [Int32] {
+        let scalars = Array(text.unicodeScalars)
         var out: [Int32] = []
-        for word in basicTokens(text) { wordPiece(word, into: &out) }
+        var start = 0, i = 0
+        while i < scalars.count {
+            guard scalars[i] == "[", let name = Self.specialTokens.first(where: { scalars[i...].starts(with: $0) }) else { i += 1; continue }
+            for word in basicTokens(scalars[start..<i]) { wordPiece(word, into: &out) }
+            out.append(vocab[Array(String(String.UnicodeScalarView(name)).utf8)] ?? unk)
+            i += name.count
+            start = i
+        }
+        for word in basicTokens(scalars[start...]) { wordPiece(word, into: &out) }
         return out
     }
 
+    /// HF's `all_special_tokens` of BertTokenizer.
+    static let specialTokens = ["[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"].map { Array($0.unicodeScalars) }
+
     // MARK: basic tokenizer
 
-    public func basicTokens(_ text: String) -> [[Unicode.Scalar]] {
+    public func basicTokens(_ text: String) -> [[Unicode.Scalar]] { basicTokens(Array(text.unicodeScalars)[...]) }
+
+    func basicTokens(_ text: ArraySlice<Unicode.Scalar>) -> [[Unicode.Scalar]] {
         var cleaned: [Unicode.Scalar] = []
-        cleaned.reserveCapacity(text.unicodeScalars.count)
-        for s in text.unicodeScalars {
+        cleaned.reserveCapacity(text.count)
+        for s in lowercase ? Self.lowercased(text) : Array(text) {
             if s.value == 0 || s.value == 0xFFFD || Self.isControl(s) { continue }
             if Self.isWhitespace(s) { cleaned.append(" "); continue }
             if Self.isCJK(s.value) { cleaned.append(" "); cleaned.append(s); cleaned.append(" "); continue }
@@ -83,9 +117,9 @@ public final class WordPieceTokenizer {
         for token in Self.pySplit(nfc) {
             var t = token
             if lowercase {
-                t = Array(String(String.UnicodeScalarView(t)).lowercased().unicodeScalars)
+                t = Self.lowercased(t)
                 t = Array(String(String.UnicodeScalarView(t)).decomposedStringWithCanonicalMapping.unicodeScalars)
-                    .filter { $0.properties.generalCategory != .nonspacingMark }
+                    .filter { !Self.isNonspacingMark($0) }
             }
             var current: [Unicode.Scalar] = []
             for s in t {
@@ -103,18 +137,37 @@ public final class WordPieceTokenizer {
         return out.flatMap { Self.pySplit($0) }
     }
 
+    /// Python's `str.lower` code point by code point (full mappings, no context: HF lowercases one
+    /// character at a time).
+    static func lowercased<C: Collection>(_ text: C) -> [Unicode.Scalar] where C.Element == Unicode.Scalar {
+        var out: [Unicode.Scalar] = []
+        out.reserveCapacity(text.count)
+        for s in text {
+            if s.isASCII {
+                out.append((65...90).contains(s.value) ? Unicode.Scalar(UInt8(s.value) + 32) : s)
+            } else {
+                out += s.properties.lowercaseMapping.unicodeScalars
+            }
+        }
+        return out
+    }
+
+    /// Greedy longest-match-first, as HF's WordpieceTokenizer; candidates longer (in UTF-8 bytes)
+    /// than the longest vocabulary entry are skipped, since they cannot match.
     private func wordPiece(_ word: [Unicode.Scalar], into out: inout [Int32]) {
         if word.count > maxInputCharsPerWord { out.append(unk); return }
-        let utf8: [[UInt8]] = word.map { Array(String($0).utf8) }
+        let bytes = Array(String(String.UnicodeScalarView(word)).utf8)
+        var offset = [0]   // offset[i]: where scalar i starts in bytes
+        for s in word { offset.append(offset.last! + UTF8.width(s)) }
         var pieces: [Int32] = []
         var start = 0
         while start < word.count {
+            let prefix: [UInt8] = start > 0 ? [0x23, 0x23] : []
             var end = word.count
+            while end > start && prefix.count + offset[end] - offset[start] > longestEntry { end -= 1 }
             var found: Int32?
             while start < end {
-                var key: [UInt8] = start > 0 ? [0x23, 0x23] : []
-                for i in start..<end { key += utf8[i] }
-                if let id = vocab[key] { found = id; break }
+                if let id = vocab[prefix + bytes[offset[start]..<offset[end]]] { found = id; break }
                 end -= 1
             }
             guard let id = found else { out.append(unk); return }
@@ -133,7 +186,24 @@ public final class WordPieceTokenizer {
         }
     }
 
+    /// The Unicode version of the reference: HF's slow tokenizer takes its character data from
+    /// Python's `unicodedata` — Unicode 14.0 in the Python 3.11 of tools/requirements.txt — while
+    /// Swift's runtime knows later versions. A code point assigned after it is unassigned (Cn) there,
+    /// so HF drops it as a control character; so does the zoo.
+    static let referenceUnicode = (major: 14, minor: 0)
+
+    static func isNewerThanReference(_ s: Unicode.Scalar) -> Bool {
+        guard let age = s.properties.age else { return false }
+        return (age.major, age.minor) > referenceUnicode
+    }
+
+    /// Unicode 14's Mn (stripped with accents); U+1171E (Ahom) became Mc in Unicode 15.
+    static func isNonspacingMark(_ s: Unicode.Scalar) -> Bool {
+        s.value == 0x1171E || s.properties.generalCategory == .nonspacingMark
+    }
+
     static func isControl(_ s: Unicode.Scalar) -> Bool {
+        if isNewerThanReference(s) { return true }
         switch s.value {
         case 0x09, 0x0A, 0x0D: return false
         default:
