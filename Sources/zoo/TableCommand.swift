@@ -150,7 +150,7 @@ struct TableCommand: Command {
         let fm = FileManager.default
         try fm.createDirectory(at: dir.deletingLastPathComponent(), withIntermediateDirectories: true)
         let fd = try lockFile(dir.path + ".lock", wait: true)!
-        defer { close(fd) }
+        defer { unlockFile(dir.path + ".lock", fd) }
         let done = dir.appendingPathComponent("step.json")
         if let data = fm.contents(atPath: done.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
             guard r["command"] as? [String] == command else {

@@ -5,6 +5,7 @@ import ZooCore
 Runtime.ensureFastBLAS()
 Runtime.configureAllocator()
 Runtime.dieWithParent()
+Interrupt.install()
 
 let commands: [Command.Type] = [
     ListCommand.self, EvalCommand.self, EmbedCommand.self, TokenizeCommand.self, ScoreCommand.self,

@@ -41,12 +41,19 @@ struct RunResult {
     var out: String { String(decoding: stdout, as: UTF8.self) }
 }
 
-/// Runs the built `zoo` binary like a user would.
+/// Runs the built `zoo` binary like a user would; optionally with a file-size limit (RLIMIT_FSIZE,
+/// through bash's `ulimit -f`: a full disk for files above it) or sent a signal after a delay.
 @discardableResult
-func zoo(_ args: [String], stdin: Data = Data(), env extra: [String: String] = [:], cwd: URL? = nil) throws -> RunResult {
+func zoo(_ args: [String], stdin: Data = Data(), env extra: [String: String] = [:], cwd: URL? = nil,
+         fileSizeLimitKB: Int? = nil, signal: (number: Int32, afterMs: Int)? = nil) throws -> RunResult {
     let p = Process()
-    p.executableURL = Paths.zoo
-    p.arguments = args
+    if let kb = fileSizeLimitKB {
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", "ulimit -f \(kb) && exec \"$0\" \"$@\"", Paths.zoo.path] + args
+    } else {
+        p.executableURL = Paths.zoo
+        p.arguments = args
+    }
     var env = ProcessInfo.processInfo.environment
     for (k, v) in extra { env[k] = v }
     p.environment = env
@@ -54,6 +61,10 @@ func zoo(_ args: [String], stdin: Data = Data(), env extra: [String: String] = [
     let i = Pipe(), o = Pipe(), e = Pipe()
     p.standardInput = i; p.standardOutput = o; p.standardError = e
     try p.run()
+    if let signal {
+        let pid = p.processIdentifier
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(signal.afterMs)) { kill(pid, signal.number) }
+    }
     i.fileHandleForWriting.write(stdin)
     try i.fileHandleForWriting.close()
     final class Box: @unchecked Sendable { var data = Data() }

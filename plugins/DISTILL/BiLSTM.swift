@@ -91,9 +91,8 @@ public final class BiLSTM: Model {
     public func save(to dir: URL, vocab: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(try encoder.encode(config), to: dir.appendingPathComponent("config.json"))
-        try store.save(to: dir.appendingPathComponent("model.safetensors"))
-        try writeAtomically(try Data(contentsOf: vocab), to: dir.appendingPathComponent("vocab.txt"))
+        try writeFiles([("config.json", try encoder.encode(config)), ("model.safetensors", try store.safetensors()),
+                        ("vocab.txt", try Data(contentsOf: vocab))], in: dir)
     }
 
     // MARK: forward / backward

@@ -236,10 +236,8 @@ public struct Quantizer {
                              hessianTopEigenvalue: options.method == .mixed ? Dictionary(uniqueKeysWithValues: units.map { ($0.name, $0.eigenvalue) }) : nil)
         var config = try JSONSerialization.jsonObject(with: Data(contentsOf: ckpt.dir.appendingPathComponent("config.json"))) as! [String: Any]
         config["quantization"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(spec))
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        try SafeTensors.write(tensors, metadata: ["format": "zoo-qbert"], to: out.appendingPathComponent("model.safetensors"))
-        try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
-                            to: out.appendingPathComponent("config.json"))
-        try writeAtomically(try Data(contentsOf: ckpt.vocabURL), to: out.appendingPathComponent("vocab.txt"))
+        try writeFiles([("model.safetensors", try SafeTensors.encode(tensors, metadata: ["format": "zoo-qbert"])),
+                        ("config.json", try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])),
+                        ("vocab.txt", try Data(contentsOf: ckpt.vocabURL))], in: out)
     }
 }

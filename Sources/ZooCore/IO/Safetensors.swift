@@ -187,6 +187,15 @@ public final class SafeTensors {
 
     /// Writes tensors of any dtype as a safetensors file, atomically.
     public static func write(_ tensors: [(String, RawTensor)], metadata: [String: String] = [:], to url: URL) throws {
+        try writeAtomically(try encode(tensors, metadata: metadata), to: url)
+    }
+
+    public static func encode(_ tensors: [(String, Tensor)], metadata: [String: String] = [:]) throws -> Data {
+        try encode(tensors.map { ($0.0, RawTensor($0.1)) }, metadata: metadata)
+    }
+
+    /// The bytes of a safetensors file of these tensors.
+    public static func encode(_ tensors: [(String, RawTensor)], metadata: [String: String] = [:]) throws -> Data {
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         var offset = 0
@@ -202,7 +211,7 @@ public final class SafeTensors {
         withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
         out.append(json)
         for (_, t) in tensors { out.append(t.bytes) }
-        try writeAtomically(out, to: url)
+        return out
     }
 
     /// The stored bytes of a tensor, checked to have the given dtype and shape.

@@ -150,18 +150,17 @@ public final class ParameterStore: WeightReader {
         var config = spec.family.config(spec, base: try base.configDictionary())
         if spec.head != .none { config["architectures"] = [spec.family.classifierArchitecture] }
         for (k, v) in extra { config[k] = v }
-        try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), to: dir.appendingPathComponent("config.json"))
-        try save(to: dir.appendingPathComponent("model.safetensors"))
-        try writeAtomically(try Data(contentsOf: base.vocabURL), to: dir.appendingPathComponent("vocab.txt"))
+        try writeFiles([("config.json", try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])),
+                        ("model.safetensors", try safetensors()), ("vocab.txt", try Data(contentsOf: base.vocabURL))], in: dir)
     }
 
     /// The parameters as an HF-compatible safetensors file.
-    public func save(to url: URL) throws {
-        try SafeTensors.write(slots.map { s in
+    public func safetensors() throws -> Data {
+        try SafeTensors.encode(slots.map { s in
             let t = Tensor(shape: s.shape)
             t.data.update(from: values.data + s.offset, count: s.count)
             return (s.name, t)
-        }, metadata: ["format": "pt"], to: url)
+        }, metadata: ["format": "pt"])
     }
 }
 

@@ -9,42 +9,23 @@ public enum ZooError: Error, CustomStringConvertible, Equatable {
     case badFile(path: String, problem: String)
     /// Anything else that went wrong: exit code 1.
     case failed(String)
+    /// Stopped by SIGINT/SIGTERM after saving what lets it continue: exit code 130.
+    case interrupted(String)
 
     public var description: String {
         switch self {
         case .usage(let m): return m
         case .badFile(let path, let problem): return "\(path): \(problem)"
-        case .failed(let m): return m
+        case .failed(let m), .interrupted(let m): return m
         }
     }
 
     public var exitCode: Int32 {
-        if case .usage = self { return 2 }
-        return 1
-    }
-}
-
-/// Writes `data` to `url` atomically: a temp file in the same folder, fsync, rename. A reader (or a
-/// crash) sees either the old file or the whole new one, never a half-written one.
-public func writeAtomically(_ data: Data, to url: URL) throws {
-    let dir = url.deletingLastPathComponent()
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
-        throw ZooError.failed("\(tmp.path): cannot create file")
-    }
-    let handle = try FileHandle(forWritingTo: tmp)
-    do {
-        try handle.write(contentsOf: data)
-        try handle.synchronize()
-        try handle.close()
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw ZooError.failed("\(url.path): write failed: \(error.localizedDescription)")
-    }
-    if rename(tmp.path, url.path) != 0 {
-        try? FileManager.default.removeItem(at: tmp)
-        throw ZooError.failed("\(url.path): rename failed: \(String(cString: strerror(errno)))")
+        switch self {
+        case .usage: return 2
+        case .interrupted: return 130
+        default: return 1
+        }
     }
 }
 

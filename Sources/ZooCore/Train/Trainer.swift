@@ -71,10 +71,19 @@ public final class Trainer {
 
     /// Runs (or, after `resume()`, continues) training to the end. `log` receives the epoch lines,
     /// `progress` (batches done, batches per epoch) every step.
+    /// SIGINT/SIGTERM stop it before the next step with a checkpoint (ZooError.interrupted).
     public func run(log: (String) -> Void, progress: ((Int, Int) -> Void)? = nil) throws {
+        try Interrupt.graceful { try train(log: log, progress: progress) }
+    }
+
+    private func train(log: (String) -> Void, progress: ((Int, Int) -> Void)?) throws {
         while epoch < options.epochs {
             let idx = order(epoch: epoch)
             while position < batchesPerEpoch {
+                if Interrupt.requested {
+                    try saveCheckpoint()
+                    throw ZooError.interrupted("interrupted at step \(step): checkpoint saved in \(checkpointURL.path); continue with --resume")
+                }
                 let slice = Array(idx[(position * options.batch)..<min((position + 1) * options.batch, idx.count)])
                 let t0 = Date()
                 for s in work.stores { s.zeroGrad() }

@@ -1,0 +1,125 @@
+import Dispatch
+import Foundation
+
+/// Writes `data` to `url` atomically: a temp file in the same folder, fsync, rename. A reader (or a
+/// crash, a full disk, an interrupt) sees either the old file or the whole new one, never a
+/// half-written one; a failed write removes its temp file and names the file and the reason.
+public func writeAtomically(_ data: Data, to url: URL) throws {
+    let dir = url.deletingLastPathComponent()
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
+    Interrupt.track(tmp)
+    defer { Interrupt.untrack(tmp) }
+    do {
+        try writeFile(data, to: tmp, reportedAs: url.path)
+        guard rename(tmp, url.path) == 0 else { throw ZooError.failed("\(url.path): rename failed: \(String(cString: strerror(errno)))") }
+    } catch {
+        unlink(tmp)
+        throw error
+    }
+}
+
+/// The files of one output (a model's config.json, model.safetensors and vocab.txt), all or none.
+/// When `dir` exists, each goes to a temp file first and the renames follow once every write has
+/// succeeded; otherwise they are written into a hidden staging folder beside it, renamed to `dir`
+/// at the end, so no `dir` appears until it is complete.
+public func writeFiles(_ files: [(name: String, data: Data)], in dir: URL) throws {
+    let fm = FileManager.default
+    let parent = dir.deletingLastPathComponent()
+    try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+    if !fm.fileExists(atPath: dir.path) {
+        let staging = parent.appendingPathComponent(".\(dir.lastPathComponent).partial-\(getpid())").path
+        Interrupt.track(staging)
+        defer { Interrupt.untrack(staging) }
+        do {
+            try? fm.removeItem(atPath: staging)
+            try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
+            for f in files { try writeFile(f.data, to: staging + "/" + f.name, reportedAs: dir.appendingPathComponent(f.name).path) }
+            guard rename(staging, dir.path) == 0 else { throw ZooError.failed("\(dir.path): rename failed: \(String(cString: strerror(errno)))") }
+        } catch {
+            try? fm.removeItem(atPath: staging)
+            throw error
+        }
+        return
+    }
+    let tmps = files.map { dir.appendingPathComponent(".\($0.name).tmp-\(getpid())").path }
+    tmps.forEach(Interrupt.track)
+    defer { tmps.forEach(Interrupt.untrack) }
+    do {
+        for (f, tmp) in zip(files, tmps) { try writeFile(f.data, to: tmp, reportedAs: dir.appendingPathComponent(f.name).path) }
+        for (f, tmp) in zip(files, tmps) where rename(tmp, dir.appendingPathComponent(f.name).path) != 0 {
+            throw ZooError.failed("\(dir.appendingPathComponent(f.name).path): rename failed: \(String(cString: strerror(errno)))")
+        }
+    } catch {
+        tmps.forEach { unlink($0) }
+        throw error
+    }
+}
+
+/// write(2) all of `data` to a new file and fsync it; errors name `reportedAs` and errno's reason
+/// ("No space left on device", "File too large").
+private func writeFile(_ data: Data, to path: String, reportedAs name: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw ZooError.failed("\(name): cannot create \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
+        var done = 0
+        while done < buf.count {
+            let n = write(fd, buf.baseAddress! + done, buf.count - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ZooError.failed("\(name): write failed after \(done) of \(buf.count) bytes: \(String(cString: strerror(n < 0 ? errno : ENOSPC)))") }
+            done += n
+        }
+    }
+    guard fsync(fd) == 0 else { throw ZooError.failed("\(name): fsync failed: \(String(cString: strerror(errno)))") }
+}
+
+/// SIGINT and SIGTERM. A training run (inside `Interrupt.graceful`) finishes its step, saves a
+/// checkpoint and exits 130 with a line saying how to resume; anything else — and a second signal —
+/// removes the temp files and staging folders this process is writing and exits at once
+/// (128 + signal). SIGXFSZ is ignored, so a file-size limit is a failed write, not a crash.
+public enum Interrupt {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var pending: Set<String> = []
+    nonisolated(unsafe) private static var gracefulDepth = 0
+    nonisolated(unsafe) private static var stopRequested = false
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    public static func install() {
+        signal(SIGXFSZ, SIG_IGN)
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { received(sig) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    /// True once a signal asked the running training loop to stop.
+    public static var requested: Bool { lock.withLock { stopRequested } }
+
+    /// Runs `body` with signals turned into `requested` (the first one) instead of an exit.
+    public static func graceful<T>(_ body: () throws -> T) rethrows -> T {
+        lock.withLock { gracefulDepth += 1 }
+        defer { lock.withLock { gracefulDepth -= 1 } }
+        return try body()
+    }
+
+    static func track(_ path: String) { _ = lock.withLock { pending.insert(path) } }
+    static func untrack(_ path: String) { _ = lock.withLock { pending.remove(path) } }
+
+    private static func received(_ sig: Int32) {
+        let paths: Set<String>? = lock.withLock {
+            if gracefulDepth > 0 && !stopRequested { stopRequested = true; return nil }
+            return pending
+        }
+        guard let paths else {
+            log("zoo: interrupted: stopping after this step with a checkpoint (signal again to stop at once)")
+            return
+        }
+        for p in paths { try? FileManager.default.removeItem(atPath: p) }
+        log("zoo: interrupted (signal \(sig))\(paths.isEmpty ? "" : "; removed \(paths.count) unfinished file(s)")")
+        _exit(128 + sig)
+    }
+}

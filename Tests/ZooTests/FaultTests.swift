@@ -1,0 +1,132 @@
+import Foundation
+import XCTest
+@testable import ZooCore
+
+/// Faults that must lose nothing: a full disk (a file-size limit, RLIMIT_FSIZE, which fails writes
+/// above it with EFBIG as a full disk fails them with ENOSPC) while writing a checkpoint, a model or
+/// a quantized model; SIGINT / SIGTERM during training (a resumable checkpoint) and during
+/// `zoo quantize` (nothing left behind).
+final class FaultTests: XCTestCase {
+    func finetuneArgs(base: URL, glue: URL, out: URL) -> [String] {
+        ["finetune", "--base", base.path, "--task", "rte", "--data", glue.path, "--out", out.path, "--epochs", "3", "--batch", "8",
+         "--lr", "1e-3", "--save-every", "0", "--threads", "2", "--seed", "7"]
+    }
+
+    /// Everything in `dir` (names and bytes), to check a failed or interrupted run changed nothing.
+    func snapshot(_ dir: URL) throws -> [String: Data] {
+        var files: [String: Data] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [] {
+            files[name] = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) ?? Data()
+        }
+        return files
+    }
+
+    func step(ofCheckpoint url: URL) throws -> Int {
+        let st = try SafeTensors(url: url)
+        return (try JSONSerialization.jsonObject(with: Data(st.metadata["zoo_state"]!.utf8)) as! [String: Any])["step"] as! Int
+    }
+
+    /// SIGINT mid-epoch: the step finishes, a checkpoint of that step is saved, exit 130 with a line
+    /// saying how to continue; --resume continues from that step to the same weights as an
+    /// uninterrupted run. Then a full disk on the next checkpoint: exit 1 naming the file and
+    /// "File too large", the previous checkpoint byte-identical, no temp file, no model.
+    func testSIGINTSavesResumableCheckpointAndFullDiskKeepsIt() throws {
+        let base = try Tiny.checkpoint(), glue = try FinetuneTests.tinyGLUE(train: 1000)
+        let full = try tempDir().appendingPathComponent("full")
+        XCTAssertEqual(try zoo(finetuneArgs(base: base, glue: glue, out: full)).code, 0)
+
+        let cut = try tempDir().appendingPathComponent("cut")
+        var interrupted: RunResult?
+        for delay in [400, 800, 200, 1500, 100] {
+            try? FileManager.default.removeItem(at: cut)
+            let r = try zoo(finetuneArgs(base: base, glue: glue, out: cut), signal: (SIGINT, delay))
+            if r.stderr.contains("interrupted at step") { interrupted = r; break }
+        }
+        let r = try XCTUnwrap(interrupted, "no SIGINT landed inside the training loop")
+        XCTAssertEqual(r.code, 130, r.stderr)
+        let saved = try step(ofCheckpoint: cut.appendingPathComponent("checkpoint.safetensors"))
+        XCTAssertTrue(r.stderr.contains("interrupted at step \(saved): checkpoint saved in \(cut.path)/checkpoint.safetensors; continue with --resume"), r.stderr)
+        XCTAssertTrue((1..<375).contains(saved), "step \(saved)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cut.appendingPathComponent("model.safetensors").path))
+
+        // The disk fills up: every file above 8 KB fails (the checkpoint is ~3× the model).
+        let before = try snapshot(cut)
+        XCTAssertGreaterThan(before["checkpoint.safetensors"]!.count, 8 * 1024)
+        let full1 = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume"], fileSizeLimitKB: 8)
+        XCTAssertEqual(full1.code, 1, full1.stderr)
+        XCTAssertTrue(full1.stderr.contains("\(cut.path)/checkpoint.safetensors: write failed after"), full1.stderr)
+        XCTAssertTrue(full1.stderr.contains("File too large"), full1.stderr)
+        XCTAssertEqual(try snapshot(cut), before, "a failed checkpoint write changed the output folder")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: cut.path + ".lock"), "lock file left behind")
+
+        let resumed = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume"])
+        XCTAssertEqual(resumed.code, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("at step \(saved)\n"), resumed.stderr)
+        XCTAssertEqual(try Data(contentsOf: cut.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),
+                       "interrupted and resumed weights must be bit-identical to the uninterrupted run")
+    }
+
+    /// A model's files are written all or none: a failed write into an existing folder leaves the
+    /// old files as they were and no temp files; into a new folder, no folder at all.
+    func testModelFilesAreAllOrNothing() throws {
+        let dir = try tempDir()
+        try writeFiles([("config.json", Data("old".utf8)), ("model.safetensors", Data(count: 100))], in: dir)
+        let before = try snapshot(dir)
+        XCTAssertEqual(before.keys.sorted(), ["config.json", "model.safetensors"])
+        let fsize = __rlimit_resource_t(RLIMIT_FSIZE.rawValue)
+        var limit = rlimit()
+        getrlimit(fsize, &limit)
+        let saved = limit
+        signal(SIGXFSZ, SIG_IGN)
+        limit.rlim_cur = 64 * 1024
+        setrlimit(fsize, &limit)
+        let big = [("config.json", Data("new".utf8)), ("model.safetensors", Data(count: 200 * 1024)), ("vocab.txt", Data("v".utf8))]
+        XCTAssertThrowsError(try writeFiles(big, in: dir)) { e in
+            XCTAssertTrue("\(e)".contains("model.safetensors: write failed after 65536 of 204800 bytes: File too large"), "\(e)")
+        }
+        let fresh = dir.appendingPathComponent("new-model")
+        XCTAssertThrowsError(try writeFiles(big, in: fresh))
+        var restore = saved
+        setrlimit(fsize, &restore)
+        signal(SIGXFSZ, SIG_DFL)
+        XCTAssertEqual(try snapshot(dir), before, "old files changed or temp files left")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fresh.path))
+        try writeFiles(big, in: fresh)
+        XCTAssertEqual(try snapshot(fresh).mapValues(\.count), ["config.json": 3, "model.safetensors": 200 * 1024, "vocab.txt": 1])
+    }
+
+    /// `zoo quantize` onto a full disk, or stopped by SIGINT / SIGTERM at any moment: either the
+    /// whole quantized model exists and loads, or there is nothing — no output folder, no staging
+    /// folder, no lock file, no temp file.
+    func testQuantizeFailsOrIsInterruptedWithoutLeavingAnything() throws {
+        try require(Paths.weights.appendingPathComponent("model.safetensors"), "make weights")
+        let parent = try tempDir()
+        let out = parent.appendingPathComponent("int8")
+        let args = ["quantize", "--weights", Paths.weights.path, "--method", "int8", "--out", out.path]
+
+        let full = try zoo(args, fileSizeLimitKB: 1024)
+        XCTAssertEqual(full.code, 1, full.stderr)
+        XCTAssertTrue(full.stderr.contains("\(out.path)/model.safetensors: write failed after"), full.stderr)
+        XCTAssertTrue(full.stderr.contains("File too large"), full.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent.path), [], "a failed quantize left files")
+
+        var outcomes: [Int32] = []
+        for (sig, delay) in [(SIGINT, 150), (SIGTERM, 400), (SIGINT, 700), (SIGTERM, 1000), (SIGINT, 1500), (SIGINT, 20)] {
+            try? FileManager.default.removeItem(at: out)
+            let r = try zoo(args, signal: (sig, delay))
+            outcomes.append(r.code)
+            let left = try FileManager.default.contentsOfDirectory(atPath: parent.path)
+            if r.code == 0 {
+                XCTAssertEqual(left, ["int8"])
+                XCTAssertNoThrow(try Checkpoint(dir: out))
+            } else {
+                // 128 + signal once the handler is installed; the bare signal number (killed by it)
+                // when it arrives during start-up, before anything is written.
+                XCTAssertTrue(r.code == 128 + sig || r.code == sig, "exit \(r.code): \(r.stderr)")
+                if r.code == 128 + sig { XCTAssertTrue(r.stderr.contains("zoo: interrupted (signal \(sig))"), r.stderr) }
+                XCTAssertEqual(left, [], "an interrupted quantize (after \(delay) ms) left \(left)")
+            }
+        }
+        XCTAssertTrue(outcomes.contains { $0 > 128 }, "no signal arrived while quantize ran: \(outcomes)")
+    }
+}
