@@ -37,10 +37,13 @@ struct FinetuneCommand: Command {
         let out = URL(fileURLWithPath: args["out"] ?? "runs/\(task.name)")
         try lockOutput(out)
         let base = try Checkpoint(dir: URL(fileURLWithPath: try args.required("base")))
+        if args["max-len"] != nil && o.maxLen > base.spec.positions {
+            throw ZooError.usage("--max-len \(o.maxLen) exceeds the model's \(base.spec.positions) positions")
+        }
         let tuner = try Finetuner(base: base, task: task, glue: glueDirectory(args["data"]), options: o, out: out)
         if args.flag("resume") {
             guard FileManager.default.fileExists(atPath: tuner.checkpointURL.path) else {
-                throw ZooError.failed("\(tuner.checkpointURL.path): nothing to resume (no checkpoint)")
+                throw ZooError.usage("--resume: nothing to resume (no \(tuner.checkpointURL.path))")
             }
             try tuner.resume()
             log("resumed from \(tuner.checkpointURL.path) at step \(tuner.trainer.step)")

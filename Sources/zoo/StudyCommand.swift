@@ -33,7 +33,7 @@ struct StudyCommand: Command {
         switch args.positional {
         case ["kd-stages"]: try kdStages(args)
         case ["teacher-size"]: try teacherSize(args)
-        default: throw ZooError.usage("zoo study takes kd-stages or teacher-size")
+        default: throw ZooError.usage("zoo study takes kd-stages or teacher-size, got '\(args.positional.first ?? "")'")
         }
     }
 

@@ -270,6 +270,8 @@ public struct DistillCommand: Command {
                                   tokenizer: tokenizer, seed: seed, cache: out.appendingPathComponent("augmented.json"))
         }
         let dev = try task.map { try DevSet(task: $0, glue: glue, tokenizer: tokenizer, maxLength: maxLength) }
+        // --corpus is read before anything is logged: a bad file gives the only line.
+        let corpus = try args["corpus"].map { try Corpus.load(URL(fileURLWithPath: $0)) }
         log("distilling \(ckpt.dir.path) (\(task?.glueName ?? "general stage only"), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.shape), \(student.parameterCount) parameters")
 
         var record: [[String: Any]] = []
@@ -296,7 +298,7 @@ public struct DistillCommand: Command {
                                       examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }, dev: dev, progress: progress.update)
             case .bert(let student) where onCorpus:
                 options.epochs = try args.int("general-epochs", default: 1, range: 1...1000)!
-                let all = try args["corpus"].map { try Corpus.load(URL(fileURLWithPath: $0)) } ?? Corpus.glue(glue)
+                let all = try corpus ?? Corpus.glue(glue)
                 let sentences = limit.map { Array(all.prefix($0)) } ?? all
                 log("\(name): \(sentences.count) of \(all.count) sentences (\(args["corpus"] ?? "every distinct GLUE sentence in \(glue.path)"))")
                 step = try DistillStep(teacher: teacher, student: student, objective: objective,

@@ -112,7 +112,7 @@ public struct GLUETask: Equatable {
         for n in names where FileManager.default.fileExists(atPath: folderURL.appendingPathComponent(n).path) {
             return folderURL.appendingPathComponent(n)
         }
-        throw ZooError.failed("\(folderURL.appendingPathComponent(names[0]).path): no such file (the \(split.rawValue) split of \(glueName)); point --data or ZOO_GLUE_DIR at a GLUE directory, or run `zoo data fetch`")
+        throw ZooError.usage("\(folderURL.appendingPathComponent(names[0]).path): no such file (the \(split.rawValue) split of \(glueName)); point --data or ZOO_GLUE_DIR at a GLUE directory, or run `zoo data fetch`")
     }
 
     /// Reads a split with the original TSV quirks: tab split, no CSV quoting, optional UTF-8 BOM,

@@ -28,7 +28,7 @@ public final class FinetuneStep: TrainingStep {
         train = trainExamples.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) }
         trainTargets = trainExamples.map(\.labelValue)
         dev = try DevSet(task: task, glue: glue, tokenizer: tokenizer, maxLength: maxLength)
-        guard !train.isEmpty else { throw ZooError.failed("\(task.glueName): the train split is empty") }
+        guard !train.isEmpty else { throw ZooError.badFile(path: try task.file(.train, in: glue).path, problem: "no examples in the train split") }
         let store = ParameterStore(spec: base.spec.withHead(numLabels: task.numLabels))
         initialised = try store.load(base, seed: options.seed)
         network = try Network(spec: store.spec, reader: store)
