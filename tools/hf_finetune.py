@@ -59,7 +59,7 @@ def main():
     decay = [p for n, p in model.named_parameters() if n.endswith(".weight") and "LayerNorm" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (n.endswith(".weight") and "LayerNorm" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, eps=1e-8)
-    sched = get_linear_schedule_with_warmup(opt, int(total * a.warmup), total)
+    sched = get_linear_schedule_with_warmup(opt, math.ceil(total * a.warmup), total)  # as TrainingArguments
     gen = torch.Generator().manual_seed(a.seed)
     epochs, tokens, seconds = [], 0, 0.0
     for epoch in range(a.epochs):

@@ -246,6 +246,64 @@ def cmd_train_step(a):
     print(f"train-step: {a.out}/train_step.safetensors", file=sys.stderr)
 
 
+def cmd_trainer(a):
+    """trainer.safetensors: 6 steps of HF Trainer's own optimizer and scheduler
+    (Trainer.create_optimizer_and_scheduler: AdamW with its no-decay groups, linear schedule with
+    warmup_ratio 0.1, i.e. ceil(0.6) = 1 warm-up step) and its gradient clipping (max_grad_norm 0.5)
+    on all-MiniLM-L6-v2 + the train-step batch (cls), dropout off, each step on the whole batch:
+    the lr and loss of every step, the final weights, and how far the final weights move when
+    weight decay, clipping or the schedule is taken away (the test's error must be well below each)."""
+    import math
+    import tempfile
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import BertForSequenceClassification, Trainer, TrainingArguments
+    torch.set_num_threads(2)
+    step_ref = load_file(os.path.join(a.out, "train_step.safetensors"))
+    lengths = step_ref["cls.lengths"]
+    ids, types = step_ref["cls.input_ids"].long(), step_ref["cls.token_type_ids"].long()
+    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+    labels = step_ref["cls.labels"].long()
+
+    def run(weight_decay=0.1, max_grad_norm=0.5, scheduler="linear"):
+        model = BertForSequenceClassification.from_pretrained(a.weights, num_labels=2, attn_implementation="eager")
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if ("cls.init." + n) in step_ref:
+                    p.copy_(step_ref["cls.init." + n])
+        model.eval()  # no dropout
+        args = TrainingArguments(output_dir=tempfile.mkdtemp(), learning_rate=1e-3, weight_decay=weight_decay,
+                                 warmup_ratio=0.1, max_grad_norm=max_grad_norm, lr_scheduler_type=scheduler, report_to=[],
+                                 adam_epsilon=1e-8, use_cpu=True)
+        trainer = Trainer(model=model, args=args)
+        trainer.create_optimizer_and_scheduler(num_training_steps=6)
+        opt, sched = trainer.optimizer, trainer.lr_scheduler
+        lrs, losses, norms = [], [], []
+        for _ in range(6):
+            lrs.append(sched.get_last_lr()[0])
+            loss = model(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)))
+            losses.append(float(loss))
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+        decay = [n for g in opt.param_groups if g["weight_decay"] > 0 for n, p in model.named_parameters() if any(p is q for q in g["params"])]
+        return {n: p.detach().clone() for n, p in model.named_parameters()}, lrs, losses, norms, decay
+
+    final, lrs, losses, norms, decay = run()
+    out = {"after." + n: v.contiguous() for n, v in final.items()}
+    out["lr"] = torch.tensor(lrs, dtype=torch.float64)
+    out["loss"] = torch.tensor(losses, dtype=torch.float64)
+    out["grad_norm"] = torch.tensor(norms, dtype=torch.float64)
+    for name, kw in [("weight_decay", dict(weight_decay=0.0)), ("clipping", dict(max_grad_norm=math.inf)), ("schedule", dict(scheduler="constant"))]:
+        other = run(**kw)[0]
+        out["effect." + name] = torch.tensor([sum(float((final[n] - other[n]).double().pow(2).sum()) for n in final) ** 0.5], dtype=torch.float64)
+    save_file(out, os.path.join(a.out, "trainer.safetensors"), metadata={"decay": json.dumps(sorted(decay))})
+    print(f"trainer: {a.out}/trainer.safetensors (grad norms {[round(x, 3) for x in norms]}, effects "
+          f"{ {k: round(float(v[0]), 4) for k, v in out.items() if k.startswith('effect.')} })", file=sys.stderr)
+
+
 def cmd_families(a):
     hf_families.run(a.out, tokenizer(a.weights), a.weights, ENCODER_INPUTS)
 
@@ -313,7 +371,7 @@ def cmd_tokenizer_diff(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "families", "lstm", "distill", "roundtrip", "all"])
+    ap.add_argument("what", choices=["tokenizer-fixture", "tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill", "roundtrip", "all"])
     ap.add_argument("--model", help="roundtrip: a fine-tuned checkpoint directory")
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
@@ -323,7 +381,7 @@ def main():
         cmd_tokenizer_fixture(a)
     if a.what == "roundtrip":
         cmd_roundtrip(a)
-    for w in ["tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "families", "lstm", "distill"]:
+    for w in ["tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill"]:
         if a.what in (w, "all"):
             globals()["cmd_" + w.replace("-", "_")](a)
 

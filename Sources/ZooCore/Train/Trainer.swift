@@ -54,9 +54,15 @@ public final class Trainer {
         optimizers = work.stores.map { AdamW(parameterCount: $0.count, lr: options.lr, weightDecay: options.weightDecay) }
     }
 
+    /// Warm-up steps as HF's TrainingArguments.get_warmup_steps: ceil(total × ratio), the ratio
+    /// taken as the decimal the user wrote (0.1, not the float nearest it).
+    public var warmupSteps: Int {
+        Int((Double(totalSteps) * (Double(options.warmup) * 1e6).rounded() / 1e6).rounded(.up))
+    }
+
     /// HF's get_linear_schedule_with_warmup, evaluated at the optimizer step about to be taken.
     public func learningRate(at step: Int) -> Float {
-        let warm = Int(Float(totalSteps) * options.warmup)
+        let warm = warmupSteps
         if step < warm { return options.lr * Float(step) / Float(max(1, warm)) }
         return options.lr * max(0, Float(totalSteps - step) / Float(max(1, totalSteps - warm)))
     }
