@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 REF := .cache/ref
 
-.PHONY: test eval bench setup system-packages arm64-packages ckernels-test venv weights reference build release clean
+.PHONY: test eval bench setup system-packages arm64-packages ckernels-test venv weights reference build release clean asan tsan
 
 test: setup build weights reference ckernels-test
 	swift test --skip-build --disable-swift-testing 2>&1 | tee .cache/test.log; exit $${PIPESTATUS[0]}
@@ -23,6 +23,23 @@ test: setup build weights reference ckernels-test
 ckernels-test: system-packages arm64-packages
 	tools/ckernels_test.sh native
 	tools/ckernels_test.sh arm64
+
+# Sanitizers. asan: the whole XCTest suite (and every zoo process it starts) under AddressSanitizer
+# with LeakSanitizer, UndefinedBehaviorSanitizer on the C kernels (Swift itself traps on overflow
+# and out-of-bounds); Tests/sanitizers/lsan.supp names the toolchain's own leaks (Foundation's
+# Process and URLSession, XCTest). tsan: the parallel kernel tests under ThreadSanitizer, OpenMP
+# regions included through LLVM's Archer tool (libomp's OMPT interface tells TSan about its barriers).
+SAN_TESTS_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/sanitizers/lsan.supp
+asan: setup weights reference
+	swift build --build-tests --build-path .build/asan --sanitize=address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined
+	$(SAN_TESTS_ENV) swift test --skip-build --build-path .build/asan --disable-swift-testing $(if $(FILTER),--filter '$(FILTER)') 2>&1 | tee .cache/asan.log; exit $${PIPESTATUS[0]}
+
+ARCHER := $(firstword $(wildcard /usr/lib/llvm-*/lib/libarcher.so))
+TSAN_FILTER ?= KernelTests|TrainKernelTests|QuantTests|LSTMTests
+tsan: setup weights reference
+	swift build --build-tests --build-path .build/tsan --sanitize=thread
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp" OMP_TOOL_LIBRARIES=$(ARCHER) \
+	  swift test --skip-build --build-path .build/tsan --disable-swift-testing --filter '$(TSAN_FILTER)' 2>&1 | tee .cache/tsan.log; exit $${PIPESTATUS[0]}
 
 arm64-packages:
 	@dpkg -s gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 >/dev/null 2>&1 || { \
