@@ -345,7 +345,7 @@ final class KernelTests: XCTestCase {
 
     /// Packed attention for inference (probs NULL, seeds NULL): bitwise equal to the call that keeps
     /// the probabilities, at 1 and 2 threads, with and without dropout (then with seeds); and within
-    /// 1e-5 absolute of zk_attention_forward on the same sequences padded into a batch. Widths: the kernels' row width is A = heads·head_dim (qkv rows 3A), with no
+    /// 1e-6 absolute of zk_attention_forward on the same sequences padded into a batch (measured: 1.2e-7). Widths: the kernels' row width is A = heads·head_dim (qkv rows 3A), with no
     /// hidden size involved: A = 24 (3 × 8, one partial 32-column tile) and A = 80 (2 × 40, two tiles).
     func testPackedAttentionWithoutProbs() {
         let lengths: [Int32] = [5, 3, 37, 1, 70], seeds: [UInt64] = [11, 12, 13, 14, 15]
@@ -385,7 +385,7 @@ final class KernelTests: XCTestCase {
                             } }
                             t += Int(lengths[b])
                         }
-                        XCTAssertLessThan(worst, 1e-5, name)
+                        XCTAssertLessThan(worst, 1e-6, name)
                         print("packed attention \(name): worst |packed − padded| \(worst)")
                     }
                 }
