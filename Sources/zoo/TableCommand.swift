@@ -173,9 +173,16 @@ struct TableCommand: Command {
         p.standardOutput = out
         p.standardError = out
         let start = Date()
-        try p.run()
-        p.waitUntilExit()
+        // Ctrl-C is passed on to the child, which saves a checkpoint and exits; this process waits for
+        // it instead of leaving at once (which would kill it, Runtime.dieWithParent).
+        try Interrupt.graceful {
+            try p.run()
+            Interrupt.forward(to: p.processIdentifier)
+            p.waitUntilExit()
+            Interrupt.forward(to: nil)
+        }
         try out.close()
+        if Interrupt.requested { throw ZooError.interrupted("\(label): interrupted; run the same zoo table again to resume it (\(dir.path))") }
         guard p.terminationStatus == 0 else {
             let tail = (try? String(contentsOf: logURL, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
             throw ZooError.failed("\(label): `zoo \(argv.joined(separator: " "))` failed (exit \(p.terminationStatus)); \(logURL.path) ends:\n\(tail)")

@@ -129,4 +129,39 @@ final class FaultTests: XCTestCase {
         }
         XCTAssertTrue(outcomes.contains { $0 > 128 }, "no signal arrived while quantize ran: \(outcomes)")
     }
+
+    /// Ctrl-C during `zoo table`: passed on to the running fine-tune, which saves a checkpoint, zoo table waits for it and exits 130, and the same command again resumes the cell
+    /// from that checkpoint to the finished table.
+    func testSIGINTDuringTableResumesTheCell() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 1500), base = try TableTests.tinyBase()
+        let out = try tempDir().appendingPathComponent("table")
+        let args = ["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert", "--data", glue.path,
+                    "--threads", "2", "--no-speed", "--out", out.path]
+        let cell = out.appendingPathComponent("cells/rte/seed-7/bert")
+        let p = Process()
+        p.executableURL = Paths.zoo
+        p.arguments = args
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        // Into the fine-tune's training loop: its progress line is in the step's log.
+        let deadline = Date().addingTimeInterval(60)
+        while !((try? String(contentsOf: cell.appendingPathComponent("step.log"), encoding: .utf8))?.contains("train: ") ?? false) && Date() < deadline { usleep(20_000) }
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 130, stderr)
+        XCTAssertTrue(stderr.contains("interrupted; run the same zoo table again to resume it"), stderr)
+        let saved = try step(ofCheckpoint: cell.appendingPathComponent("checkpoint.safetensors"))
+        let log = try String(contentsOf: cell.appendingPathComponent("step.log"), encoding: .utf8)
+        XCTAssertTrue(log.contains("interrupted at step \(saved)"), log)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("table.json").path))
+
+        let again = try zoo(args)
+        XCTAssertEqual(again.code, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("(resuming)"), again.stderr)
+        XCTAssertTrue(try String(contentsOf: cell.appendingPathComponent("step.log"), encoding: .utf8).contains("at step \(saved)\n"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("table.json").path))
+    }
 }

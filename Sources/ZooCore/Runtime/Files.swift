@@ -84,6 +84,7 @@ public enum Interrupt {
     nonisolated(unsafe) private static var gracefulDepth = 0
     nonisolated(unsafe) private static var stopRequested = false
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    nonisolated(unsafe) private static var child: Int32?
 
     public static func install() {
         signal(SIGXFSZ, SIG_IGN)
@@ -106,12 +107,23 @@ public enum Interrupt {
         return try body()
     }
 
+    /// Passes the first signal on to `pid` while it runs (a child zoo, which Foundation starts in a
+    /// process group of its own, so Ctrl-C does not reach it), so it stops as gracefully as this one.
+    public static func forward(to pid: Int32?) {
+        let stop = lock.withLock { child = pid; return stopRequested }
+        if stop, let pid { kill(pid, SIGINT) }
+    }
+
     static func track(_ path: String) { _ = lock.withLock { pending.insert(path) } }
     static func untrack(_ path: String) { _ = lock.withLock { pending.remove(path) } }
 
     private static func received(_ sig: Int32) {
         let paths: Set<String>? = lock.withLock {
-            if gracefulDepth > 0 && !stopRequested { stopRequested = true; return nil }
+            if gracefulDepth > 0 && !stopRequested {
+                stopRequested = true
+                if let child { kill(child, sig) }
+                return nil
+            }
             return pending
         }
         guard let paths else {
