@@ -111,11 +111,13 @@ public final class WordPieceTokenizer {
         while start < word.count {
             var end = word.count
             var found: Int32?
+            // The key is ("##" +) word[start..<end], shortened from the back as `end` goes down.
+            var key: [UInt8] = start > 0 ? [0x23, 0x23] : []
+            for i in start..<end { key += utf8[i] }
             while start < end {
-                var key: [UInt8] = start > 0 ? [0x23, 0x23] : []
-                for i in start..<end { key += utf8[i] }
                 if let id = vocab[key] { found = id; break }
                 end -= 1
+                key.removeLast(utf8[end].count)
             }
             guard let id = found else { out.append(unk); return }
             pieces.append(id)
