@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer harness (Tests/fuzz, README "Fuzzing") over each target, one at a time, one worker.
 #   tools/fuzz.sh smoke [TARGET…]   FUZZ_RUNS executions per target (default 20000)
-#   tools/fuzz.sh long  [TARGET…]   FUZZ_TIME seconds per target (default 600), stats to runs/fuzz/
+#   tools/fuzz.sh long  [TARGET…]   FUZZ_RUNS executions (default 10 million) or FUZZ_TIME seconds
+#                                   (default 600) per target, whichever comes first
 # Each target starts from its committed seeds (Tests/fuzz/corpus/<target>) plus what earlier runs
 # found (.cache/fuzz/<target>, never committed). A crash, trap, leak, timeout or out-of-memory
 # stops the run with status 1; the input is saved as runs/fuzz/<target>-crash-… (or -leak-, -timeout-, …).
@@ -15,7 +16,7 @@ bin=.build/fuzz/release/zoo-fuzz
 mkdir -p runs/fuzz
 case $mode in
   smoke) limit=(-runs="${FUZZ_RUNS:-20000}") ;;
-  long) limit=(-max_total_time="${FUZZ_TIME:-600}") ;;
+  long) limit=(-runs="${FUZZ_RUNS:-10000000}" -max_total_time="${FUZZ_TIME:-600}") ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
 status=0
