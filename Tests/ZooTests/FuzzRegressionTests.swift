@@ -109,4 +109,21 @@ final class FuzzRegressionTests: XCTestCase {
         let url = try seed("predictions/nli-crlf", as: "MNLI-m.tsv")
         XCTAssertEqual(try Leaderboard.read(try GLUETask.named("mnli-m"), url: url, count: 6), [1, 2, 0, 1, 2, 0])
     }
+
+    /// The generated seeds are valid inputs, so the fuzzer starts from the paths that succeed: every
+    /// packed checkpoint loads as qbert-int8 (quantized on the fly when fp32), every safetensors file opens.
+    func testSeedsParse() throws {
+        let dir = try tempDir()
+        for name in ["bert-fp32", "bert-int8-g1", "bert-int8-g2", "distilbert-fp32", "distilbert-int8-g1", "albert-fp32", "albert-int8-g1"] {
+            let packed = try Data(contentsOf: corpus.appendingPathComponent("qcheckpoint/\(name)"))
+            let cut = try XCTUnwrap(packed.firstIndex(of: 0))
+            try packed[..<cut].write(to: dir.appendingPathComponent("config.json"))
+            try packed[(cut + 1)...].write(to: dir.appendingPathComponent("model.safetensors"))
+            let model = try XCTUnwrap(QBERT.plugin.variants.first { $0.name == "qbert-int8" }).load(.checkpoint(try Checkpoint(dir: dir)))
+            XCTAssertEqual(model.numLabels, name.hasPrefix("bert") ? 2 : 0, name)
+        }
+        for name in ["mixed-dtypes", "scalar-f64"] {
+            XCTAssertFalse(try SafeTensors(url: corpus.appendingPathComponent("safetensors/\(name)")).names.isEmpty)
+        }
+    }
 }
