@@ -4,8 +4,9 @@
 #   tools/fuzz.sh long  [TARGET…]   FUZZ_RUNS executions (default 10 million) or FUZZ_TIME seconds
 #                                   (default 600) per target, whichever comes first
 # Each target starts from its committed seeds (Tests/fuzz/corpus/<target>) plus what earlier runs
-# found (.cache/fuzz/<target>, never committed). A crash, trap, leak, timeout or out-of-memory
-# stops the run with status 1; the input is saved as runs/fuzz/<target>-crash-… (or -leak-, -timeout-, …).
+# found (.cache/fuzz/<target>, never committed), with its dictionary (Tests/fuzz/dict/<target>.dict)
+# if it has one. A crash, trap, leak, timeout or out-of-memory stops the run with status 1; the input
+# is saved as runs/fuzz/<target>-crash-… (or -leak-, -timeout-, …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: tools/fuzz.sh smoke|long [TARGET…]}; shift
@@ -24,10 +25,11 @@ for t in "${targets[@]}"; do
   work=.cache/fuzz/$t
   mkdir -p "$work"
   log=runs/fuzz/$mode-$t.log
+  dict=(); [ -f "Tests/fuzz/dict/$t.dict" ] && dict=(-dict="Tests/fuzz/dict/$t.dict")
   # -timeout: one input may take 10 s at most (a hang); -rss_limit_mb / -malloc_limit_mb: an input
   # that makes a parser allocate more than 2 GB is a finding too.
   if ZOO_FUZZ_TARGET=$t "$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
-       -print_final_stats=1 -artifact_prefix="runs/fuzz/$t-" "$work" "Tests/fuzz/corpus/$t" >"$log" 2>&1; then
+       -print_final_stats=1 -artifact_prefix="runs/fuzz/$t-" "${dict[@]}" "$work" "Tests/fuzz/corpus/$t" >"$log" 2>&1; then
     result=ok
   else
     result=FAILED; status=1
