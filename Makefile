@@ -4,6 +4,7 @@
 #   make eval    system packages, release build, weights, zero-shot STS-B with the dense BERT
 #   make bench   the side-by-side speed tables: fp32 against ONNX Runtime (bench/ort_vs_zoo.py), then
 #                qbert-int8 against zoo's fp32 bert and ORT dynamic int8 (bench/qbert_vs_ort.py)
+#   make fuzz-smoke  the libFuzzer harness of every file parser, a short run per target (README "Fuzzing")
 SHELL := /bin/bash
 export ZOO_CACHE ?= $(HOME)/.cache/zoo
 # GLUE: $ZOO_GLUE_DIR if set, else ../shared/glue when present, else ./data/glue (`zoo data fetch`).
@@ -13,7 +14,7 @@ PY := $(VENV)/bin/python
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 REF := .cache/ref
 
-.PHONY: test eval bench setup system-packages arm64-packages ckernels-test venv weights reference build release clean asan tsan
+.PHONY: test eval bench setup system-packages arm64-packages ckernels-test venv weights reference build release clean asan tsan fuzz-build fuzz-smoke fuzz-long
 
 test: setup build weights reference ckernels-test
 	swift test --skip-build --disable-swift-testing 2>&1 | tee .cache/test.log; exit $${PIPESTATUS[0]}
@@ -86,6 +87,18 @@ $(REF)/.stamp: tools/hf_reference.py tools/tokenizer_diff.py tools/hf_families.p
 	touch $@
 
 weights/minilm-l6/model.safetensors: | weights
+
+# libFuzzer + AddressSanitizer harness of every parser of outside files (Tests/fuzz/harness, README
+# "Fuzzing"); the zoo-fuzz product exists only with ZOO_FUZZ=1. fuzz-smoke: FUZZ_RUNS executions per
+# target; fuzz-long: FUZZ_TIME seconds per target, logs in runs/fuzz/.
+fuzz-build:
+	ZOO_FUZZ=1 swift build --build-path .build/fuzz -c release --product zoo-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld
+
+fuzz-smoke: fuzz-build
+	tools/fuzz.sh smoke
+
+fuzz-long: fuzz-build
+	nice -n 19 tools/fuzz.sh long
 
 clean:
 	rm -rf .build .cache

@@ -73,3 +73,10 @@ let package = Package(
         ),
     ] + plugins.map { .target(name: $0, dependencies: ["ZooCore", "CKernels"], path: "plugins/\($0)") }
 )
+
+// The libFuzzer harness (Tests/fuzz, README "Fuzzing") exists only when ZOO_FUZZ=1 (`make fuzz-build`),
+// so `swift build` and `swift test` never see it or link libFuzzer.
+if ProcessInfo.processInfo.environment["ZOO_FUZZ"] == "1" {
+    package.products.append(.executable(name: "zoo-fuzz", targets: ["zoo-fuzz"]))
+    package.targets.append(.executableTarget(name: "zoo-fuzz", dependencies: ["ZooCore", "QBERT"], path: "Tests/fuzz/harness"))
+}

@@ -64,13 +64,22 @@ public struct QuantSpec: Codable {
     /// The spec in `ckpt`'s config.json, or nil for an unquantized checkpoint.
     public static func load(_ ckpt: Checkpoint) throws -> QuantSpec? {
         let url = ckpt.dir.appendingPathComponent("config.json")
-        guard let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any],
-              let q = json["quantization"] else { return nil }
+        guard let data = readFile(url), let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ZooError.badFile(path: url.path, problem: "cannot read it as a JSON object")
+        }
+        guard let q = json["quantization"] else { return nil }
+        let spec: QuantSpec
         do {
-            return try JSONDecoder().decode(QuantSpec.self, from: JSONSerialization.data(withJSONObject: q))
+            guard q is [String: Any] else { throw ZooError.failed("not an object") }
+            spec = try JSONDecoder().decode(QuantSpec.self, from: JSONSerialization.data(withJSONObject: q))
         } catch {
             throw ZooError.badFile(path: url.path, problem: "invalid \"quantization\" entry: \(error)")
         }
+        guard spec.groupSize >= 1 else { throw ZooError.badFile(path: url.path, problem: "quantization group_size \(spec.groupSize) must be at least 1") }
+        if let (p, b) = spec.bits.first(where: { !(2...8).contains($0.value) }) {
+            throw ZooError.badFile(path: url.path, problem: "quantization bits of '\(p)': \(b) is outside 2...8")
+        }
+        return spec
     }
 }
 

@@ -37,7 +37,8 @@ public enum QuantizedFormat {
     static func read(_ st: SafeTensors, prefix: String, shape: [Int], bits: Int, group: Int) throws -> (q: [Int8], rowScale: [Float]) {
         let (N, K) = (shape[0], shape[1])
         guard (2...8).contains(bits) else { throw ZooError.badFile(path: st.path, problem: "'\(prefix)': \(bits) bits per weight is outside 2...8") }
-        let groups = (N + group - 1) / group
+        guard group >= 1 else { throw ZooError.badFile(path: st.path, problem: "'\(prefix)': group size \(group) must be at least 1") }
+        let groups = N == 0 ? 0 : (N - 1) / group + 1
         let se = try st.entry(prefix + ".weight_scale")
         guard se.dtype == .F32, se.shape == [groups] else {
             throw ZooError.badFile(path: st.path, problem: "'\(prefix).weight_scale' is \(se.dtype.rawValue) \(se.shape); expected F32 [\(groups)] (one scale per \(group) of \(N) rows)")

@@ -4,7 +4,7 @@ import Foundation
 /// training steps that need no labels). Strict UTF-8; blank lines are skipped.
 public enum Corpus {
     public static func load(_ url: URL) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
+        guard let data = readFile(url) else {
             throw ZooError.badFile(path: url.path, problem: "cannot read file (missing or unreadable)")
         }
         let lines = try textLines(data, path: url.path).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }

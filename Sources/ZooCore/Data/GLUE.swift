@@ -125,7 +125,7 @@ public struct GLUETask: Equatable {
     public func parse(_ text: String, split: Split, path: String) throws -> [Example] {
         var body = text
         if body.hasPrefix("\u{FEFF}") { body.removeFirst() }
-        var lines = body.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        var lines = body.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
         if lines.last?.isEmpty == true { lines.removeLast() }
         let wantLabel = split != .test
         var colA: Int, colB: Int?, colLabel: Int?, width: Int, firstRow: Int

@@ -22,7 +22,7 @@ public enum Leaderboard {
     /// Reads a predictions file; every index 0..<count must appear exactly once.
     public static func read(_ task: GLUETask, url: URL, count: Int) throws -> [Double] {
         let text = try readText(url)
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
         if lines.last?.isEmpty == true { lines.removeLast() }
         guard let header = lines.first, header.split(separator: "\t").map(String.init) == ["index", "prediction"] else {
             throw ZooError.badFile(path: url.path, problem: "line 1: header must be 'index<TAB>prediction'")

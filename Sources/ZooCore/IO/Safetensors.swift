@@ -99,7 +99,8 @@ public final class SafeTensors {
             let (elements, overflow) = shape.reduce((1, false)) { acc, d in
                 let (m, o) = acc.0.multipliedReportingOverflow(by: d); return (m, acc.1 || o)
             }
-            guard !overflow, elements * dtype.size == end - begin else {
+            let (bytes, tooMany) = elements.multipliedReportingOverflow(by: dtype.size)
+            guard !overflow, !tooMany, bytes == end - begin else {
                 throw ZooError.badFile(path: path, problem: "tensor '\(name)': \(end - begin) bytes do not hold shape \(shape) of \(dtype.rawValue)")
             }
             entries[name] = Entry(dtype: dtype, shape: shape, range: begin..<end)

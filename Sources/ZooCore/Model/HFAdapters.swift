@@ -74,7 +74,7 @@ public enum HFFamily: String, Codable, CaseIterable {
 
     /// Reads and validates a config.json (head: none; `Checkpoint` adds the head its tensors have).
     public static func spec(configAt url: URL) throws -> ModelSpec {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
+        guard let data = readFile(url) else {
             throw ZooError.badFile(path: url.path, problem: "cannot read file (missing or unreadable)")
         }
         guard let obj = try? JSONSerialization.jsonObject(with: data), let dict = obj as? [String: Any] else {
@@ -92,7 +92,7 @@ public enum HFFamily: String, Codable, CaseIterable {
     func spec(_ c: ConfigReader) throws -> ModelSpec {
         switch self {
         case .bert:
-            let H = try c.int("hidden_size"), n = try c.int("num_hidden_layers"), heads = try c.int("num_attention_heads")
+            let H = try c.int("hidden_size"), n = try c.int("num_hidden_layers", max: ConfigReader.maxLayers), heads = try c.int("num_attention_heads")
             guard heads > 0, H % heads == 0 else { throw c.bad("hidden_size \(H) is not divisible by num_attention_heads \(heads)") }
             try c.absolutePositions()
             let act = try c.activation("hidden_act", default: "gelu")
@@ -111,7 +111,7 @@ public enum HFFamily: String, Codable, CaseIterable {
                              hiddenDropout: Float(hidden), attentionDropout: Float(try c.double("attention_probs_dropout_prob", default: 0.1)),
                              classifierDropout: Float(try c.optionalDouble("classifier_dropout") ?? hidden))
         case .distilbert:
-            let H = try c.int("dim"), n = try c.int("n_layers"), heads = try c.int("n_heads")
+            let H = try c.int("dim"), n = try c.int("n_layers", max: ConfigReader.maxLayers), heads = try c.int("n_heads")
             guard heads > 0, H % heads == 0 else { throw c.bad("dim \(H) is not divisible by n_heads \(heads)") }
             let act = try c.activation("activation", default: "gelu"), ffn = try c.int("hidden_dim", default: 4 * H)
             return ModelSpec(family: .distilbert, vocab: try c.int("vocab_size"), embedding: H, positions: try c.int("max_position_embeddings", default: 512),
@@ -122,8 +122,8 @@ public enum HFFamily: String, Codable, CaseIterable {
                              attentionDropout: Float(try c.double("attention_dropout", default: 0.1)),
                              classifierDropout: Float(try c.double("seq_classif_dropout", default: 0.2)))
         case .albert:
-            let H = try c.int("hidden_size"), n = try c.int("num_hidden_layers"), heads = try c.int("num_attention_heads")
-            let groups = try c.int("num_hidden_groups", default: 1)
+            let H = try c.int("hidden_size"), n = try c.int("num_hidden_layers", max: ConfigReader.maxLayers), heads = try c.int("num_attention_heads")
+            let groups = try c.int("num_hidden_groups", default: 1, max: ConfigReader.maxLayers)
             guard heads > 0, H % heads == 0 else { throw c.bad("hidden_size \(H) is not divisible by num_attention_heads \(heads)") }
             guard try c.int("inner_group_num", default: 1) == 1 else { throw c.bad("inner_group_num other than 1 is not supported") }
             guard groups >= 1, groups <= n else { throw c.bad("num_hidden_groups \(groups) must be in 1...num_hidden_layers (\(n))") }
@@ -214,20 +214,31 @@ struct ConfigReader {
 
     func bad(_ m: String) -> ZooError { .badFile(path: path, problem: m) }
 
-    func int(_ key: String, default d: Int? = nil) throws -> Int {
+    /// Every integer field is a size: 0...maxSize (2^24), layer counts 0...maxLayers, so that the
+    /// model's sizes and parameter counts cannot overflow.
+    static let maxSize = 1 << 24, maxLayers = 1024
+
+    func int(_ key: String, default d: Int? = nil, max: Int = maxSize) throws -> Int {
         guard let v = dict[key], !(v is NSNull) else {
             if let d { return d }
             throw bad("missing field '\(key)'")
         }
+        return try size(v, key, max: max)
+    }
+
+    func size(_ v: Any, _ key: String, max: Int = maxSize) throws -> Int {
         guard let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() else {
             throw bad("field '\(key)' has the wrong type (expected an integer)")
         }
+        guard n.doubleValue >= 0, n.doubleValue <= Double(max) else { throw bad("field '\(key)' is \(n), outside 0...\(max)") }
         return n.intValue
     }
 
+    /// The real-valued fields (dropout probabilities, LayerNorm epsilon) are all in 0...1.
     func optionalDouble(_ key: String) throws -> Double? {
         guard let v = dict[key], !(v is NSNull) else { return nil }
         guard let n = v as? NSNumber else { throw bad("field '\(key)' has the wrong type (expected a number)") }
+        guard (0...1).contains(n.doubleValue) else { throw bad("field '\(key)' is \(n), outside 0...1") }
         return n.doubleValue
     }
 
@@ -235,8 +246,8 @@ struct ConfigReader {
 
     func intList(_ key: String, count: Int) throws -> [Int]? {
         guard let v = dict[key], !(v is NSNull) else { return nil }
-        guard let a = v as? [NSNumber], a.count == count else { throw bad("field '\(key)' must be a list of \(count) integers") }
-        return a.map(\.intValue)
+        guard let a = v as? [Any], a.count == count else { throw bad("field '\(key)' must be a list of \(count) integers") }
+        return try a.map { try size($0, key) }
     }
 
     func activation(_ key: String, default d: String) throws -> Activation {

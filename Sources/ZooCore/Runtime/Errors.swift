@@ -29,9 +29,17 @@ public enum ZooError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// The bytes of a file, nil when it cannot be read. An empty regular file is answered without
+/// Foundation, whose readers (Swift 6.3's) leak a 4 KB buffer on every empty file.
+public func readFile(_ url: URL) -> Data? {
+    var st = stat()
+    if stat(url.path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size == 0 { return Data() }
+    return FileManager.default.contents(atPath: url.path)
+}
+
 /// Reads a UTF-8 text file, naming the file when it is missing or not UTF-8.
 public func readText(_ url: URL) throws -> String {
-    guard let data = FileManager.default.contents(atPath: url.path) else {
+    guard let data = readFile(url) else {
         throw ZooError.badFile(path: url.path, problem: "cannot read file (missing or unreadable)")
     }
     guard let s = String(validatingUTF8Data: data) else {
