@@ -104,6 +104,18 @@ final class TokenizerTests: XCTestCase {
         }.count, 0, "zoo tokenize --json differs from HF")
     }
 
+    /// Inputs the long differential run found (tools/tokenizer_diff.py, seed 1): a letter, marks and a
+    /// code point above U+FFFF before an accent, which Foundation's NFC composed into another letter.
+    /// HF's ids, as its slow tokenizer gives them: the letter alone.
+    func testSupplementaryCodePointsBeforeAnAccent() throws {
+        let tok = try WordPieceTokenizer(vocabURL: Paths.weights.appendingPathComponent("vocab.txt"))
+        for (text, letter) in [("a\u{1a6a}\u{089e}\u{1ab4}\u{e0112}\u{0301}", "a"), ("n\u{11633}\u{082d}\u{1da53}\u{e0112}\u{0300}\u{e014c}\u{11c3f}", "n"),
+                               ("A\u{e01c3}\u{1b6f}\u{11133}\u{0613}\u{1ab9}\u{e014d}\u{0340}", "a"), ("e\u{10041}\u{0301} x", "e\u{10041}")] {
+            XCTAssertEqual(tok.basicTokens(text).first.map { String(String.UnicodeScalarView($0)) }, letter, text.debugDescription)
+        }
+        XCTAssertEqual(WordPieceTokenizer.nfc(Array("e\u{301}\u{10041}\u{301}".unicodeScalars)), Array("\u{e9}\u{10041}\u{301}".unicodeScalars))
+    }
+
     /// Bad lines of `zoo tokenize --json`: one error line naming the line, exit 2 (usage) or 1 (bad input).
     func testTokenizeJSONRejectsBadLines() throws {
         let vocab = Paths.weights.appendingPathComponent("vocab.txt")

@@ -112,7 +112,7 @@ public final class WordPieceTokenizer {
             cleaned.append(s)
         }
         // Python normalises to NFC before splitting (transformers >= 4.37).
-        let nfc = Array(String(String.UnicodeScalarView(cleaned)).precomposedStringWithCanonicalMapping.unicodeScalars)
+        let nfc = Self.nfc(cleaned)
         var out: [[Unicode.Scalar]] = []
         for token in Self.pySplit(nfc) {
             var t = token
@@ -135,6 +135,25 @@ public final class WordPieceTokenizer {
         // HF re-splits the joined pieces on whitespace; pieces can only contain Python-whitespace
         // that survived cleaning (U+2028, U+2029), so split them once more.
         return out.flatMap { Self.pySplit($0) }
+    }
+
+    /// NFC. Foundation's (Swift 6.3, Linux) composes a code point above U+FFFF as if it were its low
+    /// 16 bits — U+E0112 + U+0301 becomes U+1E16 "Ḗ", U+10041 + U+0301 "Á" (found by the differential
+    /// test) — so only runs of BMP code points go through it; the others pass unchanged. (That leaves
+    /// out the few compositions of two supplementary code points, Kaithi and the like, whose letters
+    /// are [UNK] either way; decomposition, NFD, has no such bug.)
+    static func nfc(_ scalars: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        var out: [Unicode.Scalar] = []
+        out.reserveCapacity(scalars.count)
+        var run = String.UnicodeScalarView()
+        func flush() {
+            if !run.isEmpty { out += String(run).precomposedStringWithCanonicalMapping.unicodeScalars; run = String.UnicodeScalarView() }
+        }
+        for s in scalars {
+            if s.value > 0xFFFF { flush(); out.append(s) } else { run.append(s) }
+        }
+        flush()
+        return out
     }
 
     /// Python's `str.lower` code point by code point (full mappings, no context: HF lowercases one
