@@ -156,6 +156,7 @@ def tokenizers(vocab):
 
 def dump(cases, slow, out):
     """The inputs with the slow tokenizer's output, one JSON object per line (written atomically)."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".tmp", "w", encoding="utf-8") as f:
         for c in cases:
             ids, types = hf(slow, c)
@@ -174,6 +175,7 @@ def main():
     ap.add_argument("--zoo", action="append", help="a zoo binary to compare (repeatable; default .build/release/zoo)")
     ap.add_argument("--out", help="dump: the JSONL file to write")
     ap.add_argument("--show", type=int, default=10, help="compare: differences to print")
+    ap.add_argument("--save", help="compare: write the inputs on which the first --zoo differs from slow (JSONL)")
     a = ap.parse_args()
     slow, fast = tokenizers(a.vocab)
     cases = make_cases(a, slow)
@@ -181,27 +183,34 @@ def main():
     if a.mode == "dump":
         return dump(cases, slow, a.out)
 
-    inp = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases)
-    zoos = {}
-    for z in a.zoo or [".build/release/zoo"]:
-        run = subprocess.run([z, "tokenize", "--vocab", a.vocab, "--json"], input=inp.encode(), capture_output=True)
-        if run.returncode != 0:
-            sys.exit(f"{z} tokenize failed ({run.returncode}): {run.stderr.decode()[-2000:]}")
-        zoos[z] = [json.loads(l) for l in run.stdout.decode().splitlines()]
-        assert len(zoos[z]) == len(cases), (z, len(zoos[z]), len(cases))
     counts = {"slow != fast": 0}
     shown = 0
-    for i, c in enumerate(cases):
-        s, f = hf(slow, c), hf(fast, c)
-        counts["slow != fast"] += s != f
-        for z, outs in zoos.items():
-            zt = (outs[i]["input_ids"], outs[i]["token_type_ids"])
-            for name, ref in [("slow", s), ("fast", f)]:
-                key = f"{z} != {name}"
-                counts[key] = counts.get(key, 0) + (zt != ref)
-            if zt != s and shown < a.show:
-                shown += 1
-                print(z, json.dumps(c, ensure_ascii=True)[:400], "\n  zoo ", zt[0][:40], "\n  slow", s[0][:40], "\n  fast", f[0][:40])
+    saved = open(a.save, "w", encoding="utf-8") if a.save else None
+    chunk = 10000   # zoo runs on 10 000 inputs at a time, so memory stays flat
+    for start in range(0, len(cases), chunk):
+        part = cases[start:start + chunk]
+        inp = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in part)
+        zoos = {}
+        for z in a.zoo or [".build/release/zoo"]:
+            run = subprocess.run([z, "tokenize", "--vocab", a.vocab, "--json"], input=inp.encode(), capture_output=True)
+            if run.returncode != 0:
+                sys.exit(f"{z} tokenize failed ({run.returncode}): {run.stderr.decode()[-2000:]}")
+            zoos[z] = [json.loads(l) for l in run.stdout.decode().splitlines()]
+            assert len(zoos[z]) == len(part), (z, len(zoos[z]), len(part))
+        for i, c in enumerate(part):
+            s, f = hf(slow, c), hf(fast, c)
+            counts["slow != fast"] += s != f
+            for z, outs in zoos.items():
+                zt = (outs[i]["input_ids"], outs[i]["token_type_ids"])
+                for name, ref in [("slow", s), ("fast", f)]:
+                    key = f"{z} != {name}"
+                    counts[key] = counts.get(key, 0) + (zt != ref)
+                if zt != s and saved and z == (a.zoo or [".build/release/zoo"])[0]:
+                    saved.write(json.dumps(dict(c, zoo=zt[0], slow=s[0], fast=f[0]), ensure_ascii=False) + "\n")
+                if zt != s and shown < a.show:
+                    shown += 1
+                    print(z, json.dumps(c, ensure_ascii=True)[:400], "\n  zoo ", zt[0][:40], "\n  slow", s[0][:40], "\n  fast", f[0][:40])
+        print(f"{start + len(part)} of {len(cases)}: {counts}", file=sys.stderr, flush=True)
     print(f"transformers {__import__('transformers').__version__}, tokenizers {__import__('tokenizers').__version__}, "
           f"Python {sys.version.split()[0]} (Unicode {unicodedata.unidata_version})")
     print(f"inputs: {len(cases)} (GLUE {len(cases) - a.hostile}, hostile {a.hostile}, seed {a.seed}); "
