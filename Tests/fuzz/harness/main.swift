@@ -186,7 +186,7 @@ func writeSeeds(_ root: URL) throws {
         let dir = tmp.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try JSONSerialization.data(withJSONObject: spec.family.config(spec), options: [.sortedKeys]).write(to: dir.appendingPathComponent("config.json"))
-        try randomStore(spec, seed: 1).save(to: dir.appendingPathComponent("model.safetensors"))
+        try randomStore(spec, seed: 1).safetensors().write(to: dir.appendingPathComponent("model.safetensors"))
         try Data("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\nworld\n".utf8).write(to: dir.appendingPathComponent("vocab.txt"))
         func packed(_ d: URL) throws -> Data {
             try Data(contentsOf: d.appendingPathComponent("config.json")) + Data([0]) + Data(contentsOf: d.appendingPathComponent("model.safetensors"))
