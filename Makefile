@@ -36,7 +36,7 @@ asan: setup weights reference
 	$(SAN_TESTS_ENV) swift test --skip-build --build-path .build/asan --disable-swift-testing $(if $(FILTER),--filter '$(FILTER)') 2>&1 | tee .cache/asan.log; exit $${PIPESTATUS[0]}
 
 ARCHER := $(firstword $(wildcard /usr/lib/llvm-*/lib/libarcher.so))
-TSAN_FILTER ?= KernelTests|TrainKernelTests|QuantTests|LSTMTests
+TSAN_FILTER ?= KernelTests|TrainKernelTests|LSTMTests|QuantTests.testInt8Gemm|QuantTests.testActivationQuant|QuantTests.testActivationRounding|QuantTests.testDequantizedLinear
 tsan: setup weights reference
 	swift build --build-tests --build-path .build/tsan --sanitize=thread
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/Tests/sanitizers/tsan.supp" OMP_TOOL_LIBRARIES=$(ARCHER) \

@@ -91,11 +91,13 @@ func tokenize(_ data: Data) {
     }
 }
 
-/// What every encoding must satisfy: ids from the vocabulary, one type per id, [CLS] first, the length limit.
+/// What every encoding must satisfy: ids from the vocabulary, one type per id, [CLS] first, the length
+/// limit from 3 on (below it HF, and so the zoo, returns the sequence untruncated: longest_first
+/// cannot cut a side to less than nothing).
 func check(_ tok: WordPieceTokenizer, _ e: WordPieceTokenizer.Encoding, maxLength: Int) {
     let ids = e.inputIds
     precondition(ids.count == e.tokenTypeIds.count && ids.first == tok.cls && ids.last == tok.sep)
-    precondition(ids.count <= max(maxLength, e.tokenTypeIds.contains(1) ? 3 : 2), "\(ids.count) ids for maxLength \(maxLength)")
+    precondition(maxLength < 3 || ids.count <= maxLength, "\(ids.count) ids for maxLength \(maxLength)")
     let top = tok.vocab.values.max() ?? 0
     precondition(ids.allSatisfy { $0 >= 0 && $0 <= top }, "id outside the vocabulary")
 }
