@@ -7,16 +7,7 @@ import Foundation
 public func writeAtomically(_ data: Data, to url: URL) throws {
     let dir = url.deletingLastPathComponent()
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())").path
-    Interrupt.track(tmp)
-    defer { Interrupt.untrack(tmp) }
-    do {
-        try writeFile(data, to: tmp, reportedAs: url.path)
-        guard rename(tmp, url.path) == 0 else { throw ZooError.failed("\(url.path): rename failed: \(String(cString: strerror(errno)))") }
-    } catch {
-        unlink(tmp)
-        throw error
-    }
+    try writeFiles([(url.lastPathComponent, data)], in: dir)
 }
 
 /// The files of one output (a model's config.json, model.safetensors and vocab.txt), all or none.
