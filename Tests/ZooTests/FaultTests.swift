@@ -27,7 +27,7 @@ final class FaultTests: XCTestCase {
         return (try JSONSerialization.jsonObject(with: Data(st.metadata["zoo_state"]!.utf8)) as! [String: Any])["step"] as! Int
     }
 
-    /// SIGINT mid-epoch: the step finishes, a checkpoint of that step is saved, exit 130 with a line
+    /// SIGINT mid-epoch (at step 100 of 375, held there by ZOO_PAUSE_AT_STEP): the step finishes, a checkpoint of that step is saved, exit 130 with a line
     /// saying how to continue; --resume continues from that step to the same weights as an
     /// uninterrupted run. Then a full disk on the next checkpoint: exit 1 naming the file and
     /// "File too large", the previous checkpoint byte-identical, no temp file, no model.
@@ -37,17 +37,11 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(try zoo(finetuneArgs(base: base, glue: glue, out: full)).code, 0)
 
         let cut = try tempDir().appendingPathComponent("cut")
-        var interrupted: RunResult?
-        for delay in [400, 800, 200, 1500, 100] {
-            try? FileManager.default.removeItem(at: cut)
-            let r = try zoo(finetuneArgs(base: base, glue: glue, out: cut), signal: (SIGINT, delay))
-            if r.stderr.contains("interrupted at step") { interrupted = r; break }
-        }
-        let r = try XCTUnwrap(interrupted, "no SIGINT landed inside the training loop")
+        let r = try zoo(finetuneArgs(base: base, glue: glue, out: cut), env: ["ZOO_PAUSE_AT_STEP": "100"], signalWhen: (SIGINT, "paused at step 100"))
         XCTAssertEqual(r.code, 130, r.stderr)
         let saved = try step(ofCheckpoint: cut.appendingPathComponent("checkpoint.safetensors"))
-        XCTAssertTrue(r.stderr.contains("interrupted at step \(saved): checkpoint saved in \(cut.path)/checkpoint.safetensors; continue with --resume"), r.stderr)
-        XCTAssertTrue((1..<375).contains(saved), "step \(saved)")
+        XCTAssertEqual(saved, 100)
+        XCTAssertTrue(r.stderr.contains("interrupted at step 100: checkpoint saved in \(cut.path)/checkpoint.safetensors; continue with --resume"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: cut.appendingPathComponent("model.safetensors").path))
 
         // The disk fills up: every file above 8 KB fails (the checkpoint is ~3× the model).
@@ -145,19 +139,21 @@ final class FaultTests: XCTestCase {
         let p = Process()
         p.executableURL = Paths.zoo
         p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(["ZOO_PAUSE_AT_STEP": "30"]) { $1 }
         let err = Pipe()
         p.standardError = err
         p.standardOutput = FileHandle.nullDevice
         try p.run()
-        // Into the fine-tune's training loop: its progress line is in the step's log.
+        // Into the fine-tune's training loop, held at step 30 (ZOO_PAUSE_AT_STEP, passed on to the step).
         let deadline = Date().addingTimeInterval(60)
-        while !((try? String(contentsOf: cell.appendingPathComponent("step.log"), encoding: .utf8))?.contains("train: ") ?? false) && Date() < deadline { usleep(20_000) }
+        while !((try? String(contentsOf: cell.appendingPathComponent("step.log"), encoding: .utf8))?.contains("paused at step 30") ?? false) && Date() < deadline { usleep(20_000) }
         kill(p.processIdentifier, SIGINT)
         p.waitUntilExit()
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         XCTAssertEqual(p.terminationStatus, 130, stderr)
         XCTAssertTrue(stderr.contains("interrupted; run the same zoo table again to resume it"), stderr)
         let saved = try step(ofCheckpoint: cell.appendingPathComponent("checkpoint.safetensors"))
+        XCTAssertEqual(saved, 30)
         let log = try String(contentsOf: cell.appendingPathComponent("step.log"), encoding: .utf8)
         XCTAssertTrue(log.contains("interrupted at step \(saved)"), log)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("table.json").path))

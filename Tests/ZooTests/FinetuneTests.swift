@@ -30,26 +30,31 @@ final class FinetuneTests: XCTestCase {
     }
 
     /// Two runs writing one --out: the second is refused while the first runs (one error line, exit
-    /// 1, the first's output untouched), and accepted once it has finished.
+    /// 1, the first's output untouched), and accepted once it has ended.
     func testSecondRunOnTheSameOutIsRefused() throws {
         let base = try Tiny.checkpoint(), glue = try Self.tinyGLUE(train: 400)
         let out = try tempDir().appendingPathComponent("out")
         let first = Process()
         first.executableURL = Paths.zoo
         first.arguments = finetuneArgs(base: base, glue: glue, out: out)
+        first.environment = ProcessInfo.processInfo.environment.merging(["ZOO_PAUSE_AT_STEP": "1"]) { $1 }   // held after step 1
         first.standardError = FileHandle.nullDevice
         try first.run()
         let started = Date()
         while !FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint.safetensors").path), first.isRunning,
               Date().timeIntervalSince(started) < 60 { usleep(20_000) }
         XCTAssertTrue(first.isRunning, "the first run ended before the second could start")
+        let checkpoint = try Data(contentsOf: out.appendingPathComponent("checkpoint.safetensors"))
         let second = try zoo(finetuneArgs(base: base, glue: glue, out: out))
         XCTAssertEqual(second.code, 1, second.stderr)
         XCTAssertTrue(second.stderr.contains("another zoo is writing there"), second.stderr)
+        XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("checkpoint.safetensors")), checkpoint)
+        kill(first.processIdentifier, SIGINT)
         first.waitUntilExit()
-        XCTAssertEqual(first.terminationStatus, 0)
+        XCTAssertEqual(first.terminationStatus, 130)
+        let resumed = try zoo(finetuneArgs(base: base, glue: glue, out: out) + ["--resume"])
+        XCTAssertEqual(resumed.code, 0, "the lock goes with its process: \(resumed.stderr)")
         XCTAssertNoThrow(try SafeTensors(url: out.appendingPathComponent("model.safetensors")))
-        XCTAssertEqual(try zoo(finetuneArgs(base: base, glue: glue, out: out) + ["--epochs", "1"]).code, 0, "the lock goes with its process")
     }
 
     func testResumeAfterSIGKILLIsBitIdentical() throws {
@@ -61,22 +66,32 @@ final class FinetuneTests: XCTestCase {
         XCTAssertEqual((metrics["epochs"] as! [Any]).count, 3)
         XCTAssertEqual(metrics["steps"] as? Int, 150)
 
-        // Kill a second run with SIGKILL after it has written some checkpoints, at an arbitrary moment.
+        func assertResumes(_ cut: URL, steps: ClosedRange<Int>) throws {
+            let checkpoint = try SafeTensors(url: cut.appendingPathComponent("checkpoint.safetensors"))
+            let state = try JSONSerialization.jsonObject(with: Data(checkpoint.metadata["zoo_state"]!.utf8)) as! [String: Any]
+            let saved = state["step"] as! Int
+            XCTAssertTrue(steps.contains(saved), "killed: checkpoint at step \(saved), expected \(steps)")
+            let resumed = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume"])
+            XCTAssertEqual(resumed.code, 0, resumed.stderr)
+            XCTAssertTrue(resumed.stderr.contains("at step \(saved)\n"), resumed.stderr)
+            XCTAssertEqual(try Data(contentsOf: cut.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),
+                           "resumed weights must be bit-identical to the uninterrupted run")
+        }
+
+        // Killed with SIGKILL at an arbitrary moment after it has written a checkpoint (every step
+        // here): the checkpoint is whole (never torn) and the run resumes from it to the same end.
+        // How far the run got depends on the machine; it may be anywhere up to the last step.
         let cut = try tempDir().appendingPathComponent("cut")
         XCTAssertTrue(try killedMidway(finetuneArgs(base: base, glue: glue, out: cut), after: cut.appendingPathComponent("checkpoint.safetensors"),
                                        finished: cut.appendingPathComponent("model.safetensors"), delays: [400, 250, 700, 150, 50, 10, 0]),
                       "could not interrupt a run before it finished")
-        // Whatever the moment, the checkpoint is whole (never torn) and the run resumes to the same end.
-        let checkpoint = try SafeTensors(url: cut.appendingPathComponent("checkpoint.safetensors"))
-        let state = try JSONSerialization.jsonObject(with: Data(checkpoint.metadata["zoo_state"]!.utf8)) as! [String: Any]
-        let saved = state["step"] as! Int
-        XCTAssertTrue((1..<150).contains(saved), "killed midway: checkpoint at step \(saved)")
-        let resumed = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume"])
-        XCTAssertEqual(resumed.code, 0, resumed.stderr)
-        // It continues from the checkpoint's step, not from 0 (a silent restart would also end identical).
-        XCTAssertTrue(resumed.stderr.contains("at step \(saved)\n"), resumed.stderr)
-        XCTAssertEqual(try Data(contentsOf: cut.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),
-                       "resumed weights must be bit-identical to the uninterrupted run")
+        try assertResumes(cut, steps: 1...150)
+        // Killed at a known step in the middle (held there by ZOO_PAUSE_AT_STEP): it continues from
+        // that step, not from 0 (a silent restart would also end identical).
+        try FileManager.default.removeItem(at: cut)
+        let killed = try zoo(finetuneArgs(base: base, glue: glue, out: cut), env: ["ZOO_PAUSE_AT_STEP": "60"], signalWhen: (SIGKILL, "paused at step 60"))
+        XCTAssertEqual(killed.code, SIGKILL, killed.stderr)
+        try assertResumes(cut, steps: 60...60)
 
         // A different recipe is refused.
         let other = try zoo(finetuneArgs(base: base, glue: glue, out: cut) + ["--resume", "--lr", "2e-3"])

@@ -42,10 +42,12 @@ struct RunResult {
 }
 
 /// Runs the built `zoo` binary like a user would; optionally with a file-size limit (RLIMIT_FSIZE,
-/// through bash's `ulimit -f`: a full disk for files above it) or sent a signal after a delay.
+/// through bash's `ulimit -f`: a full disk for files above it), sent a signal after a delay, or sent
+/// a signal once its stderr contains a text (with ZOO_PAUSE_AT_STEP: at a known training step).
 @discardableResult
 func zoo(_ args: [String], stdin: Data = Data(), env extra: [String: String] = [:], cwd: URL? = nil,
-         fileSizeLimitKB: Int? = nil, signal: (number: Int32, afterMs: Int)? = nil) throws -> RunResult {
+         fileSizeLimitKB: Int? = nil, signal: (number: Int32, afterMs: Int)? = nil,
+         signalWhen: (number: Int32, stderrContains: String)? = nil) throws -> RunResult {
     let p = Process()
     if let kb = fileSizeLimitKB {
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
@@ -72,7 +74,15 @@ func zoo(_ args: [String], stdin: Data = Data(), env extra: [String: String] = [
     let group = DispatchGroup()
     group.enter()
     DispatchQueue.global().async { outBox.data = o.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    let errData = e.fileHandleForReading.readDataToEndOfFile()
+    var errData = Data()
+    while case let chunk = e.fileHandleForReading.availableData, !chunk.isEmpty {   // what is there, as it comes
+        let seen = errData.count
+        errData.append(chunk)
+        // Look from a little before the new bytes, so a text split across two reads is found (once).
+        if let signalWhen, String(decoding: errData[max(0, seen - signalWhen.stderrContains.utf8.count + 1)...], as: UTF8.self).contains(signalWhen.stderrContains) {
+            kill(p.processIdentifier, signalWhen.number)
+        }
+    }
     group.wait()
     p.waitUntilExit()
     return RunResult(code: p.terminationStatus, stdout: outBox.data, stderr: String(decoding: errData, as: UTF8.self))

@@ -98,6 +98,13 @@ public enum Interrupt {
         return try body()
     }
 
+    /// Says `message` on stderr, then waits until a signal asks to stop or `seconds` pass.
+    static func pause(_ message: String, seconds: Double) {
+        log(message)
+        let end = Date().addingTimeInterval(seconds)
+        while !requested && Date() < end { usleep(1000) }
+    }
+
     /// Passes the first signal on to `pid` while it runs (a child zoo, which Foundation starts in a
     /// process group of its own, so Ctrl-C does not reach it), so it stops as gracefully as this one.
     public static func forward(to pid: Int32?) {

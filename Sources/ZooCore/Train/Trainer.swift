@@ -75,6 +75,10 @@ public final class Trainer {
         return idx
     }
 
+    /// ZOO_PAUSE_AT_STEP=N, for fault tests: before the step after N the run says "paused at step N"
+    /// and waits up to a minute for a signal, so a test stops it at a known step on any machine.
+    static let pauseAtStep = ProcessInfo.processInfo.environment["ZOO_PAUSE_AT_STEP"].flatMap { Int($0) }
+
     /// Runs (or, after `resume()`, continues) training to the end. `log` receives the epoch lines,
     /// `progress` (batches done, batches per epoch) every step.
     /// SIGINT/SIGTERM stop it before the next step with a checkpoint (ZooError.interrupted).
@@ -86,6 +90,7 @@ public final class Trainer {
         while epoch < options.epochs {
             let idx = order(epoch: epoch)
             while position < batchesPerEpoch {
+                if step == Self.pauseAtStep { Interrupt.pause("paused at step \(step) (ZOO_PAUSE_AT_STEP)", seconds: 60) }
                 if Interrupt.requested {
                     try saveCheckpoint()
                     throw ZooError.interrupted("interrupted at step \(step): checkpoint saved in \(checkpointURL.path); continue with --resume")
