@@ -79,14 +79,15 @@ release:
 
 weights: build
 	.build/debug/zoo weights fetch minilm-l6
+	.build/debug/zoo weights fetch paraphrase-minilm-l3
 
 # HF / PyTorch / sklearn reference outputs, redone when the script, its inputs or the weights change.
 reference: $(REF)/.stamp
-$(REF)/.stamp: tools/hf_reference.py tools/tokenizer_diff.py tools/hf_families.py tools/hf_distill.py tools/glue_tasks.py Tests/ZooTests/Fixtures/encoder_inputs.txt weights/minilm-l6/model.safetensors $(VENV)/.requirements
+$(REF)/.stamp: tools/hf_reference.py tools/tokenizer_diff.py tools/hf_families.py tools/hf_distill.py tools/glue_tasks.py Tests/ZooTests/Fixtures/encoder_inputs.txt weights/minilm-l6/model.safetensors weights/paraphrase-minilm-l3/model.safetensors $(VENV)/.requirements
 	$(PY) tools/hf_reference.py all --out $(REF)
 	touch $@
 
-weights/minilm-l6/model.safetensors: | weights
+weights/minilm-l6/model.safetensors weights/paraphrase-minilm-l3/model.safetensors: | weights
 
 # libFuzzer + AddressSanitizer harness of every parser of outside files (Tests/fuzz/harness, README
 # "Fuzzing"); the zoo-fuzz product exists only with ZOO_FUZZ=1. fuzz-smoke: FUZZ_RUNS executions per

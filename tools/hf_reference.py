@@ -10,7 +10,9 @@
                                                       #    ALBERT checkpoints + hidden states, scores, grads: tools/hf_families.py)
     python tools/hf_reference.py lstm     --out DIR   # -> DIR/lstm.safetensors (PyTorch nn.LSTM, bidirectional: outputs, grads)
     python tools/hf_reference.py distill  --out DIR   # -> DIR/distill/ (one TinyBERT-loss distillation step: tools/hf_distill.py)
-    python tools/hf_reference.py all      --out DIR   # the last seven
+    python tools/hf_reference.py onnx     --out DIR   # -> DIR/onnx_l3.safetensors, DIR/onnx_l3_stsb.json (onnxruntime on the ONNX
+                                                      #    file paraphrase-minilm-l3 is converted from: hidden states, zero-shot STS-B)
+    python tools/hf_reference.py all      --out DIR   # the last eight
     python tools/hf_reference.py roundtrip --model DIR < lines   # HF logits of a zoo-fine-tuned model (any family)
 
 Weights default to weights/minilm-l6 (`zoo weights fetch minilm-l6`), GLUE to $ZOO_GLUE_DIR.
@@ -369,9 +371,56 @@ def cmd_tokenizer_diff(a):
     tokenizer_diff.dump(tokenizer_diff.make_cases(args, slow), slow, os.path.join(a.out, "tokenizer_diff.jsonl"))
 
 
+def cmd_onnx(a):
+    """onnxruntime on the ONNX export that `zoo weights fetch paraphrase-minilm-l3` converts (read from
+    the cached wheel): last hidden states of every encoder_inputs.txt line, its two sentences joined
+    as one (the export takes no token types: all 0), and zero-shot STS-B dev as `zoo eval --zero-shot`."""
+    import zipfile
+    import numpy as np
+    import onnxruntime as ort
+    from safetensors.numpy import save_file
+    from scipy.stats import pearsonr, spearmanr
+    src = json.load(open(os.path.join(ROOT, "weights", "manifest.json")))["paraphrase-minilm-l3"]["sources"][0]
+    cache = os.environ.get("ZOO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "zoo")
+    with zipfile.ZipFile(os.path.join(cache, "wheels", src["wheel"])) as z:
+        model = z.read(src["folder"] + "/" + src["onnx"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(model, opts)
+    hidden = next(o.name for o in sess.get_outputs() if len(o.shape) == 3)
+    tok = tokenizer(os.path.join(ROOT, "weights", "paraphrase-minilm-l3"))
+    def run(ids, mask):
+        return sess.run([hidden], {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)})[0]
+    out = {}
+    with open(ENCODER_INPUTS, encoding="utf-8") as f:
+        lines = [l.rstrip("\n").replace("\t", " ") for l in f]
+    for i, line in enumerate(lines):
+        ids = np.array([tok(line, truncation=True, max_length=128)["input_ids"]])
+        out[f"ids.{i}"] = ids[0].astype(np.int32)
+        out[f"hidden.{i}"] = np.ascontiguousarray(run(ids, np.ones_like(ids))[0])
+    os.makedirs(a.out, exist_ok=True)
+    save_file(out, os.path.join(a.out, "onnx_l3.safetensors"))
+    rows = read_stsb_dev(a.glue)
+    def embed(texts):
+        res = []
+        for i in range(0, len(texts), 32):
+            e = tok(texts[i:i + 32], truncation=True, max_length=128, padding=True, return_tensors="np")
+            h = run(e["input_ids"], e["attention_mask"])
+            m = e["attention_mask"][..., None].astype(np.float64)
+            res.append((h * m).sum(1) / m.sum(1))
+        return np.concatenate(res)
+    ea, eb = embed([r[0] for r in rows]), embed([r[1] for r in rows])
+    sims = (ea * eb).sum(1) / np.linalg.norm(ea, axis=1) / np.linalg.norm(eb, axis=1)
+    gold = [r[2] for r in rows]
+    res = {"pearson": 100 * pearsonr(sims, gold)[0], "spearman": 100 * spearmanr(sims, gold)[0], "examples": len(rows)}
+    with open(os.path.join(a.out, "onnx_l3_stsb.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"onnx: {len(lines)} inputs, stsb {res} -> {a.out}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill", "roundtrip", "all"])
+    ap.add_argument("what", choices=["tokenizer-fixture", "tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill", "onnx", "roundtrip", "all"])
     ap.add_argument("--model", help="roundtrip: a fine-tuned checkpoint directory")
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
@@ -381,7 +430,7 @@ def main():
         cmd_tokenizer_fixture(a)
     if a.what == "roundtrip":
         cmd_roundtrip(a)
-    for w in ["tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill"]:
+    for w in ["tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill", "onnx"]:
         if a.what in (w, "all"):
             globals()["cmd_" + w.replace("-", "_")](a)
 

@@ -77,8 +77,12 @@ struct WeightsCommand: Command {
             }
             let unpacked = dir.appendingPathComponent(".wheel")
             try Fetch.unzip(wheel, to: unpacked)
-            for f in files {
-                try FileManager.default.moveItem(at: unpacked.appendingPathComponent(folder).appendingPathComponent(f), to: dir.appendingPathComponent(f))
+            if let onnx = source["onnx"] {
+                try convertONNX(unpacked.appendingPathComponent(folder).appendingPathComponent(onnx), source, into: dir)
+            } else {
+                for f in files {
+                    try FileManager.default.moveItem(at: unpacked.appendingPathComponent(folder).appendingPathComponent(f), to: dir.appendingPathComponent(f))
+                }
             }
             try FileManager.default.removeItem(at: unpacked)
         case "url":
@@ -90,6 +94,30 @@ struct WeightsCommand: Command {
         default:
             throw ZooError.failed("manifest: unknown source type '\(source["type"] ?? "")'")
         }
+    }
+}
+
+extension WeightsCommand {
+    /// A wheel that carries only an ONNX export of a BERT encoder (`onnx`: the file in `folder`):
+    /// converted to an HF BertModel checkpoint (ParameterStore.importBERT with the source's
+    /// `tensor_prefix` and `heads`). Its vocabulary is not in the wheel: `vocab_from` names the
+    /// manifest entry whose vocab.txt it uses (its sha256 is checked with the other files).
+    static func convertONNX(_ url: URL, _ source: [String: String], into dir: URL) throws {
+        guard let prefix = source["tensor_prefix"], let heads = source["heads"].flatMap({ Int($0) }), let vocabFrom = source["vocab_from"] else {
+            throw ZooError.failed("manifest: an onnx source needs tensor_prefix, heads and vocab_from")
+        }
+        let vocab = dir.deletingLastPathComponent().appendingPathComponent(vocabFrom).appendingPathComponent("vocab.txt")
+        guard FileManager.default.fileExists(atPath: vocab.path) else {
+            throw ZooError.failed("the vocabulary comes from \(vocab.path): run `zoo weights fetch \(vocabFrom)` first")
+        }
+        log("converting \(url.lastPathComponent) (ONNX) to safetensors")
+        let store = try ParameterStore.importBERT(try ONNXModel(url: url), prefix: prefix, heads: heads)
+        var config = HFFamily.bert.config(store.spec)
+        config["architectures"] = ["BertModel"]
+        config["_name_or_path"] = source["name_or_path"]
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]).write(to: dir.appendingPathComponent("config.json"))
+        try store.safetensors().write(to: dir.appendingPathComponent("model.safetensors"))
+        try FileManager.default.copyItem(at: vocab, to: dir.appendingPathComponent("vocab.txt"))
     }
 }
 
