@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: tools/fuzz.sh smoke|long [TARGET…]}; shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors config vocab tokenizer glue predictions qcheckpoint corpus)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors config vocab tokenizer glue predictions qcheckpoint corpus onnx)
 bin=.build/fuzz/release/zoo-fuzz
 [ -x "$bin" ] || { echo "$bin missing: run make fuzz-build" >&2; exit 1; }
 mkdir -p runs/fuzz
@@ -28,7 +28,8 @@ for t in "${targets[@]}"; do
   dict=(); [ -f "Tests/fuzz/dict/$t.dict" ] && dict=(-dict="Tests/fuzz/dict/$t.dict")
   # -timeout: one input may take 10 s at most (a hang); -rss_limit_mb / -malloc_limit_mb: an input
   # that makes a parser allocate more than 2 GB is a finding too.
-  if ZOO_FUZZ_TARGET=$t "$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+  maxlen=16384; [ "$t" = onnx ] && maxlen=65536   # the ONNX seed is a 39 KB export
+  if ZOO_FUZZ_TARGET=$t "$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=$maxlen \
        -print_final_stats=1 -artifact_prefix="runs/fuzz/$t-" "${dict[@]}" "$work" "Tests/fuzz/corpus/$t" >"$log" 2>&1; then
     result=ok
   else

@@ -14,6 +14,8 @@
                                                       #    file paraphrase-minilm-l3 is converted from: hidden states, zero-shot STS-B)
     python tools/hf_reference.py all      --out DIR   # the last eight
     python tools/hf_reference.py roundtrip --model DIR < lines   # HF logits of a zoo-fine-tuned model (any family)
+    python tools/hf_reference.py mixed-bits --model FP32 --quantized DIR --budget B --group G
+                                                      # the mixed-precision bit allocation recomputed in numpy
 
 Weights default to weights/minilm-l6 (`zoo weights fetch minilm-l6`), GLUE to $ZOO_GLUE_DIR.
 Pinned versions: tools/requirements.txt (transformers 4.x: its BertTokenizer is the original Python one).
@@ -362,6 +364,72 @@ def cmd_roundtrip(a):
     json.dump(rows, sys.stdout)
 
 
+def cmd_mixed_bits(a):
+    """Q-BERT's mixed-precision bit allocation recomputed without the zoo's code, from the fp32
+    checkpoint and the top Hessian eigenvalues `zoo quantize --method mixed` recorded in the quantized
+    config: units (the embedding tables; each encoder layer's six Linear weights) found from the tensor
+    names, each weight quantized at 8, 6, 5, 4, 3 bits in numpy (symmetric, one scale per group of rows —
+    per row for embedding tables — the clip chosen from 1.0, 0.975, ... 0.525 of max|w| by squared error,
+    8 bits plain absmax; round half to even), predicted loss ½·|λ|·‖Q(W) − W‖², storage bits·count +
+    32 per scale, then the greedy descent from 8 bits under the budget. Prints {tensor prefix: bits}."""
+    import re
+    import numpy as np
+    from safetensors.numpy import load_file
+    w = {k: v for k, v in load_file(os.path.join(a.model, "model.safetensors")).items() if v.ndim == 2 and v.dtype == np.float32}
+    eig = json.load(open(os.path.join(a.quantized, "config.json")))["quantization"]["hessian_top_eigenvalue"]
+    units = {}
+    for name in w:
+        m = re.match(r"(.*encoder\.layer\.\d+)\.(attention|intermediate|output)\.", name)
+        if name.endswith("_embeddings.weight"):
+            units.setdefault(name.split("embeddings.")[0] + "embeddings", []).append(name[:-len(".weight")])
+        elif m and "LayerNorm" not in name:
+            units.setdefault(m.group(1), []).append(name[:-len(".weight")])
+    assert set(units) == set(eig), (sorted(units), sorted(eig))
+
+    def quantize(x, bits, group):
+        """(q, per-row scale); the clip's error in float32 differences as the C kernel sums them."""
+        qmax = np.float32(2 ** (bits - 1) - 1)
+        q, scale = np.zeros_like(x), np.zeros(x.shape[0], np.float32)
+        for g0 in range(0, x.shape[0], group):
+            blk = x[g0:g0 + group]
+            m = np.abs(blk).max()
+            best, best_err = m / qmax, np.inf
+            for st in range(1 if bits >= 8 else 20):
+                if m == 0:
+                    break
+                s = np.float32(m * np.float32(np.float32(1) - np.float32(0.025) * np.float32(st))) / qmax
+                err = ((blk - np.clip(np.rint(blk / s), -qmax, qmax) * s).astype(np.float64) ** 2).sum()
+                if err < best_err:
+                    best, best_err = s, err
+            if best > 0:
+                q[g0:g0 + group] = np.clip(np.rint(blk / best), -qmax, qmax)
+            scale[g0:g0 + group] = best
+        return q, scale
+
+    candidates = [8, 6, 5, 4, 3]
+    cost, size, total = {}, {}, 0
+    for u, prefixes in units.items():
+        for b in candidates:
+            err = bits_used = 0.0
+            for p in prefixes:
+                x = w[p + ".weight"]
+                g = 1 if p.endswith("_embeddings") else a.group
+                q, scale = quantize(x, b, g)
+                err += ((x.astype(np.float64) - q.astype(np.float64) * scale.astype(np.float64)[:, None]) ** 2).sum()
+                bits_used += x.size * b + -(-x.shape[0] // g) * 32
+            cost[u, b], size[u, b] = 0.5 * abs(eig[u]) * err, bits_used
+        total += sum(w[p + ".weight"].size for p in prefixes)
+    bits = {u: 8 for u in units}
+    while sum(size[u, bits[u]] for u in units) > a.budget * total:
+        steps = [((cost[u, nb] - cost[u, bits[u]]) / (size[u, bits[u]] - size[u, nb]), u, nb)
+                 for u in units for nb in candidates[candidates.index(bits[u]) + 1:][:1]]
+        if not steps:
+            break
+        _, u, nb = min(steps)
+        bits[u] = nb
+    json.dump({p: bits[u] for u, prefixes in units.items() for p in prefixes}, sys.stdout, sort_keys=True)
+
+
 def cmd_tokenizer_diff(a):
     """tokenizer_diff.jsonl: a seeded 2000 GLUE inputs and 3000 hostile ones with the slow
     BertTokenizer's ids (tools/tokenizer_diff.py; TokenizerTests.testDifferentialAgainstHF)."""
@@ -416,12 +484,42 @@ def cmd_onnx(a):
     with open(os.path.join(a.out, "onnx_l3_stsb.json"), "w") as f:
         json.dump(res, f, indent=1)
     print(f"onnx: {len(lines)} inputs, stsb {res} -> {a.out}", file=sys.stderr)
+    tiny_onnx(a.out)
+
+
+def tiny_onnx(out):
+    """A small random BertModel (2 layers, hidden 8, 2 heads, every parameter drawn from N(0, 0.5) so
+    that no two tensors are equal and the exporter keeps each under its name) exported by
+    torch.onnx.export as the sentence-transformers packages are: DIR/tiny_bert.onnx and
+    DIR/tiny_bert.safetensors (input ids, PyTorch's last hidden states). The fuzz seed
+    Tests/fuzz/corpus/onnx/tiny-bert is this file."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertModel
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=12, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                     max_position_embeddings=16, layer_norm_eps=1e-7)
+    cfg._attn_implementation = "eager"
+    m = BertModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5)
+    ids = torch.tensor([[2, 5, 6, 7, 11, 9, 3]])
+    torch.onnx.export(m, (ids, torch.ones_like(ids)), os.path.join(out, "tiny_bert.onnx"), input_names=["input_ids", "attention_mask"],
+                      output_names=["hidden"], dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}},
+                      opset_version=17, dynamo=False)
+    with torch.no_grad():
+        h = m(input_ids=ids).last_hidden_state[0]
+    save_file({"ids": ids[0].to(torch.int32), "hidden": h.contiguous()}, os.path.join(out, "tiny_bert.safetensors"))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["tokenizer-fixture", "tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill", "onnx", "roundtrip", "all"])
-    ap.add_argument("--model", help="roundtrip: a fine-tuned checkpoint directory")
+    ap.add_argument("what", choices=["tokenizer-fixture", "tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill", "onnx", "roundtrip", "mixed-bits", "all"])
+    ap.add_argument("--model", help="roundtrip, mixed-bits: a fine-tuned (fp32) checkpoint directory")
+    ap.add_argument("--quantized", help="mixed-bits: the directory zoo quantize --method mixed wrote")
+    ap.add_argument("--budget", type=float, help="mixed-bits: --budget-bits")
+    ap.add_argument("--group", type=int, default=1, help="mixed-bits: --group")
     ap.add_argument("--weights", default=os.path.join(ROOT, "weights", "minilm-l6"))
     ap.add_argument("--glue", default=os.environ.get("ZOO_GLUE_DIR", os.path.join(ROOT, "data", "glue")))
     ap.add_argument("--out", default=os.path.join(ROOT, ".cache", "ref"))
@@ -430,6 +528,8 @@ def main():
         cmd_tokenizer_fixture(a)
     if a.what == "roundtrip":
         cmd_roundtrip(a)
+    if a.what == "mixed-bits":
+        cmd_mixed_bits(a)
     for w in ["tokenizer-diff", "encoder", "stsb", "metrics", "train-step", "trainer", "families", "lstm", "distill", "onnx"]:
         if a.what in (w, "all"):
             globals()["cmd_" + w.replace("-", "_")](a)

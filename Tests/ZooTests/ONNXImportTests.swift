@@ -46,6 +46,22 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertGreaterThan(metrics["spearman"]!, 80)
     }
 
+    /// A random 2-layer BertModel exported by torch.onnx.export (tools/hf_reference.py onnx): the
+    /// imported model's last hidden states within 1e-5 of PyTorch's, its LayerNorm epsilon (1e-7,
+    /// not BERT's default) read from the graph.
+    func testTransformersExportMatchesPyTorch() throws {
+        let refURL = Paths.reference.appendingPathComponent("tiny_bert.safetensors")
+        try require(refURL, "run `python tools/hf_reference.py onnx`")
+        let store = try ParameterStore.importBERT(try ONNXModel(url: Paths.reference.appendingPathComponent("tiny_bert.onnx")), prefix: "", heads: 2)
+        XCTAssertEqual(store.spec.layers.count, 2)
+        XCTAssertEqual(store.spec.layerNormEps, 1e-7)
+        let ref = try SafeTensors(url: refURL)
+        let count = try ref.entry("ids").count
+        let ids = Array(UnsafeBufferPointer(start: try ref.rawPointer("ids").assumingMemoryBound(to: Int32.self), count: count))
+        let h = try BertNetwork(packing: store).forward(Batch([WordPieceTokenizer.Encoding(inputIds: ids, tokenTypeIds: [Int32](repeating: 0, count: count))]))
+        XCTAssertLessThan(maxAbsDiff(h, try ref.tensor("hidden")), 1e-5)
+    }
+
     // MARK: malformed files
 
     /// Protobuf encoding, for building small ONNX files by hand.
@@ -88,6 +104,7 @@ final class ONNXImportTests: XCTestCase {
             (Array(good.dropLast(5)), "runs past the end of its message (truncated file?)"),
             (Self.model([Self.tensor("w", dims: [2, 3], values: [1, 2, 3])]), "tensor 'w': 12 bytes of data for dims [2, 3]"),
             (Self.model([Self.tensor("w", dims: [1 << 40], values: [])]), "tensor 'w' has dims"),
+            (Self.model([Self.tensor("w", dims: [1 << 20, 1 << 20, 1 << 20, 1 << 20], values: [1])]), "tensor 'w': 4 bytes of data for dims"),
             (Self.model([Self.tensor("w", dims: [2], values: [1, 2]) + Self.int(14, 1)]), "external file (not supported)"),
             (Self.int(1, 8) + [0x7B], "wire type 3"),
         ]

@@ -250,6 +250,24 @@ final class QuantTests: XCTestCase {
         XCTAssert(r.stderr.contains("qbert-mixed"), r.stderr)
     }
 
+    /// The bit allocation recomputed independently (`tools/hf_reference.py mixed-bits`: its own unit
+    /// grouping, quantizer, predicted losses and greedy descent in numpy, from the fp32 weights and the
+    /// eigenvalues the zoo recorded, which testHessianVectorProductMatchesPyTorch checks): the same
+    /// bits for every weight of a 4-layer model (5 units) under a budget that makes them differ.
+    func testMixedBitAllocationRecomputedIndependently() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 64), tuned = try Tiny.fineTuned4Layers(glue)
+        let out = try tempDir().appendingPathComponent("mixed")
+        let r = try zoo(["quantize", "--weights", tuned.path, "--method", "mixed", "--budget-bits", "5.5", "--group", "2", "--data", glue.path,
+                         "--calib-examples", "16", "--iterations", "4", "--out", out.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let spec = try XCTUnwrap(try QuantSpec.load(try Checkpoint(dir: out)))
+        let numpy = try JSONSerialization.jsonObject(with: try hfReference(["mixed-bits", "--model", tuned.path, "--quantized", out.path,
+                                                                             "--budget", "5.5", "--group", "2"])) as! [String: Int]
+        XCTAssertEqual(numpy.count, 3 + 4 * 6)
+        for (prefix, bits) in numpy { XCTAssertEqual(spec.bits(prefix), bits, prefix) }
+        XCTAssertGreaterThan(Set(numpy.values).count, 1, "a budget that leaves every unit at one width tests little: \(numpy)")
+    }
+
     /// Bad input: a damaged quantized checkpoint, an unknown method, quantizing twice, an impossible
     /// budget — one line naming the problem, a non-zero exit, no output directory.
     func testQuantizeAndLoadErrors() throws {

@@ -101,21 +101,28 @@ func maxAbsDiff(_ a: Tensor, _ b: Tensor, offset: Int = 0) -> Float {
     return m
 }
 
-/// A zoo-written checkpoint loaded by HF transformers (`tools/hf_reference.py roundtrip`,
-/// AutoModelForSequenceClassification) gives the same logits as the zoo, within 1e-4.
-func assertSameLogitsAsHF(_ dir: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+/// What `tools/hf_reference.py args` prints (stdout), run by the tools venv's Python (or $ZOO_PYTHON).
+func hfReference(_ args: [String], stdin: Data = Data()) throws -> Data {
     let python = ProcessInfo.processInfo.environment["ZOO_PYTHON"] ?? Fetch.cacheDir.appendingPathComponent("venv/bin/python").path
     try require(URL(fileURLWithPath: python), "the tools venv (make setup) or ZOO_PYTHON")
-    let inputs = "hello world\ta b\nb a .\thello\nworld world world\tas bs\n"
     let p = Process()
     p.executableURL = URL(fileURLWithPath: python)
-    p.arguments = [Paths.root.appendingPathComponent("tools/hf_reference.py").path, "roundtrip", "--model", dir.path]
+    p.arguments = [Paths.root.appendingPathComponent("tools/hf_reference.py").path] + args
     let i = Pipe(), o = Pipe()
     p.standardInput = i; p.standardOutput = o; p.standardError = FileHandle.nullDevice
     try p.run()
-    i.fileHandleForWriting.write(Data(inputs.utf8)); try i.fileHandleForWriting.close()
-    let hf = try JSONSerialization.jsonObject(with: o.fileHandleForReading.readDataToEndOfFile()) as! [[Double]]
+    i.fileHandleForWriting.write(stdin); try i.fileHandleForWriting.close()
+    let out = o.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
+    XCTAssertEqual(p.terminationStatus, 0, "tools/hf_reference.py \(args.joined(separator: " "))")
+    return out
+}
+
+/// A zoo-written checkpoint loaded by HF transformers (`tools/hf_reference.py roundtrip`,
+/// AutoModelForSequenceClassification) gives the same logits as the zoo, within 1e-4.
+func assertSameLogitsAsHF(_ dir: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+    let inputs = "hello world\ta b\nb a .\thello\nworld world world\tas bs\n"
+    let hf = try JSONSerialization.jsonObject(with: try hfReference(["roundtrip", "--model", dir.path], stdin: Data(inputs.utf8))) as! [[Double]]
     let ckpt = try Checkpoint(dir: dir)
     let model = try Network<Linear>(checkpoint: ckpt)
     let tok = try ckpt.tokenizer()

@@ -69,13 +69,16 @@ public struct ONNXModel {
         guard type == 1 else { return nil }
         guard !external else { throw m.bad("tensor '\(name)' keeps its data in an external file (not supported)") }
         guard dims.allSatisfy({ $0 >= 0 && $0 <= ConfigReader.maxSize }), dims.count <= 8 else { throw m.bad("tensor '\(name)' has dims \(dims)") }
-        let count = dims.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+        // The data must be there before anything is allocated for it (so a file cannot ask for more memory than its size).
+        let count = dims.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow || $0 * $1 > Int.max / 4 ? Int.max / 4 : $0 * $1 }
+        let have = raw.map { $0.count } ?? 4 * floats.count
+        guard have == 4 * count else {
+            throw m.bad("tensor '\(name)': \(raw == nil ? "\(floats.count) values" : "\(have) bytes") of data for dims \(dims)")
+        }
         let t = Tensor(shape: dims.isEmpty ? [1] : dims)
-        if let raw {
-            guard raw.count == count * 4 else { throw m.bad("tensor '\(name)': \(raw.count) bytes of data for dims \(dims)") }
+        if let raw, count > 0 {
             UnsafeMutableRawPointer(t.data).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
         } else {
-            guard floats.count == count else { throw m.bad("tensor '\(name)': \(floats.count) values for dims \(dims)") }
             t.data.update(from: floats, count: count)
         }
         return (name, t)
@@ -114,6 +117,11 @@ extension ParameterStore {
         var spec = ModelSpec.bert(vocab: word.shape[0], hidden: H, layers: layers, heads: heads, ffn: up.count, positions: position.shape[0])
         spec.types = onnx.initializers[named(names.tokenType!)]?.shape.first ?? 0
         spec.layerNormEps = eps
+        try spec.validate(path: onnx.path)
+        // Every parameter comes from a tensor in the file: no more than it holds (before allocating).
+        guard spec.parameterCount <= onnx.initializers.values.map(\.count).reduce(0, +) else {
+            throw bad("the geometry its shapes give (\(spec.parameterCount) parameters) is more than the file's tensors hold")
+        }
         let store = ParameterStore(spec: spec, trainable: false)
         for s in store.slots {
             var t = onnx.initializers[named(s.name)]

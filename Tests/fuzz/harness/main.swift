@@ -7,7 +7,7 @@ import QBERT
 import ZooCore
 
 enum Target: String, CaseIterable {
-    case safetensors, config, vocab, tokenizer, glue, predictions, qcheckpoint, corpus
+    case safetensors, config, vocab, tokenizer, glue, predictions, qcheckpoint, corpus, onnx
 }
 
 var target = Target.safetensors
@@ -151,6 +151,16 @@ func corpus(_ data: Data) {
     }
 }
 
+/// An ONNX file read and, when it parses, imported as a BERT encoder (the seed, tiny-bert, is the
+/// 2-layer BertModel `tools/hf_reference.py onnx` exports with torch.onnx.export).
+func onnx(_ data: Data) {
+    let url = file("model.onnx", data)
+    expectZooError(url.path) {
+        let m = try ONNXModel(url: url)
+        expectZooError(url.path) { _ = try ParameterStore.importBERT(m, prefix: "", heads: 2) }
+    }
+}
+
 // MARK: seeds
 
 /// The seeds no one writes by hand: tiny safetensors files and checkpoint directories packed as the
@@ -238,6 +248,7 @@ exit(LLVMFuzzerRunDriver(&argc, &argv) { bytes, size in
     case .predictions: predictions(data)
     case .qcheckpoint: qcheckpoint(data)
     case .corpus: corpus(data)
+    case .onnx: onnx(data)
     }
     return 0
 })
