@@ -103,7 +103,7 @@ extension ParameterStore {
         func named(_ hf: String) -> String { prefix + String(hf.dropFirst(names.prefix.count)) }
         guard let word = onnx.initializers[named(names.word)], word.shape.count == 2,
               let position = onnx.initializers[named(names.position)], position.shape.count == 2 else {
-            throw bad("no BERT embeddings named '\(named(names.word))' (is --prefix right?)")
+            throw bad("no BERT embeddings named '\(named(names.word))' (is the tensor prefix right?)")
         }
         let H = word.shape[1]
         var layers = 0
