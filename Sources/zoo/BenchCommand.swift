@@ -5,7 +5,7 @@ struct BenchCommand: Command {
     static let name = "bench"
     static let summary = "time forward passes of a variant"
     static let help = """
-    zoo bench <variant> (--weights DIR | --geometry bert-base|minilm-l6|tinybert-4l) --batch B --seq S
+    zoo bench <variant> (--weights DIR | --geometry bert-base|bert-large|minilm-l6|tinybert-4l) --batch B --seq S
               [--threads N] [--iters N] [--warmup N] [--chunk-tokens N] [--json]
     zoo bench <variant> --weights DIR --task T [--data DIR] [--batch B] [--max-len N] [--threads N] [--json]
       Forward passes after warm-up on random token ids: min and median latency, sequences/s, GFLOPS

@@ -6,7 +6,7 @@ struct PeakCommand: Command {
     static let name = "peak"
     static let summary = "measure this CPU's fp32 FMA peak and the GEMM rate at the encoder's shapes"
     static let help = """
-    zoo peak [--threads N] [--geometry bert-base|minilm-l6|tinybert-4l] [--tokens T] [--json]
+    zoo peak [--threads N] [--geometry bert-base|bert-large|minilm-l6|tinybert-4l] [--tokens T] [--json]
       Runs a register-only FMA loop (the machine's fp32 peak), then times the encoder's four Linear
       shapes (QKV, attention output, FFN up, FFN down) for T tokens (default 4096 = 32×128) with zoo's
       packed-weight kernel and with OpenBLAS, and prints GFLOPS and the fraction of peak for each;

@@ -58,7 +58,7 @@ struct SearchCommand: Command {
             return ms
         }
         let dir = TableCommand.cellDir(s, task: task, seed: seed, row: row)
-        let ms = TableCommand.median(try (0..<rounds).map { _ in try TableCommand.benchMs(row.last!.variant, dir, batch: batch, seq: seq, s) })
+        let ms = TableCommand.median(try (0..<rounds).map { _ in try TableCommand.benchMs(row.last!.variant, ["--weights", dir.path], batch: batch, seq: seq, s) })
         log(String(format: "measured %@: %.2f ms at b=%d, s=%d", name, ms, batch, seq))
         try writeAtomically(try JSONSerialization.data(withJSONObject: key.merging(["median_ms": ms, "model": dir.path]) { a, _ in a }, options: [.sortedKeys]), to: url)
         return ms

@@ -24,13 +24,16 @@ struct TableCommand: Command {
       once (GNU parallel, Slurm) on one directory. --limit N: at most N training examples per step.
       Speed: each row's model of the first task and seed against the bert row's, `zoo bench`
       side by side in one run (--rounds interleaved rounds, medians) at b=1 and b=32, s=128;
-      cached per CPU in OUT/speed. Output: OUT/table.md (printed), table.csv, table.json, and
+      cached per CPU in OUT/speed. And at --speed-geometry (default bert-base; none: not): random
+      weights of each row's shape at that scale (each method says what it would make there: the
+      pruned fractions, the student's layers, …) against the dense model of that geometry, and at
+      bert-base the seed's speed-only BERT-large row. Output: OUT/table.md (printed), table.csv, table.json, and
       score-speed.svg, score-parameters.svg (mean score against speed / parameters, Pareto front).
       --plan writes OUT/plan/cells.txt and OUT/plan/table.sbatch; run them with
       `parallel -j N < OUT/plan/cells.txt` (add --sshlogin for other hosts sharing OUT) or
       `sbatch OUT/plan/table.sbatch`, then `zoo table … --collect`.
     """
-    static let options: Set<String> = ["base", "tasks", "variants", "seeds", "out", "limit", "rounds", "data", "threads", "cell"]
+    static let options: Set<String> = ["base", "tasks", "variants", "seeds", "out", "limit", "rounds", "data", "threads", "cell", "speed-geometry"]
     static let flags: Set<String> = ["no-speed", "plan", "collect"]
 
     static let defaultRows = "bert,heads40,heads50-ffn60,albert,qbert-int8,qbert-mixed,distilbert,tinybert,bert-pkd,bilstm-soft,tinybert+qbert-int8,heads40+qbert-int8"
@@ -39,6 +42,7 @@ struct TableCommand: Command {
         let base: String, out: URL, glue: URL, limit: Int?, threads: Int?
         let tasks: [GLUETask], seeds: [UInt64], rows: [[Method]]
         let argv: [String]        // the options a cell command repeats
+        let speedGeometry: Geometry?
     }
 
     static func run(_ args: Arguments) throws {
@@ -60,18 +64,30 @@ struct TableCommand: Command {
                 }
             }
         }
-        var speeds: [String: [String: Any]] = [:]
+        var speeds: [String: [String: Any]] = [:], geometrySpeeds: [String: [String: Any]] = [:]
+        let geometry = s.speedGeometry
         if !args.flag("no-speed") {
+            let (rounds, measure) = (try args.int("rounds", default: 3)!, !args.flag("collect"))
             for row in s.rows where rowName(row) != "bert" {
-                speeds[rowName(row)] = try speed(s, row: row, rounds: try args.int("rounds", default: 3)!, measure: !args.flag("collect"))
+                speeds[rowName(row)] = try speed(s, row: row, rounds: rounds, measure: measure)
+            }
+            if let geometry {
+                for row in s.rows where rowName(row) != "bert" {
+                    geometrySpeeds[rowName(row)] = try geometrySpeed(s, row: row, geometry: geometry, rounds: rounds, measure: measure)
+                }
+                if geometry == .bertBase { geometrySpeeds["bert-large"] = try largerSpeed(s, rounds: rounds, measure: measure) }
             }
         }
-        try write(s, cells: cells, speeds: speeds)
+        try write(s, cells: cells, speeds: speeds, geometry: geometry.map { ($0, geometrySpeeds) })
     }
 
     static func setup(_ args: Arguments) throws -> Setup {
         let base = URL(fileURLWithPath: try args.required("base")).standardizedFileURL.path
         _ = try Checkpoint(dir: URL(fileURLWithPath: base))
+        let geometryName = args["speed-geometry"] ?? Geometry.bertBase.rawValue
+        let geometry = geometryName == "none" ? nil : try Geometry(rawValue: geometryName) ?? {
+            throw ZooError.usage("unknown --speed-geometry '\(geometryName)'; known: \(Geometry.allCases.map(\.rawValue).joined(separator: ", ")), none")
+        }()
         let tasks = try (args["tasks"] ?? "rte,mrpc,stsb,cola,sst2").split(separator: ",").map { try GLUETask.named(String($0)) }
         let seeds = try (args["seeds"] ?? "42").split(separator: ",").map { s -> UInt64 in
             guard let v = UInt64(s) else { throw ZooError.usage("--seeds takes comma-separated non-negative integers, got '\(s)'") }
@@ -86,7 +102,8 @@ struct TableCommand: Command {
         let threads = try args.int("threads")
         if let threads { argv += ["--threads", "\(threads)"] }
         Runtime.setThreads(threads)
-        return Setup(base: base, out: out, glue: glue, limit: limit, threads: threads, tasks: tasks, seeds: seeds, rows: rows, argv: argv)
+        return Setup(base: base, out: out, glue: glue, limit: limit, threads: threads, tasks: tasks, seeds: seeds, rows: rows, argv: argv,
+                     speedGeometry: geometry)
     }
 
     /// The methods of a row, after the implicit `bert` (the fine-tuned base).
@@ -212,41 +229,98 @@ struct TableCommand: Command {
     /// at s=128, `rounds` interleaved rounds, medians; cached in OUT/speed/ROW.json for this CPU.
     static func speed(_ s: Setup, row: [Method], rounds: Int, measure: Bool) throws -> [String: Any]? {
         let url = s.out.appendingPathComponent("speed/\(rowName(row)).json")
-        let cpu = Runtime.cpuName
-        if let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-           r["cpu"] as? String == cpu, r["rounds"] as? Int == rounds {
-            return r
-        }
+        if let r = cachedSpeed(url, rounds: rounds) { return r }
         guard measure else { return nil }
         let (task, seed) = (s.tasks[0], s.seeds[0])
         let dense = cellDir(s, task: task, seed: seed, row: Array(row.prefix(1))), model = cellDir(s, task: task, seed: seed, row: row)
-        var r: [String: Any] = ["cpu": cpu, "rounds": rounds, "model": model.path, "dense": dense.path, "threads": Runtime.threads]
-        for b in [1, 32] {
-            var times: ([Double], [Double]) = ([], [])
-            for _ in 0..<rounds {
-                times.0.append(try benchMs("bert", dense, batch: b, s))
-                times.1.append(try benchMs(row.last!.variant, model, batch: b, s))
-            }
-            let (d, m) = (median(times.0), median(times.1))
-            log(String(format: "speed %@ b=%d: dense %.1f ms, %@ %.1f ms, %.2f×", rowName(row), b, d, rowName(row), m, d / m))
-            r["b\(b)_dense_ms"] = d
-            r["b\(b)_ms"] = m
-            r["b\(b)_speedup"] = d / m
-        }
+        let seq = min(128, try Checkpoint(dir: dense).spec.positions)   // 128 but for test models of fewer positions
+        var r = try sideBySide(rowName(row), dense: ("bert", ["--weights", dense.path]), model: (row.last!.variant, ["--weights", model.path]),
+                               seq: seq, rounds: rounds, s)
+        (r["model"], r["dense"]) = (model.path, dense.path)
         try writeAtomically(try JSONSerialization.data(withJSONObject: r, options: [.prettyPrinted, .sortedKeys]), to: url)
         return r
     }
 
-    /// The median latency of one `zoo bench` run (a child process, so every measurement starts alike).
-    static func benchMs(_ variant: String, _ dir: URL, batch: Int, seq: Int = 128, _ s: Setup) throws -> Double {
+    /// The row's model at `geometry`: the spec each method of the chain gives at that scale (from
+    /// what it made for the first task and seed), as random weights against the geometry's dense
+    /// model, side by side like `speed`; cached in OUT/speed/GEOMETRY/ROW.json for this CPU. The random
+    /// checkpoint is written to OUT/geometry/GEOMETRY/ROW for the measurement and removed after it.
+    static func geometrySpeed(_ s: Setup, row: [Method], geometry g: Geometry, rounds: Int, measure: Bool) throws -> [String: Any]? {
+        let name = rowName(row), url = s.out.appendingPathComponent("speed/\(g.rawValue)/\(name).json")
+        if let r = cachedSpeed(url, rounds: rounds) { return r }
+        guard measure else { return nil }
+        let (task, seed) = (s.tasks[0], s.seeds[0])
+        var source = try Checkpoint(dir: URL(fileURLWithPath: s.base)).spec, target = g.spec
+        for k in row.indices {
+            let result = try Checkpoint(dir: cellDir(s, task: task, seed: seed, row: Array(row[...k]))).spec
+            guard let next = row[k].geometry(result, source, target) else {
+                log("speed \(name) at \(g.rawValue): \(row[k].name) has no model at another scale")
+                return nil
+            }
+            (source, target) = (result, next)
+        }
+        (target.head, target.numLabels) = (.none, 0)   // the encoder is what is timed
+        let dir = s.out.appendingPathComponent("geometry/\(g.rawValue)/\(name)")
+        try randomStore(target, seed: 1).writeCheckpoint(to: dir, base: try Checkpoint(dir: cellDir(s, task: task, seed: seed, row: Array(row.prefix(1)))))
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var r = try sideBySide(name, dense: ("bert", ["--geometry", g.rawValue]), model: (row.last!.variant, ["--weights", dir.path]), rounds: rounds, s)
+        r["geometry"] = g.rawValue
+        r["parameters"] = target.parameterCount
+        r["layers"] = target.layers.count
+        r["heads"] = target.layers.map(\.heads)
+        r["ffn"] = target.layers.map(\.ffn)
+        try writeAtomically(try JSONSerialization.data(withJSONObject: r, options: [.prettyPrinted, .sortedKeys]), to: url)
+        return r
+    }
+
+    /// The seed's speed-only BERT-large row: BERT-large's geometry against bert-base's, random weights.
+    static func largerSpeed(_ s: Setup, rounds: Int, measure: Bool) throws -> [String: Any]? {
+        let url = s.out.appendingPathComponent("speed/bert-base/bert-large.json")
+        if let r = cachedSpeed(url, rounds: rounds) { return r }
+        guard measure else { return nil }
+        var r = try sideBySide("bert-large", dense: ("bert", ["--geometry", Geometry.bertBase.rawValue]),
+                               model: ("bert", ["--geometry", Geometry.bertLarge.rawValue]), rounds: rounds, s)
+        r["parameters"] = Geometry.bertLarge.spec.parameterCount
+        try writeAtomically(try JSONSerialization.data(withJSONObject: r, options: [.prettyPrinted, .sortedKeys]), to: url)
+        return r
+    }
+
+    static func cachedSpeed(_ url: URL, rounds: Int) -> [String: Any]? {
+        guard let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              r["cpu"] as? String == Runtime.cpuName, r["rounds"] as? Int == rounds else { return nil }
+        return r
+    }
+
+    /// `dense` and `model` (a variant and its `zoo bench` weights arguments) alternately, `rounds`
+    /// times at b=1 and b=32, s=`seq`: the medians and their ratio.
+    static func sideBySide(_ name: String, dense: (String, [String]), model: (String, [String]), seq: Int = 128, rounds: Int, _ s: Setup) throws -> [String: Any] {
+        var r: [String: Any] = ["cpu": Runtime.cpuName, "rounds": rounds, "threads": Runtime.threads, "seq": seq]
+        for b in [1, 32] {
+            var times: ([Double], [Double]) = ([], [])
+            for _ in 0..<rounds {
+                times.0.append(try benchMs(dense.0, dense.1, batch: b, seq: seq, s))
+                times.1.append(try benchMs(model.0, model.1, batch: b, seq: seq, s))
+            }
+            let (d, m) = (median(times.0), median(times.1))
+            log(String(format: "speed %@ b=%d: dense %.1f ms, %@ %.1f ms, %.2f×", name, b, d, name, m, d / m))
+            r["b\(b)_dense_ms"] = d
+            r["b\(b)_ms"] = m
+            r["b\(b)_speedup"] = d / m
+        }
+        return r
+    }
+
+    /// The median latency of one `zoo bench` run (a child process, so every measurement starts alike);
+    /// `weights`: its --weights DIR or --geometry NAME arguments.
+    static func benchMs(_ variant: String, _ weights: [String], batch: Int, seq: Int = 128, _ s: Setup) throws -> Double {
         let pipe = Pipe()
-        let p = child(["bench", variant, "--weights", dir.path, "--batch", "\(batch)", "--seq", "\(seq)", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []), s)
+        let p = child(["bench", variant] + weights + ["--batch", "\(batch)", "--seq", "\(seq)", "--warmup", "1", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []), s)
         p.standardOutput = pipe
         try p.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         guard p.terminationStatus == 0, let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let ms = r["median_ms"] as? Double else {
-            throw ZooError.failed("zoo bench \(variant) --weights \(dir.path) failed (exit \(p.terminationStatus))")
+            throw ZooError.failed("zoo bench \(variant) \(weights.joined(separator: " ")) failed (exit \(p.terminationStatus))")
         }
         return ms
     }
@@ -296,7 +370,8 @@ struct TableCommand: Command {
 
     /// table.md (printed), table.csv and table.json: per row parameters, bytes, speed, the mean dev
     /// score per task over the seeds made, their mean and its % of the bert row's.
-    static func write(_ s: Setup, cells: [String: [String: Any]], speeds: [String: [String: Any]?]) throws {
+    static func write(_ s: Setup, cells: [String: [String: Any]], speeds: [String: [String: Any]?],
+                      geometry: (Geometry, [String: [String: Any]])? = nil) throws {
         let names = s.rows.map(rowName)
         func scores(_ row: String, _ task: GLUETask) -> [Double] { s.seeds.compactMap { cells["\(task.name)/\($0)/\(row)"]?["dev"] as? Double } }
         func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
@@ -306,7 +381,7 @@ struct TableCommand: Command {
         }
         let dense = rowMean("bert")
         var json: [[String: Any]] = []
-        var md = ["CPU: \(Runtime.cpuName); threads \(Runtime.threads); seeds \(s.seeds.map(String.init).joined(separator: ", ")); speed: vs bert, s=128, medians\n",
+        var md = ["CPU: \(Runtime.cpuName); threads \(Runtime.threads); seeds \(s.seeds.map(String.init).joined(separator: ", ")); speed: vs bert at s=128 (s = the positions of a model with fewer), medians\n",
                   "| row | parameters | MB | b=1 speed | b=32 speed | " + s.tasks.map(\.glueName).joined(separator: " | ") + " | mean | % of bert |",
                   "|---|---:|---:|---:|---:|" + String(repeating: "---:|", count: s.tasks.count + 2)]
         var csv = ["row,parameters,bytes,b1_speedup,b32_speedup," + s.tasks.map(\.name).joined(separator: ",") + ",mean,percent_of_bert"]
@@ -325,7 +400,22 @@ struct TableCommand: Command {
                         .map { $0 == "—" ? "" : $0 }.joined(separator: ","))
             var r: [String: Any] = ["row": row, "scores": Dictionary(uniqueKeysWithValues: s.tasks.map { ($0.name, scores(row, $0)) })]
             (r["parameters"], r["bytes"], r["mean"], r["percent_of_bert"], r["speed"]) = (params, bytes, m, pct, speed)
+            if let (g, speeds) = geometry {
+                let unit: [String: Any] = ["b1_speedup": 1.0, "b32_speedup": 1.0]
+                r["speed_" + g.rawValue] = row == "bert" ? unit : speeds[row]
+            }
             json.append(r)
+        }
+        if let (g, speeds) = geometry {
+            md += ["\nSpeed at the \(g.rawValue) geometry: random weights of the shape each row's methods give at that scale, against the "
+                   + "dense \(g.rawValue) (s=128, medians; — where a method has no model at another scale)\n",
+                   "| row | parameters | b=1 speed | b=32 speed |", "|---|---:|---:|---:|",
+                   "| bert | \(g.spec.parameterCount) | 1.00× | 1.00× |"]
+            for row in names.filter({ $0 != "bert" }) + (speeds["bert-large"] == nil ? [] : ["bert-large"]) {
+                let r = speeds[row]
+                md.append("| \(row == "bert-large" ? "bert-large (BERT-large geometry, speed only)" : row) | \((r?["parameters"] as? Int).map(String.init) ?? "—") | "
+                          + "\(f(r?["b1_speedup"] as? Double, "%.2f×")) | \(f(r?["b32_speedup"] as? Double, "%.2f×")) |")
+            }
         }
         // score against speed (b=32) and against parameters, rows with every task made
         let complete = json.compactMap { r -> (String, Double, Double, Double?)? in
@@ -343,7 +433,8 @@ struct TableCommand: Command {
         if !missing.isEmpty { md.append("\nNot made yet: \(missing.joined(separator: ", "))") }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.md"))
         try writeAtomically(Data((csv.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.csv"))
-        let obj: [String: Any] = ["cpu": Runtime.cpuName, "tasks": s.tasks.map(\.name), "seeds": s.seeds, "rows": json, "missing": missing]
+        var obj: [String: Any] = ["cpu": Runtime.cpuName, "tasks": s.tasks.map(\.name), "seeds": s.seeds, "rows": json, "missing": missing]
+        if let (g, speeds) = geometry, let large = speeds["bert-large"] { obj["bert_large_vs_\(g.rawValue)"] = large }
         try writeAtomically(try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), to: s.out.appendingPathComponent("table.json"))
         print(md.joined(separator: "\n"))
     }

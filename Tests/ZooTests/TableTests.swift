@@ -116,6 +116,36 @@ final class TableTests: XCTestCase {
         return p.terminationStatus
     }
 
+    /// Speed on the real cells and at another geometry (tinybert-4l here; bert-base by default): each
+    /// method's shape at that scale — the pruned model's per-layer head fractions, DistilBERT's share
+    /// of the layers, 8-bit on top of the pruned shape — as random weights measured against the
+    /// geometry's dense model; qbert-mixed has no such model (its bits come from a trained model's
+    /// Hessian) and shows —.
+    func testSpeedAtAnotherGeometry() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), base = try TableTests.tinyBase(), out = try tempDir().appendingPathComponent("t")
+        let r = try zoo(["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40,distilbert,qbert-mixed,heads40+qbert-int8",
+                         "--data", glue.path, "--threads", "2", "--rounds", "1", "--speed-geometry", "tinybert-4l", "--out", out.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.out.contains("Speed at the tinybert-4l geometry"), r.out)
+        XCTAssertTrue(r.out.contains("| qbert-mixed | — | — | — |"), r.out)
+        let rows = try json(out.appendingPathComponent("table.json"))["rows"] as! [[String: Any]]
+        func geo(_ row: String) -> [String: Any]? { rows.first { $0["row"] as! String == row }!["speed_tinybert-4l"] as? [String: Any] }
+        for row in ["heads40", "distilbert", "heads40+qbert-int8"] {
+            let g = try XCTUnwrap(geo(row), row)
+            XCTAssertGreaterThan(g["b1_speedup"] as! Double, 0, row)
+            XCTAssertGreaterThan(g["b32_speedup"] as! Double, 0, row)
+            XCTAssertEqual(g["geometry"] as? String, "tinybert-4l")
+            XCTAssertNotNil(rows.first { $0["row"] as! String == row }!["speed"] as? [String: Any], "the real cells' speed too: \(row)")
+        }
+        XCTAssertNil(geo("qbert-mixed"))
+        // tinybert-4l has 12 heads per layer; the pruned tiny model keeps h of its 2 heads in layer l.
+        let pruned = try Checkpoint(dir: out.appendingPathComponent("cells/rte/seed-7/bert+heads40")).spec.layers.map(\.heads)
+        XCTAssertEqual(geo("heads40")!["heads"] as? [Int], pruned.map { 12 * $0 / 2 })
+        XCTAssertEqual(geo("heads40+qbert-int8")!["heads"] as? [Int], pruned.map { 12 * $0 / 2 })
+        XCTAssertEqual(geo("distilbert")!["layers"] as? Int, 2, "every other of the tiny base's 4 layers: 2 of tinybert-4l's 4")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("geometry/tinybert-4l/heads40").path), "random weights removed after")
+    }
+
     func testErrors() throws {
         let base = try TableTests.tinyBase()
         var r = try zoo(["table", "--base", base.path, "--variants", "bert,nope"])
@@ -124,6 +154,9 @@ final class TableTests: XCTestCase {
         r = try zoo(["table", "--base", base.path, "--cell", "rte/x/bert"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("--cell takes TASK/SEED/ROW"), r.stderr)
+        r = try zoo(["table", "--base", base.path, "--speed-geometry", "huge"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("unknown --speed-geometry 'huge'"), r.stderr)
     }
 }
 

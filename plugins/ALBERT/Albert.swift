@@ -21,7 +21,8 @@ public let plugin = Plugin(
     ],
     commands: [AlbertizeCommand.self],
     methods: [
-        Method(name: "albert", variant: "albert", summary: "factorised embedding E = 128, one shared layer, 2 epochs of recovery by distillation") { i in
+        Method(name: "albert", variant: "albert", summary: "factorised embedding E = 128, one shared layer, 2 epochs of recovery by distillation",
+               geometry: { result, _, target in Albertize.spec(target, embedding: result.embedding, groups: result.groups.count) }) { i in
             ["albertize", "--weights", i.source, "--embedding-size", "128", "--share", "all", "--recover-epochs", "2", "--seed", "\(i.seed)", "--out", i.out]
                 + (i.limit.map { ["--limit", "\($0)"] } ?? [])
         },

@@ -35,7 +35,7 @@ func distillMethod(_ recipe: Recipe, without part: String? = nil) -> Method {
     }
     return Method(name: recipe.rawValue + (part.map { "-without-\($0)" } ?? ""), variant: recipe.rawValue,
                   summary: part.map { "TinyBERT with its \($0) switched off (zoo distill --without; the KD-stage experiment)" } ?? recipe.summary,
-                  resumable: true, shared: changesGeneral ? nil : "tinybert", prepare: general) { i in
+                  resumable: true, shared: changesGeneral ? nil : "tinybert", prepare: general, geometry: recipe.geometry) { i in
         ["distill", "--teacher", i.source, "--recipe", recipe.rawValue, "--seed", "\(i.seed)", "--out", i.out]
             + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "1", "--epochs", "2"] : recipe == .tinybert ? ["--epochs", "2", "--augment", "1"] : [])
             + (part.map { ["--without", $0] } ?? []) + (i.limit.map { ["--limit", "\($0)"] } ?? [])
@@ -47,6 +47,24 @@ public enum Recipe: String, CaseIterable {
     case tinybert, distilbert, bertPKD = "bert-pkd", bilstmSoft = "bilstm-soft"
 
     var family: HFFamily { self == .distilbert ? .distilbert : .bert }
+
+    /// The student this recipe would make at another scale (`Method.geometry`): TinyBERT's is the
+    /// recipe's own 4L-312 whatever the teacher; DistilBERT's and BERT-PKD's are the same share of the
+    /// target's layers as here (layers of one geometry are alike, so which ones does not matter for
+    /// speed); the BiLSTM has no transformer shape.
+    func geometry(_ result: ModelSpec, _ source: ModelSpec, _ target: ModelSpec) -> ModelSpec? {
+        switch self {
+        case .tinybert: return result
+        case .bilstmSoft: return nil
+        case .distilbert, .bertPKD:
+            var s = target
+            s.family = result.family
+            if s.family == .distilbert { s.types = 0 }
+            let n = max(1, target.layers.count * result.layers.count / source.layers.count)
+            s.layers = target.layers.prefix(n).enumerated().map { i, l in var l = l; l.group = i; return l }
+            return s
+        }
+    }
 
     var summary: String {
         switch self {

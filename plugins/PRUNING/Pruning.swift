@@ -19,16 +19,35 @@ public let plugin = Plugin(
     ],
     commands: [PruneCommand.self],
     methods: [
-        Method(name: "heads40", variant: "pruned", summary: "40 % of the heads removed, 2 recovery epochs") { i in
+        Method(name: "heads40", variant: "pruned", summary: "40 % of the heads removed, 2 recovery epochs", geometry: { r, _, t in Pruner.spec(like: r, on: t) }) { i in
             ["prune", "--weights", i.source, "--keep-heads", "0.6", "--recover-epochs", "2", "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
         },
-        Method(name: "heads50-ffn60", variant: "pruned", summary: "50 % of the heads and 60 % of the FFN neurons removed, 3 recovery epochs") { i in
+        Method(name: "heads50-ffn60", variant: "pruned", summary: "50 % of the heads and 60 % of the FFN neurons removed, 3 recovery epochs",
+               geometry: { r, _, t in Pruner.spec(like: r, on: t) }) { i in
             ["prune", "--weights", i.source, "--keep-heads", "0.5", "--keep-ffn", "0.4", "--recover-epochs", "3", "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
         },
     ])
 
 /// The pruning schedule (`zoo prune`).
 public struct Pruner {
+    /// `target` pruned to `pattern`'s per-layer fractions of heads and FFN neurons: layer l of the
+    /// target follows the pattern's layer l·L/L', keeping its first heads and neurons (at least one).
+    public static func spec(like pattern: ModelSpec, on target: ModelSpec) -> ModelSpec {
+        var s = target
+        let layers = pattern.layers
+        func kept(_ n: Int, _ fraction: Double) -> Int { max(1, Int((Double(n) * fraction).rounded())) }
+        s.layers = target.layers.indices.map { l in
+            let p = layers[l * layers.count / target.layers.count]
+            var layer = target.layers[l]
+            let heads = kept(layer.heads, Double(p.heads) / Double(p.heads + p.prunedHeads.count))
+            let ffn = kept(layer.ffn, Double(p.ffn) / Double(p.ffn + p.prunedNeurons))
+            (layer.prunedHeads, layer.prunedNeurons) = (Array(heads..<layer.heads), layer.ffn - ffn)
+            (layer.heads, layer.ffn) = (heads, ffn)
+            return layer
+        }
+        return s
+    }
+
     public struct Options {
         public var keepHeads = 1.0           // fraction of the checkpoint's heads to keep
         public var keepNeurons = 1.0         // fraction of its FFN neurons to keep
@@ -107,7 +126,7 @@ public struct PruneCommand: Command {
               [--recover-epochs E] [--recover-every-step] [--distill] [--lr X] [--limit N]
               [--importance-examples N] [--data DIR] [--threads N] [--seed S]
     zoo prune --weights FINETUNED --curve --out DIR [--keep-heads 0.1] [--steps 9] [--recover-epochs 0] …
-    zoo prune --like PRUNED --geometry bert-base|minilm-l6|tinybert-4l --out DIR
+    zoo prune --like PRUNED --geometry bert-base|bert-large|minilm-l6|tinybert-4l --out DIR
       Scores every attention head (and, with --keep-ffn, every FFN neuron) by |∂L/∂ξ| of a mask on its
       output over --importance-examples training examples of the task (default 512; Michel et al.
       2019), normalised within each layer, and removes the lowest, about 10 % of them per step (--steps
@@ -245,14 +264,7 @@ public struct PruneCommand: Command {
             throw ZooError.usage("unknown geometry '\(name)'; known: \(Geometry.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let pattern = try Checkpoint(dir: URL(fileURLWithPath: like))
-        let layers = pattern.spec.layers
-        let random = randomStore(g.spec, seed: 1)
-        // Layer l of the geometry keeps the fractions of the pattern's layer l·L/L', at least one unit.
-        func first(_ n: Int, _ fraction: Double) -> [Int] { Array(0..<max(1, Int((Double(n) * fraction).rounded()))) }
-        let map = random.spec.layers.indices.map { layers[$0 * layers.count / random.spec.layers.count] }
-        let pruned = try Surgery.prune(random,
-                                       keepHeads: zip(random.spec.layers, map).map { first($0.heads, Double($1.heads) / Double($1.heads + $1.prunedHeads.count)) },
-                                       keepNeurons: zip(random.spec.layers, map).map { first($0.ffn, Double($1.ffn) / Double($1.ffn + $1.prunedNeurons)) })
+        let pruned = randomStore(Pruner.spec(like: pattern.spec, on: g.spec), seed: 1)
         try pruned.writeCheckpoint(to: out, base: pattern)
         print("\(out.path): \(name) with heads per layer \(pruned.spec.layers.map(\.heads)), FFN widths \(pruned.spec.layers.map(\.ffn)) (random weights, for speed)")
     }

@@ -31,10 +31,12 @@ public let plugin = Plugin(variants: [
         }
     },
 ], commands: [QuantizeCommand.self], methods: [
-    Method(name: "qbert-int8", variant: "qbert-int8", summary: "8-bit weights and activations") { i in
+    // At another scale: the same shape, quantized as it loads (qbert-int8 on an fp32 checkpoint).
+    // qbert-mixed's bits come from the Hessian of a trained model, so it has no such model.
+    Method(name: "qbert-int8", variant: "qbert-int8", summary: "8-bit weights and activations", geometry: { _, _, target in target }) { i in
         ["quantize", "--weights", i.source, "--method", "int8", "--out", i.out]
     },
-    Method(name: "qbert-mixed", variant: "qbert-mixed", summary: "Q-BERT mixed precision (Hessian-ranked bits, 5 bits per weight)") { i in
+    Method(name: "qbert-mixed", variant: "qbert-mixed", summary: "Q-BERT mixed precision (Hessian-ranked bits, 5 bits per weight)", geometry: { _, _, _ in nil }) { i in
         ["quantize", "--weights", i.source, "--method", "mixed", "--calib-task", i.task, "--out", i.out]
     },
 ])

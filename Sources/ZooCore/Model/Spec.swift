@@ -134,11 +134,12 @@ public enum Activation: String, Codable {
 
 /// Named random-weight shapes for speed measurements (`--geometry`).
 public enum Geometry: String, CaseIterable {
-    case bertBase = "bert-base", minilmL6 = "minilm-l6", tinybert4l = "tinybert-4l"
+    case bertBase = "bert-base", bertLarge = "bert-large", minilmL6 = "minilm-l6", tinybert4l = "tinybert-4l"
 
     public var spec: ModelSpec {
         switch self {
         case .bertBase: return .bert(hidden: 768, layers: 12, heads: 12, ffn: 3072)
+        case .bertLarge: return .bert(hidden: 1024, layers: 24, heads: 16, ffn: 4096)
         case .minilmL6: return .bert(hidden: 384, layers: 6, heads: 12, ffn: 1536)
         case .tinybert4l: return .bert(hidden: 312, layers: 4, heads: 12, ffn: 1200)
         }
