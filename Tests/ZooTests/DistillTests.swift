@@ -204,10 +204,7 @@ final class DistillPyTorchTests: XCTestCase {
         (spec.hiddenDropout, spec.attentionDropout, spec.classifierDropout) = (0, 0, 0)   // HF ran in eval mode
         let student = ParameterStore(spec: spec)
         try student.load(sc, seed: 0)
-        func ints(_ n: String) throws -> [Int32] {
-            Array(UnsafeBufferPointer(start: try ref.rawPointer(n).assumingMemoryBound(to: Int32.self), count: try ref.entry(n).count))
-        }
-        let ids = try ints("input_ids"), types = try ints("token_type_ids"), lengths = try ints("lengths"), labels = try ref.tensor("labels")
+        let ids = try ref.int32s("input_ids"), types = try ref.int32s("token_type_ids"), lengths = try ref.int32s("lengths"), labels = try ref.tensor("labels")
         let (B, S) = (lengths.count, ids.count / lengths.count)
         let examples = (0..<B).map { b in
             WordPieceTokenizer.Encoding(inputIds: Array(ids[b * S..<b * S + Int(lengths[b])]), tokenTypeIds: Array(types[b * S..<b * S + Int(lengths[b])]))

@@ -18,11 +18,7 @@ final class EncoderParityTests: XCTestCase {
         let model = try BertNetwork(checkpoint: try Checkpoint(dir: Paths.weights))
         let n = ref.names.filter { $0.hasPrefix("hidden.") }.count
         XCTAssertGreaterThanOrEqual(n, 50)
-        func ints(_ name: String) throws -> [Int32] {
-            let p = try ref.rawPointer(name).assumingMemoryBound(to: Int32.self)
-            return Array(UnsafeBufferPointer(start: p, count: try ref.entry(name).count))
-        }
-        let encodings = try (0..<n).map { WordPieceTokenizer.Encoding(inputIds: try ints("ids.\($0)"), tokenTypeIds: try ints("types.\($0)")) }
+        let encodings = try (0..<n).map { WordPieceTokenizer.Encoding(inputIds: try ref.int32s("ids.\($0)"), tokenTypeIds: try ref.int32s("types.\($0)")) }
         let H = model.spec.hidden
         try forEachSIMD { level in
             for threads in [1, 2] {

@@ -23,10 +23,7 @@ final class FamilyTests: XCTestCase {
         let dir = Paths.reference.appendingPathComponent("families/\(family)")
         try require(dir.appendingPathComponent("reference.safetensors"), "run `python tools/hf_reference.py families` (make reference)")
         let ref = try SafeTensors(url: dir.appendingPathComponent("reference.safetensors"))
-        func ints(_ n: String) throws -> [Int32] {
-            Array(UnsafeBufferPointer(start: try ref.rawPointer(n).assumingMemoryBound(to: Int32.self), count: try ref.entry(n).count))
-        }
-        let ids = try ints("input_ids"), types = try ints("token_type_ids"), lengths = try ints("lengths")
+        let ids = try ref.int32s("input_ids"), types = try ref.int32s("token_type_ids"), lengths = try ref.int32s("lengths")
         let B = lengths.count, S = ids.count / B
         let batch = Batch((0..<B).map { b in
             WordPieceTokenizer.Encoding(inputIds: Array(ids[b * S..<b * S + Int(lengths[b])]), tokenTypeIds: Array(types[b * S..<b * S + Int(lengths[b])]))

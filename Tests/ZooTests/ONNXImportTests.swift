@@ -25,9 +25,8 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertEqual(n, 60)
         var worst: Float = 0
         for i in 0..<n {
-            let count = try ref.entry("ids.\(i)").count
-            let ids = Array(UnsafeBufferPointer(start: try ref.rawPointer("ids.\(i)").assumingMemoryBound(to: Int32.self), count: count))
-            let h = try model.forward(Batch([WordPieceTokenizer.Encoding(inputIds: ids, tokenTypeIds: [Int32](repeating: 0, count: count))]))
+            let ids = try ref.int32s("ids.\(i)")
+            let h = try model.forward(Batch([WordPieceTokenizer.Encoding(inputIds: ids, tokenTypeIds: [Int32](repeating: 0, count: ids.count))]))
             let want = try ref.tensor("hidden.\(i)")
             XCTAssertEqual(h.count, want.count)
             worst = max(worst, maxAbsDiff(h, want))
@@ -56,9 +55,8 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertEqual(store.spec.layers.count, 2)
         XCTAssertEqual(store.spec.layerNormEps, 1e-7)
         let ref = try SafeTensors(url: refURL)
-        let count = try ref.entry("ids").count
-        let ids = Array(UnsafeBufferPointer(start: try ref.rawPointer("ids").assumingMemoryBound(to: Int32.self), count: count))
-        let h = try BertNetwork(packing: store).forward(Batch([WordPieceTokenizer.Encoding(inputIds: ids, tokenTypeIds: [Int32](repeating: 0, count: count))]))
+        let ids = try ref.int32s("ids")
+        let h = try BertNetwork(packing: store).forward(Batch([WordPieceTokenizer.Encoding(inputIds: ids, tokenTypeIds: [Int32](repeating: 0, count: ids.count))]))
         XCTAssertLessThan(maxAbsDiff(h, try ref.tensor("hidden")), 1e-5)
     }
 

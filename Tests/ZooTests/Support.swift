@@ -88,6 +88,13 @@ func zoo(_ args: [String], stdin: Data = Data(), env extra: [String: String] = [
     return RunResult(code: p.terminationStatus, stdout: outBox.data, stderr: String(decoding: errData, as: UTF8.self))
 }
 
+extension SafeTensors {
+    /// An I32 tensor of a reference dump (token ids, types, lengths) as an array.
+    func int32s(_ name: String) throws -> [Int32] {
+        Array(UnsafeBufferPointer(start: try rawPointer(name).assumingMemoryBound(to: Int32.self), count: try entry(name).count))
+    }
+}
+
 func tempDir() throws -> URL {
     let d = FileManager.default.temporaryDirectory.appendingPathComponent("zoo-test-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)

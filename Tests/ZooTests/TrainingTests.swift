@@ -126,12 +126,7 @@ func referenceStep(_ ref: SafeTensors, _ ckpt: Checkpoint, kind: String, numLabe
         (store.values.data + s.offset).update(from: t.data, count: s.count)
     }
     let model = try Network(spec: store.spec, reader: store)
-    func raw(_ n: String) throws -> [Int32] {
-        let e = try ref.entry("\(kind).\(n)")
-        let p = try ref.rawPointer("\(kind).\(n)").assumingMemoryBound(to: Int32.self)
-        return Array(UnsafeBufferPointer(start: p, count: e.count))
-    }
-    let ids = try raw("input_ids"), types = try raw("token_type_ids"), lengths = try raw("lengths")
+    let ids = try ref.int32s("\(kind).input_ids"), types = try ref.int32s("\(kind).token_type_ids"), lengths = try ref.int32s("\(kind).lengths")
     let B = lengths.count, S = ids.count / B
     let encodings = (0..<B).map { b in
         WordPieceTokenizer.Encoding(inputIds: Array(ids[b * S..<b * S + Int(lengths[b])]), tokenTypeIds: Array(types[b * S..<b * S + Int(lengths[b])]))
