@@ -371,7 +371,9 @@ def cmd_mixed_bits(a):
     names, each weight quantized at 8, 6, 5, 4, 3 bits in numpy (symmetric, one scale per group of rows —
     per row for embedding tables — the clip chosen from 1.0, 0.975, ... 0.525 of max|w| by squared error,
     8 bits plain absmax; round half to even), predicted loss ½·|λ|·‖Q(W) − W‖², storage bits·count +
-    32 per scale, then the greedy descent from 8 bits under the budget. Prints {tensor prefix: bits}."""
+    32 per scale, then the greedy descent from 8 bits under the budget (ties to the earlier unit:
+    embeddings, then layers in order). Prints {"bits": {tensor prefix: bits}, "scales": {tensor
+    prefix: one scale per group at those bits}}."""
     import re
     import numpy as np
     from safetensors.numpy import load_file
@@ -385,6 +387,7 @@ def cmd_mixed_bits(a):
         elif m and "LayerNorm" not in name:
             units.setdefault(m.group(1), []).append(name[:-len(".weight")])
     assert set(units) == set(eig), (sorted(units), sorted(eig))
+    order = sorted(units, key=lambda u: -1 if u.endswith("embeddings") else int(u.rsplit(".", 1)[1]))
 
     def quantize(x, bits, group):
         """(q, per-row scale); the clip's error in float32 differences as the C kernel sums them."""
@@ -421,13 +424,18 @@ def cmd_mixed_bits(a):
         total += sum(w[p + ".weight"].size for p in prefixes)
     bits = {u: 8 for u in units}
     while sum(size[u, bits[u]] for u in units) > a.budget * total:
-        steps = [((cost[u, nb] - cost[u, bits[u]]) / (size[u, bits[u]] - size[u, nb]), u, nb)
-                 for u in units for nb in candidates[candidates.index(bits[u]) + 1:][:1]]
+        steps = [((cost[u, nb] - cost[u, bits[u]]) / (size[u, bits[u]] - size[u, nb]), order.index(u), u, nb)
+                 for u in order for nb in candidates[candidates.index(bits[u]) + 1:][:1]]
         if not steps:
             break
-        _, u, nb = min(steps)
+        _, _, u, nb = min(steps)
         bits[u] = nb
-    json.dump({p: bits[u] for u, prefixes in units.items() for p in prefixes}, sys.stdout, sort_keys=True)
+    scales = {}
+    for u, prefixes in units.items():
+        for p in prefixes:
+            g = 1 if p.endswith("_embeddings") else a.group
+            scales[p] = quantize(w[p + ".weight"], bits[u], g)[1][::g].tolist()
+    json.dump({"bits": {p: bits[u] for u, prefixes in units.items() for p in prefixes}, "scales": scales}, sys.stdout, sort_keys=True)
 
 
 def cmd_tokenizer_diff(a):

@@ -106,9 +106,10 @@ extension WeightsCommand {
         guard let prefix = source["tensor_prefix"], let heads = source["heads"].flatMap({ Int($0) }), let vocabFrom = source["vocab_from"] else {
             throw ZooError.failed("manifest: an onnx source needs tensor_prefix, heads and vocab_from")
         }
-        let vocab = dir.deletingLastPathComponent().appendingPathComponent(vocabFrom).appendingPathComponent("vocab.txt")
+        // Beside the output folder (where `zoo weights fetch` puts every entry by default).
+        let sibling = dir.deletingLastPathComponent().appendingPathComponent(vocabFrom), vocab = sibling.appendingPathComponent("vocab.txt")
         guard FileManager.default.fileExists(atPath: vocab.path) else {
-            throw ZooError.failed("the vocabulary comes from \(vocab.path): run `zoo weights fetch \(vocabFrom)` first")
+            throw ZooError.failed("the vocabulary is \(vocabFrom)'s, expected in \(vocab.path): run `zoo weights fetch \(vocabFrom) --out \(sibling.path)` first")
         }
         log("converting \(url.lastPathComponent) (ONNX) to safetensors")
         let store = try ParameterStore.importBERT(try ONNXModel(url: url), prefix: prefix, heads: heads)

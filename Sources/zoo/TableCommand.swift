@@ -78,7 +78,7 @@ struct TableCommand: Command {
                 if geometry == .bertBase { geometrySpeeds["bert-large"] = try largerSpeed(s, rounds: rounds, measure: measure) }
             }
         }
-        try write(s, cells: cells, speeds: speeds, geometry: geometry.map { ($0, geometrySpeeds) })
+        try write(s, cells: cells, speeds: speeds, geometry: args.flag("no-speed") ? nil : geometry.map { ($0, geometrySpeeds) })
     }
 
     static func setup(_ args: Arguments) throws -> Setup {
@@ -287,14 +287,14 @@ struct TableCommand: Command {
 
     static func cachedSpeed(_ url: URL, rounds: Int) -> [String: Any]? {
         guard let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              r["cpu"] as? String == Runtime.cpuName, r["rounds"] as? Int == rounds else { return nil }
+              r["cpu"] as? String == Runtime.cpuName, r["rounds"] as? Int == rounds, r["warmup"] as? Int == benchWarmup else { return nil }
         return r
     }
 
     /// `dense` and `model` (a variant and its `zoo bench` weights arguments) alternately, `rounds`
     /// times at b=1 and b=32, s=`seq`: the medians and their ratio.
     static func sideBySide(_ name: String, dense: (String, [String]), model: (String, [String]), seq: Int = 128, rounds: Int, _ s: Setup) throws -> [String: Any] {
-        var r: [String: Any] = ["cpu": Runtime.cpuName, "rounds": rounds, "threads": Runtime.threads, "seq": seq]
+        var r: [String: Any] = ["cpu": Runtime.cpuName, "rounds": rounds, "threads": Runtime.threads, "seq": seq, "warmup": benchWarmup]
         for b in [1, 32] {
             var times: ([Double], [Double]) = ([], [])
             for _ in 0..<rounds {
@@ -310,11 +310,15 @@ struct TableCommand: Command {
         return r
     }
 
+    /// Warm-up passes before each `zoo bench` run's timed ones (one: a bert-large pass at b=32 takes
+    /// seconds, and the rounds are interleaved anyway).
+    static let benchWarmup = 1
+
     /// The median latency of one `zoo bench` run (a child process, so every measurement starts alike);
     /// `weights`: its --weights DIR or --geometry NAME arguments.
     static func benchMs(_ variant: String, _ weights: [String], batch: Int, seq: Int = 128, _ s: Setup) throws -> Double {
         let pipe = Pipe()
-        let p = child(["bench", variant] + weights + ["--batch", "\(batch)", "--seq", "\(seq)", "--warmup", "1", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []), s)
+        let p = child(["bench", variant] + weights + ["--batch", "\(batch)", "--seq", "\(seq)", "--warmup", "\(benchWarmup)", "--json"] + (s.threads.map { ["--threads", "\($0)"] } ?? []), s)
         p.standardOutput = pipe
         try p.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()

@@ -27,14 +27,22 @@ final class FaultTests: XCTestCase {
         return (try JSONSerialization.jsonObject(with: Data(st.metadata["zoo_state"]!.utf8)) as! [String: Any])["step"] as! Int
     }
 
-    /// SIGINT mid-epoch (at step 100 of 375, held there by ZOO_PAUSE_AT_STEP): the step finishes, a checkpoint of that step is saved, exit 130 with a line
-    /// saying how to continue; --resume continues from that step to the same weights as an
+    /// SIGINT mid-epoch (at step 100 of 375, held there by ZOO_PAUSE_AT_STEP: between two steps, on
+    /// any machine): a checkpoint of that step is saved, exit 130 with a line saying how to continue; --resume continues from that step to the same weights as an
     /// uninterrupted run. Then a full disk on the next checkpoint: exit 1 naming the file and
     /// "File too large", the previous checkpoint byte-identical, no temp file, no model.
     func testSIGINTSavesResumableCheckpointAndFullDiskKeepsIt() throws {
         let base = try Tiny.checkpoint(), glue = try FinetuneTests.tinyGLUE(train: 1000)
         let full = try tempDir().appendingPathComponent("full")
         XCTAssertEqual(try zoo(finetuneArgs(base: base, glue: glue, out: full)).code, 0)
+
+        // First at an arbitrary moment, which may fall inside a step (it finishes first) or after the
+        // last one: whatever was saved resumes to the same weights.
+        let anytime = try tempDir().appendingPathComponent("anytime")
+        let a = try zoo(finetuneArgs(base: base, glue: glue, out: anytime), signal: (SIGINT, 300))
+        XCTAssertTrue(a.code == 0 || a.code == 130, "exit \(a.code): \(a.stderr)")
+        if a.code == 130 { XCTAssertEqual(try zoo(finetuneArgs(base: base, glue: glue, out: anytime) + ["--resume"]).code, 0) }
+        XCTAssertEqual(try Data(contentsOf: anytime.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")))
 
         let cut = try tempDir().appendingPathComponent("cut")
         let r = try zoo(finetuneArgs(base: base, glue: glue, out: cut), env: ["ZOO_PAUSE_AT_STEP": "100"], signalWhen: (SIGINT, "paused at step 100"))

@@ -40,6 +40,7 @@ final class FinetuneTests: XCTestCase {
         first.environment = ProcessInfo.processInfo.environment.merging(["ZOO_PAUSE_AT_STEP": "1"]) { $1 }   // held after step 1
         first.standardError = FileHandle.nullDevice
         try first.run()
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }   // never left paused
         let started = Date()
         while !FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint.safetensors").path), first.isRunning,
               Date().timeIntervalSince(started) < 60 { usleep(20_000) }

@@ -261,11 +261,20 @@ final class QuantTests: XCTestCase {
                          "--calib-examples", "16", "--iterations", "4", "--out", out.path])
         XCTAssertEqual(r.code, 0, r.stderr)
         let spec = try XCTUnwrap(try QuantSpec.load(try Checkpoint(dir: out)))
-        let numpy = try JSONSerialization.jsonObject(with: try hfReference(["mixed-bits", "--model", tuned.path, "--quantized", out.path,
-                                                                             "--budget", "5.5", "--group", "2"])) as! [String: Int]
-        XCTAssertEqual(numpy.count, 3 + 4 * 6)
-        for (prefix, bits) in numpy { XCTAssertEqual(spec.bits(prefix), bits, prefix) }
-        XCTAssertGreaterThan(Set(numpy.values).count, 1, "a budget that leaves every unit at one width tests little: \(numpy)")
+        let numpy = try XCTUnwrap(try JSONSerialization.jsonObject(with: try hfReference(["mixed-bits", "--model", tuned.path, "--quantized", out.path,
+                                                                                           "--budget", "5.5", "--group", "2"])) as? [String: Any])
+        let bits = try XCTUnwrap(numpy["bits"] as? [String: Int]), scales = try XCTUnwrap(numpy["scales"] as? [String: [Double]])
+        XCTAssertEqual(bits.count, 3 + 4 * 6)
+        for (prefix, b) in bits { XCTAssertEqual(spec.bits(prefix), b, prefix) }
+        XCTAssertGreaterThan(Set(bits.values).count, 1, "a budget that leaves every unit at one width tests little: \(bits)")
+        // The clip each group chose (its scale), as the checkpoint stores it.
+        let st = try SafeTensors(url: out.appendingPathComponent("model.safetensors"))
+        XCTAssertEqual(scales.count, bits.count)
+        for (prefix, want) in scales {
+            let got = try st.tensor(prefix + ".weight_scale")
+            XCTAssertEqual(got.count, want.count, prefix)
+            for i in 0..<min(got.count, want.count) { XCTAssertEqual(Double(got[i]), want[i], accuracy: 1e-6 * abs(want[i]), "\(prefix) group \(i)") }
+        }
     }
 
     /// Bad input: a damaged quantized checkpoint, an unknown method, quantizing twice, an impossible

@@ -107,15 +107,21 @@ extension ParameterStore {
         }
         let H = word.shape[1]
         var layers = 0
-        while onnx.initializers[named(names.layer(layers).query + ".bias")] != nil { layers += 1 }
+        while layers <= ConfigReader.maxLayers, onnx.initializers[named(names.layer(layers).query + ".bias")] != nil { layers += 1 }
         guard layers > 0, let up = onnx.initializers[named(names.layer(0).up + ".bias")] else { throw bad("no encoder layers under '\(prefix)'") }
+        guard layers <= ConfigReader.maxLayers, H <= ConfigReader.maxSize, up.shape.count == 1, up.count <= ConfigReader.maxSize else {
+            throw bad("\(layers) layers of width \(H), FFN bias of shape \(up.shape): not a BERT the zoo runs")
+        }
         guard heads > 0, H % heads == 0 else { throw bad("hidden size \(H) is not divisible by \(heads) heads") }
         guard onnx.nodes.contains(where: { $0.op == "Erf" }) else { throw bad("no Erf node: only BERT's erf GELU is imported") }
         guard let eps = onnx.nodes.first(where: { $0.op == "LayerNormalization" })?.floats["epsilon"] else {
             throw bad("no LayerNormalization node with an epsilon")
         }
         var spec = ModelSpec.bert(vocab: word.shape[0], hidden: H, layers: layers, heads: heads, ffn: up.count, positions: position.shape[0])
-        spec.types = onnx.initializers[named(names.tokenType!)]?.shape.first ?? 0
+        guard let types = onnx.initializers[named(names.tokenType!)] else {
+            throw bad("no '\(named(names.tokenType!))' (an export that folded the token-type row into another tensor is not supported)")
+        }
+        spec.types = types.shape.first ?? 0
         spec.layerNormEps = eps
         try spec.validate(path: onnx.path)
         // Every parameter comes from a tensor in the file: no more than it holds (before allocating).
@@ -207,7 +213,7 @@ struct Wire {
         }
         func bytes() throws -> UnsafeRawBufferPointer { try message().bytes }
         func string() throws -> String {
-            guard let s = String(validating: try bytes(), as: UTF8.self) else { throw bad("a name is not UTF-8") }
+            guard let s = String(validatingUTF8Data: Data(try bytes())) else { throw bad("a name is not UTF-8") }
             return s
         }
         func int() throws -> Int {

@@ -143,6 +143,10 @@ public enum HFFamily: String, Codable, CaseIterable {
 
     // MARK: ModelSpec → config.json
 
+    /// A float field as the shortest decimal that reads back as the same Float (1e-12, 0.1 — not
+    /// 9.999999960041972e-13), so config.json reads as written and prints alike on every platform.
+    func decimal(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
+
     /// The config.json of `spec`, over the fields of `base` (the source checkpoint's config, whose
     /// other fields are kept).
     public func config(_ spec: ModelSpec, base: [String: Any] = [:]) -> [String: Any] {
@@ -172,9 +176,9 @@ public enum HFFamily: String, Codable, CaseIterable {
             c["pruned_heads"] = pruned.isEmpty ? nil : Dictionary(uniqueKeysWithValues: pruned.map { ("\($0.offset)", $0.element.prunedHeads) })
             c["hidden_act"] = hfAct
             c["type_vocab_size"] = spec.types
-            c["layer_norm_eps"] = Double(spec.layerNormEps)
-            c["hidden_dropout_prob"] = Double(spec.hiddenDropout)
-            c["attention_probs_dropout_prob"] = Double(spec.attentionDropout)
+            c["layer_norm_eps"] = decimal(spec.layerNormEps)
+            c["hidden_dropout_prob"] = decimal(spec.hiddenDropout)
+            c["attention_probs_dropout_prob"] = decimal(spec.attentionDropout)
         case .distilbert:
             // A student written over a BERT teacher's config: its BERT-named fields would alias dim,
             // n_layers and n_heads in transformers' DistilBertConfig, so they go.
@@ -185,9 +189,9 @@ public enum HFFamily: String, Codable, CaseIterable {
             c["n_heads"] = l0.heads
             c["hidden_dim"] = l0.ffn
             c["activation"] = hfAct
-            c["dropout"] = Double(spec.hiddenDropout)
-            c["attention_dropout"] = Double(spec.attentionDropout)
-            c["seq_classif_dropout"] = Double(spec.classifierDropout)
+            c["dropout"] = decimal(spec.hiddenDropout)
+            c["attention_dropout"] = decimal(spec.attentionDropout)
+            c["seq_classif_dropout"] = decimal(spec.classifierDropout)
         case .albert:
             c["embedding_size"] = spec.embedding
             c["hidden_size"] = spec.hidden
@@ -198,10 +202,10 @@ public enum HFFamily: String, Codable, CaseIterable {
             c["intermediate_size"] = l0.ffn
             c["hidden_act"] = hfAct
             c["type_vocab_size"] = spec.types
-            c["layer_norm_eps"] = Double(spec.layerNormEps)
-            c["hidden_dropout_prob"] = Double(spec.hiddenDropout)
-            c["attention_probs_dropout_prob"] = Double(spec.attentionDropout)
-            c["classifier_dropout_prob"] = Double(spec.classifierDropout)
+            c["layer_norm_eps"] = decimal(spec.layerNormEps)
+            c["hidden_dropout_prob"] = decimal(spec.hiddenDropout)
+            c["attention_probs_dropout_prob"] = decimal(spec.attentionDropout)
+            c["classifier_dropout_prob"] = decimal(spec.classifierDropout)
         }
         return c
     }
