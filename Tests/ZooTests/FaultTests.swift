@@ -36,13 +36,23 @@ final class FaultTests: XCTestCase {
         let full = try tempDir().appendingPathComponent("full")
         XCTAssertEqual(try zoo(finetuneArgs(base: base, glue: glue, out: full)).code, 0)
 
-        // First at an arbitrary moment, which may fall inside a step (it finishes first) or after the
-        // last one: whatever was saved resumes to the same weights.
-        let anytime = try tempDir().appendingPathComponent("anytime")
-        let a = try zoo(finetuneArgs(base: base, glue: glue, out: anytime), signal: (SIGINT, 300))
-        XCTAssertTrue(a.code == 0 || a.code == 130, "exit \(a.code): \(a.stderr)")
-        if a.code == 130 { XCTAssertEqual(try zoo(finetuneArgs(base: base, glue: glue, out: anytime) + ["--resume"]).code, 0) }
-        XCTAssertEqual(try Data(contentsOf: anytime.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")))
+        // First at arbitrary moments, which may fall during start-up, before the training loop
+        // (nothing to keep), inside a step (it finishes first) or after the last step: whatever was
+        // saved resumes to the same weights, and a run that saved nothing starts again.
+        for delay in [30, 300] {
+            let anytime = try tempDir().appendingPathComponent("anytime")
+            let a = try zoo(finetuneArgs(base: base, glue: glue, out: anytime), signal: (SIGINT, delay))
+            // 130 once the handler is installed; the bare signal number when it arrives during start-up.
+            XCTAssertTrue([0, 130, SIGINT].contains(a.code), "exit \(a.code): \(a.stderr)")
+            if a.code != 0 {
+                let saved = FileManager.default.fileExists(atPath: anytime.appendingPathComponent("checkpoint.safetensors").path)
+                XCTAssertEqual(saved, a.stderr.contains("interrupted at step"), a.stderr)
+                let again = try zoo(finetuneArgs(base: base, glue: glue, out: anytime) + (saved ? ["--resume"] : []))
+                XCTAssertEqual(again.code, 0, again.stderr)
+            }
+            XCTAssertEqual(try Data(contentsOf: anytime.appendingPathComponent("model.safetensors")), try Data(contentsOf: full.appendingPathComponent("model.safetensors")),
+                           "after a SIGINT at \(delay) ms (exit \(a.code))")
+        }
 
         let cut = try tempDir().appendingPathComponent("cut")
         let r = try zoo(finetuneArgs(base: base, glue: glue, out: cut), env: ["ZOO_PAUSE_AT_STEP": "100"], signalWhen: (SIGINT, "paused at step 100"))
