@@ -49,9 +49,10 @@ public enum Recipe: String, CaseIterable {
     var family: HFFamily { self == .distilbert ? .distilbert : .bert }
 
     /// The student this recipe would make at another scale (`Method.geometry`): TinyBERT's is the
-    /// recipe's own 4L-312 whatever the teacher (with the target's vocabulary and positions); DistilBERT's and BERT-PKD's are the same share of the
-    /// target's layers as here (layers of one geometry are alike, so which ones does not matter for
-    /// speed); the BiLSTM has no transformer shape.
+    /// recipe's own 4L-312 whatever the teacher (with the target's vocabulary and positions);
+    /// DistilBERT's and BERT-PKD's are the same share of the target's layers as here (layers of one
+    /// geometry are alike, so which ones does not matter for speed); the BiLSTM has no transformer
+    /// shape.
     func geometry(_ result: ModelSpec, _ source: ModelSpec, _ target: ModelSpec) -> ModelSpec? {
         switch self {
         case .tinybert:
