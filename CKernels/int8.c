@@ -73,6 +73,64 @@ static inline float qround(float x, float qmax) {
     return v > qmax ? qmax : v < -qmax ? -qmax : v;
 }
 
+// ---- int8 peak ----------------------------------------------------------------------------------
+// The int8 kernel's own instruction sequence in a register-only loop, every thread `iters` rounds:
+// VNNI, 12 independent vpdpbusd (64 products each); AVX2, 6 independent chains of sign, maddubs,
+// madd by ones, add (32 products each, as tile_avx2; the abs of each activation shared by 3). GOPS count a multiply and an add per product,
+// as the fp32 FMA peak does: the ratio of the two bounds what int8 can gain over fp32 on this CPU.
+#ifdef ZK_X86
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static long peak_loop_vnni(long iters) {
+    __m512i c[12];
+    __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-5);
+    for (int i = 0; i < 12; i++) c[i] = _mm512_set1_epi32(i);
+    for (long n = 0; n < iters; n++) {
+        for (int i = 0; i < 12; i++) c[i] = _mm512_dpbusd_epi32(c[i], a, b);
+        __asm__ volatile("" : "+v"(a), "+v"(b));   // inputs the compiler cannot hoist
+    }
+    long s = 0;
+    for (int i = 0; i < 12; i++) s += _mm512_reduce_add_epi32(c[i]);
+    return s;
+}
+__attribute__((target("avx2,fma"))) static long peak_loop_avx2(long iters) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i q0 = _mm256_set1_epi8(-3), q1 = _mm256_set1_epi8(4), b[3], c[2][3];
+    for (int v = 0; v < 3; v++) { b[v] = _mm256_set1_epi8((char)(5 + v)); c[0][v] = c[1][v] = _mm256_setzero_si256(); }
+    for (long n = 0; n < iters; n++) {
+        const __m256i q[2] = {q0, q1}, aq[2] = {_mm256_abs_epi8(q0), _mm256_abs_epi8(q1)};
+        for (int r = 0; r < 2; r++)          // 2 activations × 3 weight vectors: 6 distinct products
+            for (int v = 0; v < 3; v++)
+                c[r][v] = _mm256_add_epi32(c[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(aq[r], _mm256_sign_epi8(b[v], q[r])), ones));
+        __asm__ volatile("" : "+x"(q0), "+x"(q1), "+x"(b[0]), "+x"(b[1]), "+x"(b[2]));
+    }
+    int32_t t[8];
+    long s = 0;
+    for (int r = 0; r < 2; r++)
+        for (int v = 0; v < 3; v++) { _mm256_storeu_si256((__m256i *)t, c[r][v]); for (int j = 0; j < 8; j++) s += t[j]; }
+    return s;
+}
+#endif
+double zk_int8_peak_gops(long iters) {
+    const int kernel = zk_int8_kernel();
+    if (kernel == ZK_INT8_SCALAR) return 0;
+    const double ops = kernel == ZK_INT8_VNNI ? 12.0 * 64 * 2 : 6.0 * 32 * 2;   // per round
+    const int threads = zk_get_threads();
+    volatile long sink = 0;
+    double best = 0;
+    for (int run = 0; run < 3; run++) {   // best of 3, as the fp32 peak
+        const double t0 = omp_get_wtime();
+        #pragma omp parallel num_threads(threads)
+        { long s = 0;
+#ifdef ZK_X86
+          s = kernel == ZK_INT8_VNNI ? peak_loop_vnni(iters) : peak_loop_avx2(iters);
+#endif
+          #pragma omp atomic
+          sink += s; }
+        const double gops = (double)threads * iters * ops / (omp_get_wtime() - t0) / 1e9;
+        if (gops > best) best = gops;
+    }
+    return best;
+}
+
 // ---- activation quantization ------------------------------------------------------------------
 // Both copies round half to even (cvtps2dq under the default MXCSR, qround in C) and clamp to
 // ±127, so they write the same bytes.

@@ -30,6 +30,9 @@ const char *zk_simd_name(int level);
 
 // fp32 FMA peak of this machine at the current thread count (GFLOPS), by a register-only FMA loop.
 double zk_fma_peak_gflops(long iters);
+// int8 peak (GOPS, a multiply and an add per product) of the int8 kernel in use (zk_int8_kernel),
+// by a register-only loop of that kernel's instruction sequence; 0 for the scalar kernel.
+double zk_int8_peak_gops(long iters);
 
 // ---- GEMM --------------------------------------------------------------------------------------
 // C[M,N] = A[M,K] · B[N,K]^T + beta·C  (B laid out like a PyTorch Linear weight, [out, in]).

@@ -10,8 +10,10 @@ struct PeakCommand: Command {
       Runs a register-only FMA loop (the machine's fp32 peak), then times the encoder's four Linear
       shapes (QKV, attention output, FFN up, FFN down) for T tokens (default 4096 = 32×128) with zoo's
       packed-weight kernel and with OpenBLAS, and prints GFLOPS and the fraction of peak for each;
-      then the int8 Linear (quantize activations + VNNI GEMM + dequantize, as qbert-int8 runs it)
-      in GOPS and as a ratio to zoo's fp32 kernel.
+      then the int8 Linear (quantize activations + int8 GEMM + dequantize, as qbert-int8 runs it)
+      in GOPS and as a ratio to zoo's fp32 kernel. The int8 peak is a register-only loop of the int8
+      kernel's own instructions (vpdpbusd with VNNI; sign, maddubs, madd, add with AVX2): its ratio
+      to the fp32 peak bounds what int8 can gain over fp32 on this CPU.
     """
     static let options: Set<String> = ["threads", "geometry", "tokens"]
     static let flags: Set<String> = ["json"]
@@ -21,6 +23,7 @@ struct PeakCommand: Command {
         guard let g = Geometry(rawValue: args["geometry"] ?? "bert-base") else { throw ZooError.usage("unknown geometry '\(args["geometry"]!)'") }
         let T = try args.int("tokens", default: 4096)!
         let peak = zk_fma_peak_gflops(100_000_000)
+        let int8Peak = zk_int8_peak_gops(100_000_000)
         let (H, F) = (g.spec.hidden, g.spec.layers[0].ffn)
         let shapes = [("qkv", 3 * H, H), ("attn-out", H, H), ("ffn-up", F, H), ("ffn-down", H, F)]
         var rows: [[String: Any]] = []
@@ -40,13 +43,17 @@ struct PeakCommand: Command {
                          "int8_gops": flops / int8 / 1e9])
         }
         if args.flag("json") {
-            print(try jsonString(["cpu": Runtime.cpuName, "simd": Runtime.simdName(zk_simd_level()), "threads": Runtime.threads, "fma_peak_gflops": peak, "openblas_core": Runtime.blasCoreType, "gemm": rows] as [String: Any]))
+            print(try jsonString(["cpu": Runtime.cpuName, "simd": Runtime.simdName(zk_simd_level()), "threads": Runtime.threads, "fma_peak_gflops": peak, "int8_peak_gops": int8Peak, "openblas_core": Runtime.blasCoreType, "gemm": rows] as [String: Any]))
             return
         }
         print("CPU: \(Runtime.cpuName)")
         print(peak > 0 ? String(format: "fp32 FMA peak: %.1f GFLOPS (%d threads, %@ FMA loop)", peak, Runtime.threads, Runtime.simdName(zk_simd_level()))
                        : "fp32 FMA peak: not measured at the generic level")
-        print("GEMM \(g.rawValue), \(T) tokens        zoo packed         OpenBLAS \(Runtime.blasCoreType)     int8 (\(String(cString: zk_int8_name(zk_int8_kernel()))))")
+        let int8Name = String(cString: zk_int8_name(zk_int8_kernel()))
+        if int8Peak > 0 {
+            print(String(format: "int8 peak: %.1f GOPS (%@ kernel's instruction loop) = %.2fx the fp32 peak", int8Peak, int8Name, peak > 0 ? int8Peak / peak : 0))
+        }
+        print("GEMM \(g.rawValue), \(T) tokens        zoo packed         OpenBLAS \(Runtime.blasCoreType)     int8 (\(int8Name))")
         for r in rows {
             let z = r["zoo_gflops"] as! Double, o = r["openblas_gflops"] as! Double, i = r["int8_gops"] as! Double
             let pct = { (g: Double) in peak > 0 ? String(format: "%3.0f%%", 100 * g / peak) : "  —" }

@@ -56,6 +56,25 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(obj["parameters"] as? Int, 30522 * H + 512 * H + 2 * H + 2 * H + 4 * perLayer)
     }
 
+    /// `zoo peak`: both peaks and the four GEMM shapes of the geometry, at every SIMD level this CPU
+    /// has (rates are only checked to be positive: no wall-clock values are asserted).
+    func testPeakReportsBothPeaksAndTheEncoderShapes() throws {
+        for level in ["generic", "avx2", "avx512"] where zk_simd_parse(level) <= zk_simd_max() {
+            let r = try zoo(["peak", "--geometry", "tinybert-4l", "--tokens", "64", "--json"], env: ["ZOO_SIMD": level])
+            XCTAssertEqual(r.code, 0, r.stderr)
+            let obj = try JSONSerialization.jsonObject(with: r.stdout) as! [String: Any]
+            XCTAssertEqual(obj["simd"] as? String, level)
+            let fp32 = obj["fma_peak_gflops"] as! Double, int8 = obj["int8_peak_gops"] as! Double
+            // The generic level has no FMA loop of known width and uses the scalar int8 kernel: no peaks.
+            if level == "generic" { XCTAssertEqual(fp32, 0); XCTAssertEqual(int8, 0) } else { XCTAssertGreaterThan(fp32, 0); XCTAssertGreaterThan(int8, 0) }
+            let gemm = obj["gemm"] as! [[String: Any]]
+            XCTAssertEqual(gemm.map { $0["shape"] as! String }, ["qkv", "attn-out", "ffn-up", "ffn-down"])
+            XCTAssertEqual(gemm.map { [$0["M"] as! Int, $0["N"] as! Int, $0["K"] as! Int] },
+                           [[64, 936, 312], [64, 312, 312], [64, 1200, 312], [64, 312, 1200]])
+            for row in gemm { for key in ["zoo_gflops", "openblas_gflops", "int8_gops"] { XCTAssertGreaterThan(row[key] as! Double, 0, key) } }
+        }
+    }
+
     /// The program re-executes itself with the fast OpenBLAS kernels when the user has not chosen.
     func testFastBLASIsArrangedByItself() throws {
         var env = ProcessInfo.processInfo.environment
