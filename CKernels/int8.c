@@ -76,8 +76,9 @@ static inline float qround(float x, float qmax) {
 // ---- int8 peak ----------------------------------------------------------------------------------
 // The int8 kernel's own instruction sequence in a register-only loop, every thread `iters` rounds:
 // VNNI, 12 independent vpdpbusd (64 products each); AVX2, 6 independent chains of sign, maddubs,
-// madd by ones, add (32 products each, as tile_avx2; the abs of each activation shared by 3). GOPS count a multiply and an add per product,
-// as the fp32 FMA peak does: the ratio of the two bounds what int8 can gain over fp32 on this CPU.
+// madd by ones, add (32 products each, as tile_avx2; each activation's abs shared by 3). GOPS count
+// a multiply and an add per product, as the fp32 FMA peak does: the ratio of the two bounds what
+// int8 can gain over fp32 on this CPU.
 #ifdef ZK_X86
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static long peak_loop_vnni(long iters) {
     __m512i c[12];
