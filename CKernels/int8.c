@@ -80,7 +80,7 @@ static inline float qround(float x, float qmax) {
 // a multiply and an add per product, as the fp32 FMA peak does: the ratio of the two bounds what
 // int8 can gain over fp32 on this CPU.
 #ifdef ZK_X86
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static long peak_loop_vnni(long iters) {
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_loop_vnni(long iters) {
     __m512i c[12];
     __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-5);
     for (int i = 0; i < 12; i++) c[i] = _mm512_set1_epi32(i);
@@ -92,7 +92,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static long peak_loop_vnn
     for (int i = 0; i < 12; i++) s += _mm512_reduce_add_epi32(c[i]);
     return s;
 }
-__attribute__((target("avx2,fma"))) static long peak_loop_avx2(long iters) {
+__attribute__((target("avx2,fma"))) static double peak_loop_avx2(long iters) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i q0 = _mm256_set1_epi8(-3), q1 = _mm256_set1_epi8(4), b[3], c[2][3];
     for (int v = 0; v < 3; v++) { b[v] = _mm256_set1_epi8((char)(5 + v)); c[0][v] = c[1][v] = _mm256_setzero_si256(); }
@@ -112,24 +112,12 @@ __attribute__((target("avx2,fma"))) static long peak_loop_avx2(long iters) {
 #endif
 double zk_int8_peak_gops(long iters) {
     const int kernel = zk_int8_kernel();
-    if (kernel == ZK_INT8_SCALAR) return 0;
-    const double ops = kernel == ZK_INT8_VNNI ? 12.0 * 64 * 2 : 6.0 * 32 * 2;   // per round
-    const int threads = zk_get_threads();
-    volatile long sink = 0;
-    double best = 0;
-    for (int run = 0; run < 3; run++) {   // best of 3, as the fp32 peak
-        const double t0 = omp_get_wtime();
-        #pragma omp parallel num_threads(threads)
-        { long s = 0;
 #ifdef ZK_X86
-          s = kernel == ZK_INT8_VNNI ? peak_loop_vnni(iters) : peak_loop_avx2(iters);
+    if (kernel == ZK_INT8_VNNI) return zk__peak_rate(peak_loop_vnni, iters, 12.0 * 64 * 2);
+    if (kernel == ZK_INT8_AVX2) return zk__peak_rate(peak_loop_avx2, iters, 6.0 * 32 * 2);
 #endif
-          #pragma omp atomic
-          sink += s; }
-        const double gops = (double)threads * iters * ops / (omp_get_wtime() - t0) / 1e9;
-        if (gops > best) best = gops;
-    }
-    return best;
+    (void)kernel;
+    return 0;   // the scalar kernel
 }
 
 // ---- activation quantization ------------------------------------------------------------------

@@ -12,6 +12,10 @@ void zk__act_row(float *x, int n, int act);
 // Aborts with a message unless act is one of the ZK_ACT_* codes (the public entry points call it once).
 void zk__check_act(int act);
 
+// Best of 3 runs of `loop(iters)` on every thread, in 1e9 × `ops` (per round) per second: the
+// register-only peak loops of kernels.c (fp32 FMA) and int8.c.
+double zk__peak_rate(double (*loop)(long), long iters, double ops);
+
 // Part p of `parts` of [0, n): boundaries rounded down to multiples of `align`, the last part to n.
 static inline void slice(int n, int p, int parts, int align, int *lo, int *hi) {
     *lo = (int)((long)n * p / parts) / align * align;
