@@ -145,6 +145,82 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("--without takes general, embedding, attention, hidden, prediction, augmentation, got 'nope'"), r.stderr)
     }
 
+    /// --student-init teacher: cut at the teacher's own shape the student is the teacher, tensor for
+    /// tensor; cut narrower it keeps the residual dimensions of largest Σ(γ² + β²) over the LayerNorms
+    /// of its layers (teacher layers 2 and 4 for 2 of 4), each query row is a teacher row of its own
+    /// head (over those dimensions) times √(d'/d), and with the projections started as that
+    /// embedding its first hidden-state loss is far below a random student's. A general student made
+    /// so carries its dimensions (config.json zoo_teacher_dims) to the task stages.
+    func testStudentCutOutOfTheTeacher() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
+        let t = ParameterStore(spec: try Checkpoint(dir: teacher).spec, trainable: false)
+        try t.load(try Checkpoint(dir: teacher), seed: 0)
+        let (same, all) = try Students.cut(from: t, layers: 4, hidden: 16, heads: 2, ffn: 32)
+        XCTAssertEqual(all, Array(0..<16))
+        XCTAssertEqual(same.slots.map(\.name), t.slots.map(\.name))
+        for slot in t.slots {
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: same.view(slot.name).value, count: slot.count)),
+                           Array(UnsafeBufferPointer(start: t.view(slot.name).value, count: slot.count)), slot.name)
+        }
+
+        let (s, kept) = try Students.cut(from: t, layers: 2, hidden: 12, heads: 2, ffn: 20)
+        XCTAssertEqual(s.spec.hidden, 12)
+        XCTAssertEqual(s.spec.layers.map(\.headDim), [6, 6])
+        XCTAssertEqual(s.spec.layers.map(\.ffn), [20, 20])
+        let names = t.spec.family.names
+        let norms = [names.embeddingNorm] + [1, 3].flatMap { [names.layer($0).attentionNorm, names.layer($0).outputNorm] }
+        let energy = (0..<16).map { h in norms.map { n -> Float in
+            let (g, b) = (t.view(n + ".weight").value[h], t.view(n + ".bias").value[h]); return g * g + b * b }.reduce(0, +) }
+        XCTAssertEqual(Set(kept), Set((0..<16).sorted { energy[$0] > energy[$1] }.prefix(12)))
+        for (j, h) in kept.enumerated() { XCTAssertEqual(s.view(names.embeddingNorm + ".weight").value[j], t.view(names.embeddingNorm + ".weight").value[h]) }
+        let (sq, tq) = (s.view(names.layer(0).query + ".weight").value, t.view(names.layer(1).query + ".weight").value)
+        let scale = Float(6.0 / 8.0).squareRoot()
+        for row in 0..<12 {
+            let head = row / 6
+            let candidates = (0..<8).map { i in kept.map { tq[(head * 8 + i) * 16 + $0] * scale } }
+            XCTAssertTrue(candidates.contains((0..<12).map { sq[row * 12 + $0] }), "query row \(row) is no row of teacher head \(head)")
+        }
+
+        let examples = try (0..<16).map { try Checkpoint(dir: teacher).tokenizer().encode(["hello world a", "b a .", "as bs hello"][$0 % 3], nil, maxLength: 16) }
+        var objective = DistillObjective()
+        (objective.hidden, objective.embedding) = (1, 1)
+        func firstLoss(_ student: ParameterStore, _ dims: [Int]?) throws -> Float {
+            try DistillStep(teacher: t, student: student, objective: objective, examples: examples, targets: nil, projectionFrom: dims)
+                .step(Array(0..<16), dropoutSeed: 1).terms["hidden"]!
+        }
+        let cutLoss = try firstLoss(s, kept), randomLoss = try firstLoss(Students.random(like: t.spec, layers: 2, hidden: 12, heads: 2, ffn: 20, seed: 1), nil)
+        XCTAssertLessThan(cutLoss, 0.25 * randomLoss, "cut \(cutLoss), random \(randomLoss)")
+
+        let general = try tempDir().appendingPathComponent("general")
+        let corpus = try tempDir().appendingPathComponent("corpus.txt")
+        try (0..<24).map { ["hello world a", "b a .", "as bs hello"][$0 % 3] }.joined(separator: "\n").write(to: corpus, atomically: true, encoding: .utf8)
+        var r = try distill(teacher, glue, general, ["--recipe", "tinybert", "--general-only", "--corpus", corpus.path, "--student-init", "teacher",
+                                                     "--student-layers", "2", "--student-width", "12", "--student-heads", "2", "--student-ffn", "20"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(try Checkpoint(dir: general).configDictionary()["zoo_teacher_dims"] as? [Int], kept)
+        let task = try tempDir().appendingPathComponent("task")
+        r = try distill(teacher, glue, task, ["--recipe", "tinybert", "--general", general.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(try Checkpoint(dir: task).configDictionary()["zoo_teacher_dims"] as? [Int], kept)
+        try assertSameLogitsAsHF(task)
+
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "tinybert", "--general", general.path, "--student-init", "teacher"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--student-init: the student's shape comes from --general"), r.stderr)
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "tinybert", "--student-init", "teacher", "--student-width", "20"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("a width of at most 16"), r.stderr)
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "tinybert", "--student-init", "parent"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--student-init takes random or teacher, got 'parent'"), r.stderr)
+        var config = try Checkpoint(dir: general).configDictionary()
+        config["zoo_teacher_dims"] = [0, 1, 99]
+        try JSONSerialization.data(withJSONObject: config).write(to: general.appendingPathComponent("config.json"))
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "tinybert", "--general", general.path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains(general.appendingPathComponent("config.json").path + ": zoo_teacher_dims must list 12 dimensions of the teacher's 16"), r.stderr)
+    }
+
     /// BiLSTM-SOFT: a pair task's student in the zoo's own format, run as the `bilstm-soft` variant
     /// (zoo eval = distill.json's dev score, zoo bench), resumed when done, clear errors.
     func testBiLSTMSoft() throws {

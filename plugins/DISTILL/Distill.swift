@@ -138,6 +138,85 @@ enum Students {
         s.values.data.update(from: r.values.data, count: r.count)
         return s
     }
+
+    /// A student cut out of the teacher's own weights (`--student-init teacher`; TinyBERT's student
+    /// starts random, and a corpus as small as this one does not train it, see the README). Student
+    /// layer m starts as teacher layer round(m·N/M), the one its hidden states learn from (the
+    /// uniform map). Of the teacher's residual dimensions it keeps the `hidden` with the largest
+    /// Σ(γ² + β²) over the teacher's LayerNorms (the mean square a dimension has after a
+    /// LayerNorm); in each head the query-key and the value-output dimensions with the largest
+    /// products of row norms (‖W_q[i]‖·‖W_k[i]‖, ‖W_v[i]‖·‖W_o[:, i]‖); in each FFN the `ffn`
+    /// neurons with the largest ‖W_up[j]‖·‖W_down[:, j]‖. Queries are scaled by √(d'/d) so that
+    /// the attention logits keep their scale. Returns the store and the kept residual dimensions
+    /// (student dimension j is teacher dimension kept[j]).
+    static func cut(from teacher: ParameterStore, layers M: Int, hidden: Int, heads: Int, ffn: Int) throws -> (ParameterStore, [Int]) {
+        let t: ModelSpec = teacher.spec, N = t.layers.count, d = t.layers[0].headDim
+        guard heads == t.layers[0].heads, hidden % heads == 0, hidden / heads <= d, hidden <= t.hidden, ffn <= t.layers.map(\.ffn).min()! else {
+            throw ZooError.usage("--student-init teacher cuts the student out of the teacher: it needs the teacher's \(t.layers[0].heads) heads, "
+                                 + "a width of at most \(t.hidden) (a multiple of the heads) and an FFN of at most \(t.layers.map(\.ffn).min()!)")
+        }
+        let from = try LayerMap.uniform.pairs(student: M, teacher: N).map { $0.1 - 1 }
+        var spec = ModelSpec.bert(vocab: t.vocab, hidden: hidden, layers: M, heads: heads, ffn: ffn, positions: t.positions)
+        if t.head != .none { spec = spec.withHead(numLabels: t.numLabels) }
+        spec.types = t.types
+        let s = ParameterStore(spec: spec)
+        let (tn, sn) = (t.family.names, spec.family.names)
+
+        /// Element [i, j] of the teacher's matrix `name` (row-major, as HF stores a Linear's [out, in]).
+        func at(_ name: String) -> (Int, Int) -> Float {
+            let p = teacher.view(name).value, shape = teacher.slot(name)!.shape, width = shape.count == 2 ? shape[1] : 1
+            return { i, j in p[i * width + j] }
+        }
+        func norm(_ n: Int, _ x: (Int) -> Float) -> Float { (0..<n).reduce(0) { $0 + x($1) * x($1) }.squareRoot() }
+        func top(_ k: Int, of n: Int, by score: (Int) -> Float) -> [Int] {
+            Array((0..<n).map { ($0, score($0)) }.sorted { $0.1 > $1.1 }.prefix(k).map(\.0)).sorted()
+        }
+        /// The student's `name` as the teacher's rows × columns (nil: all), times `scale`.
+        func copy(_ name: String, as target: String? = nil, rows: [Int]?, columns: [Int]?, scale: Float = 1) {
+            let shape = teacher.slot(name)!.shape, get = at(name), out = s.view(target ?? name).value
+            let r = rows ?? Array(0..<shape[0]), c = shape.count == 1 ? [0] : columns ?? Array(0..<shape[1])
+            for (a, i) in r.enumerated() { for (b, j) in c.enumerated() { out[a * c.count + b] = scale * get(i, j) } }
+        }
+
+        let norms = [tn.embeddingNorm] + from.flatMap { [tn.layer($0).attentionNorm, tn.layer($0).outputNorm] }
+        let kept = top(hidden, of: t.hidden) { h in norms.reduce(0) { sum, n in
+            let (g, b) = (teacher.view(n + ".weight").value[h], teacher.view(n + ".bias").value[h])
+            return sum + g * g + b * b
+        } }
+        for name in [tn.word, tn.position] + (tn.tokenType.map { t.types > 0 ? [$0] : [] } ?? []) { copy(name, rows: nil, columns: kept) }
+        for x in [".weight", ".bias"] { copy(tn.embeddingNorm + x, rows: kept, columns: nil) }
+        let dk = hidden / heads
+        for (m, l) in from.enumerated() {
+            let (a, b) = (tn.layer(l), sn.layer(m))
+            let (q, k, v, o) = (at(a.query + ".weight"), at(a.key + ".weight"), at(a.value + ".weight"), at(a.attentionOut + ".weight"))
+            var qk: [Int] = [], vo: [Int] = []
+            for h in 0..<heads {
+                qk += top(dk, of: d) { i in norm(hidden) { q(h * d + i, kept[$0]) } * norm(hidden) { k(h * d + i, kept[$0]) } }.map { h * d + $0 }
+                vo += top(dk, of: d) { i in norm(hidden) { v(h * d + i, kept[$0]) } * norm(hidden) { o(kept[$0], h * d + i) } }.map { h * d + $0 }
+            }
+            let up = at(a.up + ".weight"), down = at(a.down + ".weight")
+            let neurons = top(ffn, of: t.layers[l].ffn) { j in norm(hidden) { up(j, kept[$0]) } * norm(hidden) { down(kept[$0], j) } }
+            let scale = (Float(dk) / Float(d)).squareRoot()
+            for x in [".weight", ".bias"] {
+                copy(a.query + x, as: b.query + x, rows: qk, columns: kept, scale: scale)
+                copy(a.key + x, as: b.key + x, rows: qk, columns: kept)
+                copy(a.value + x, as: b.value + x, rows: vo, columns: kept)
+                copy(a.up + x, as: b.up + x, rows: neurons, columns: kept)
+                copy(a.attentionNorm + x, as: b.attentionNorm + x, rows: kept, columns: nil)
+                copy(a.outputNorm + x, as: b.outputNorm + x, rows: kept, columns: nil)
+            }
+            copy(a.attentionOut + ".weight", as: b.attentionOut + ".weight", rows: kept, columns: vo)
+            copy(a.attentionOut + ".bias", as: b.attentionOut + ".bias", rows: kept, columns: nil)
+            copy(a.down + ".weight", as: b.down + ".weight", rows: kept, columns: neurons)
+            copy(a.down + ".bias", as: b.down + ".bias", rows: kept, columns: nil)
+        }
+        if t.head != .none {
+            for x in [".weight", ".bias"] { copy(tn.pooler + x, rows: kept, columns: kept) }
+            copy(tn.classifier + ".weight", rows: nil, columns: kept)
+            copy(tn.classifier + ".bias", rows: nil, columns: nil)
+        }
+        return (s, kept)
+    }
 }
 
 /// The student being distilled: BERT-shaped (an HF checkpoint) or the BiLSTM (the zoo's own format).
@@ -157,8 +236,8 @@ enum Student {
     func score(_ dev: DevSet) throws -> TaskResult {
         switch self { case .bert(let s): return try dev.score(s); case .bilstm(let b): return try dev.score(b) }
     }
-    func save(to dir: URL, base: Checkpoint) throws {
-        switch self { case .bert(let s): try s.writeCheckpoint(to: dir, base: base); case .bilstm(let b): try b.save(to: dir, vocab: base.vocabURL) }
+    func save(to dir: URL, base: Checkpoint, config: [String: Any] = [:]) throws {
+        switch self { case .bert(let s): try s.writeCheckpoint(to: dir, base: base, config: config); case .bilstm(let b): try b.save(to: dir, vocab: base.vocabURL) }
     }
     func load(_ dir: URL) throws {
         switch self {
@@ -176,6 +255,7 @@ public struct DistillCommand: Command {
     public static let help = """
     zoo distill --teacher FINETUNED --recipe tinybert|distilbert|bert-pkd|bilstm-soft --out DIR [--task T]
                 [--general GENERAL | --general-only] [--student-layers L] [--student-width H] [--student-heads A] [--student-ffn F]
+                [--student-init random|teacher]
                 [--epochs N] [--general-epochs N] [--corpus FILE] [--lr X] [--batch B] [--temperature T]
                 [--augment N] [--augment-cap N] [--without PARTS] [--limit N] [--save-every N] [--data DIR] [--threads N]
                 [--seed S] [--resume]
@@ -185,6 +265,11 @@ public struct DistillCommand: Command {
         hidden states (through learned projections) and attention scores, layer m of the student
         learning from teacher layer round(m·N/M); then on the task: the same losses (--epochs), then
         the soft cross-entropy of the predictions at --temperature (default 1; --epochs).
+        --student-init teacher (not TinyBERT's recipe, whose student starts random): the student is
+        cut out of the teacher: layer m from teacher layer round(m·N/M), the residual dimensions,
+        head dimensions and FFN neurons of largest weight (see the README), and the hidden-state
+        projections start as the embedding of its dimensions in the teacher's (recorded in its
+        config.json as zoo_teacher_dims, so a general student made so keeps it for the task stages).
         As in TinyBERT, the general stage can be made once from the pre-trained model and reused
         for every task: `--general-only --teacher PRETRAINED` writes that student to --out (no task,
         no head needed); `--general GENERAL` starts a task's student from it and skips the stage.
@@ -211,7 +296,7 @@ public struct DistillCommand: Command {
       predictions), augmentation (--augment ignored).
     """
     public static let options: Set<String> = ["teacher", "recipe", "out", "task", "student-layers", "student-width", "student-heads",
-                                              "student-ffn", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
+                                              "student-ffn", "student-init", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
                                               "save-every", "data", "threads", "seed", "augment", "augment-cap", "general", "without"]
     public static let flags: Set<String> = ["resume", "general-only"]
 
@@ -243,23 +328,36 @@ public struct DistillCommand: Command {
         try teacher.load(ckpt, seed: 0)
         let N = t.layers.count
         let student: Student
+        var teacherDims: [Int]?      // a student cut out of the teacher: the teacher dimension of each of its own
         switch recipe {
         case .tinybert where general != nil:
             let g = general!
             guard g.spec.family == .bert, g.spec.vocab == t.vocab, g.spec.types == t.types, g.spec.positions >= min(128, t.positions) else {
                 throw ZooError.badFile(path: g.dir.path, problem: "not a general student of this teacher (a BERT with its vocabulary, from zoo distill --general-only)")
             }
-            for flag in ["student-layers", "student-width", "student-heads", "student-ffn"] where args[flag] != nil {
+            for flag in ["student-layers", "student-width", "student-heads", "student-ffn", "student-init"] where args[flag] != nil {
                 throw ZooError.usage("--\(flag): the student's shape comes from --general")
             }
             let s = ParameterStore(spec: g.spec.withHead(numLabels: t.numLabels))
             try s.load(g, seed: seed)
             student = .bert(s)
+            if let dims = try g.configDictionary()["zoo_teacher_dims"] {
+                guard let dims = dims as? [Int], dims.count == g.spec.hidden, dims.allSatisfy({ (0..<t.hidden).contains($0) }) else {
+                    throw ZooError.badFile(path: g.configURL.path, problem: "zoo_teacher_dims must list \(g.spec.hidden) dimensions of the teacher's \(t.hidden)")
+                }
+                teacherDims = dims
+            }
         case .tinybert:
             let width = try args.int("student-width", default: 312)!, heads = try args.int("student-heads", default: t.layers[0].heads)!
             guard heads > 0, width % heads == 0 else { throw ZooError.usage("--student-width must be a multiple of --student-heads") }
-            student = .bert(Students.random(like: t, layers: try args.int("student-layers", default: 4, range: 1...N)!, hidden: width, heads: heads,
-                                            ffn: try args.int("student-ffn", default: 1200)!, seed: seed))
+            let (layers, ffn) = (try args.int("student-layers", default: 4, range: 1...N)!, try args.int("student-ffn", default: 1200)!)
+            switch args["student-init"] ?? "random" {
+            case "random": student = .bert(Students.random(like: t, layers: layers, hidden: width, heads: heads, ffn: ffn, seed: seed))
+            case "teacher":
+                let (s, dims) = try Students.cut(from: teacher, layers: layers, hidden: width, heads: heads, ffn: ffn)
+                (student, teacherDims) = (.bert(s), dims)
+            case let other: throw ZooError.usage("--student-init takes random or teacher, got '\(other)'")
+            }
         case .distilbert:
             let M = try args.int("student-layers", default: (N + 1) / 2, range: 1...N)!
             student = .bert(teacher.subset(layers: (0..<M).map { $0 * N / M }, family: .distilbert))
@@ -270,7 +368,7 @@ public struct DistillCommand: Command {
                                        classifierSize: 400, numLabels: t.numLabels, pair: task!.isPair, maxLength: min(128, t.positions))
             student = .bilstm(BiLSTM(config: config, table: teacher.view(t.family.names.word).value, seed: seed))
         }
-        for flag in ["student-width", "student-heads", "student-ffn", "general-epochs", "corpus"] where recipe != .tinybert && args[flag] != nil
+        for flag in ["student-width", "student-heads", "student-ffn", "student-init", "general-epochs", "corpus"] where recipe != .tinybert && args[flag] != nil
             && !(recipe == .bilstmSoft && flag == "student-width") {
             throw ZooError.usage("--\(flag) applies to the tinybert recipe only")
         }
@@ -324,11 +422,12 @@ public struct DistillCommand: Command {
                 let sentences = limit.map { Array(all.prefix($0)) } ?? all
                 log("\(name): \(sentences.count) of \(all.count) sentences (\(args["corpus"] ?? "every distinct GLUE sentence in \(glue.path)"))")
                 step = try DistillStep(teacher: teacher, student: student, objective: objective,
-                                       examples: sentences.map { tokenizer.encode($0, nil, maxLength: maxLength) }, targets: nil, seed: seed)
+                                       examples: sentences.map { tokenizer.encode($0, nil, maxLength: maxLength) }, targets: nil, seed: seed,
+                                       projectionFrom: teacherDims)
             case .bert(let student):
                 step = try DistillStep(teacher: teacher, student: student, objective: objective,
                                        examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) },
-                                       targets: train.map(\.labelValue), dev: dev, seed: seed)
+                                       targets: train.map(\.labelValue), dev: dev, seed: seed, projectionFrom: teacherDims)
             }
             let trainer = try Trainer(step, options: options, out: dir)
             if args.flag("resume"), FileManager.default.fileExists(atPath: trainer.checkpointURL.path) {
@@ -337,13 +436,13 @@ public struct DistillCommand: Command {
             }
             let progress = Progress(name)
             try trainer.run(log: { log("\(name) " + $0) }, progress: { progress.update($0, $1) })
-            try student.save(to: dir, base: ckpt)
+            try student.save(to: dir, base: ckpt, config: teacherDims.map { ["zoo_teacher_dims": $0] } ?? [:])
             var stage = trainer.record
             stage["stage"] = name
             record.append(stage)
             try writeAtomically(try JSONSerialization.data(withJSONObject: stage, options: [.prettyPrinted, .sortedKeys]), to: done)
         }
-        try student.save(to: out, base: ckpt)
+        try student.save(to: out, base: ckpt, config: teacherDims.map { ["zoo_teacher_dims": $0] } ?? [:])
         let score = try dev.map { try student.score($0) }
         var summary: [String: Any] = ["teacher": ckpt.dir.path, "recipe": recipe.rawValue, "stages": record,
                                       "parameters_teacher": t.parameterCount, "parameters": student.parameterCount]

@@ -166,7 +166,9 @@ public struct DistillObjective {
 /// needed). The `Trainer` runs it like fine-tuning: schedule, clipping, checkpoints, exact resume.
 public final class DistillStep: TrainingStep {
     public let teacher: Network<ParamLinear>, student: Network<ParamLinear>
-    /// "hidden.weight/bias", "embedding.weight/bias" [Ht, Hs]: present when the widths differ.
+    /// "hidden.weight/bias", "embedding.weight/bias" [Ht, Hs]: present when the widths differ; random,
+    /// or for a student cut out of the teacher (`projectionFrom`: the teacher dimension of each
+    /// student dimension) the embedding of its dimensions in the teacher's.
     public let projections: ParameterStore?
     public let objective: DistillObjective
     let pairs: [(Int, Int)]
@@ -177,7 +179,8 @@ public final class DistillStep: TrainingStep {
     public var exampleCount: Int { examples.count }
 
     public init(teacher: ParameterStore, student: ParameterStore, objective: DistillObjective,
-                examples: [WordPieceTokenizer.Encoding], targets: [Double]?, dev: DevSet? = nil, seed: UInt64 = 42) throws {
+                examples: [WordPieceTokenizer.Encoding], targets: [Double]?, dev: DevSet? = nil, seed: UInt64 = 42,
+                projectionFrom dims: [Int]? = nil) throws {
         precondition(teacher.grads == nil, "the teacher is frozen")
         let (t, s): (ModelSpec, ModelSpec) = (teacher.spec, student.spec)
         let o = objective
@@ -199,9 +202,14 @@ public final class DistillStep: TrainingStep {
         if t.hidden != s.hidden, o.hidden > 0 || o.embedding > 0 {
             let p = ParameterStore(tensors: ["hidden", "embedding"].flatMap { [($0 + ".weight", [t.hidden, s.hidden], true), ($0 + ".bias", [t.hidden], false)] })
             var rng = SplitMix64(seed: seed)
-            for name in ["hidden.weight", "embedding.weight"] {   // nn.Linear-like scale, seeded
+            for name in ["hidden.weight", "embedding.weight"] {
                 let v = p.view(name)
-                for i in 0..<v.count { v.value[i] = rng.normal() / Float(s.hidden).squareRoot() }
+                if let dims {   // student dimension j is teacher dimension dims[j]: the projection starts as that embedding
+                    precondition(dims.count == s.hidden && dims.allSatisfy { (0..<t.hidden).contains($0) }, "projection dimensions")
+                    for (j, i) in dims.enumerated() { v.value[i * s.hidden + j] = 1 }
+                } else {        // nn.Linear-like scale, seeded
+                    for i in 0..<v.count { v.value[i] = rng.normal() / Float(s.hidden).squareRoot() }
+                }
             }
             projections = p
         } else {
