@@ -74,6 +74,33 @@ final class AlbertTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("groups:G needs G dividing"), r.stderr)
     }
 
+    /// --general-epochs: the shared layer first learns the dense model's embedding output, hidden
+    /// states and attention scores on unlabelled sentences (--corpus): each term logged per step
+    /// and the hidden-state loss falling over three epochs; --corpus alone is refused.
+    func testGeneralStageOnACorpus() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 32), tuned = try Tiny.fineTuned4Layers(glue)
+        let corpus = try tempDir().appendingPathComponent("corpus.txt")
+        try (0..<64).map { ["hello world a", "b a .", "as bs hello", "world . a b"][$0 % 4] + String(repeating: " a", count: $0 % 5) }
+            .joined(separator: "\n").write(to: corpus, atomically: true, encoding: .utf8)
+        let out = try tempDir().appendingPathComponent("albert")
+        var r = try zoo(["albertize", "--weights", tuned.path, "--embedding-size", "4", "--general-epochs", "3", "--corpus", corpus.path, "--lr", "1e-3",
+                         "--recover-epochs", "0", "--batch", "8", "--candidate-examples", "16", "--data", glue.path, "--out", out.path, "--threads", "2"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("general stage: 64 of 64 sentences (\(corpus.path))"), r.stderr)
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("albertize.json"))) as! [String: Any]
+        let terms = record["general_loss_terms"] as! [String: [Double]]
+        XCTAssertEqual(Set(terms.keys), ["embedding", "hidden", "attention"])
+        let hidden = terms["hidden"]!
+        XCTAssertEqual(hidden.count, 24)                                    // 64 sentences in batches of 8, three epochs
+        XCTAssertLessThan(hidden.suffix(4).reduce(0, +), 0.9 * hidden.prefix(4).reduce(0, +), "\(hidden)")
+        XCTAssertNotNil(record["dev_after_general"] as? Double)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(".general").path))
+
+        r = try zoo(["albertize", "--weights", tuned.path, "--corpus", corpus.path, "--data", glue.path, "--out", try tempDir().path])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--corpus is read by the general stage: give --general-epochs N"), r.stderr)
+    }
+
     /// The `albert` variant runs a real HF ALBERT checkpoint and has a geometry of its own (shared).
     func testAlbertVariant() throws {
         let dir = Paths.reference.appendingPathComponent("families/albert/model")

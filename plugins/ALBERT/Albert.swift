@@ -168,14 +168,18 @@ public struct AlbertizeCommand: Command {
     public static let help = """
     zoo albertize --weights FINETUNED --out DIR [--task T] [--embedding-size E] [--share all|groups:G]
                   [--recover-epochs N] [--lr X] [--batch B] [--limit N] [--alpha A] [--temperature T] [--no-distill]
-                  [--candidate-examples N] [--data DIR] [--threads N] [--seed S]
+                  [--general-epochs N] [--corpus FILE] [--candidate-examples N] [--data DIR] [--threads N] [--seed S]
       Factorises the embedding (V×H ≈ V×E · E×H, default E = 128) on one basis for the word, position
       and token-type tables: the top eigenvectors of their mean outer products plus that of real
       tokens' embedding sums (the candidate examples); BERT's LayerNorm moves behind the projection
       E→H. Then replaces the layers by one shared layer (--share all, default) or G shared groups
       (--share groups:G, HF's layer-to-group assignment). Each group starts from the candidate — the mean of its layers or one
       of them — with the lowest training loss over --candidate-examples examples (default 256); all
-      candidates' losses are in albertize.json. Then recovers for --recover-epochs (default 3) at
+      candidates' losses are in albertize.json. --general-epochs N (default 0): first N epochs of
+      distillation from the dense model on unlabelled sentences (--corpus FILE, one per line; default
+      every sentence of the GLUE files in --data, as zoo distill's general stage; --limit caps it
+      too): embedding output, hidden states and attention scores, layer to layer, so the shared
+      layer learns what ALBERT's pre-training would teach it. Then recovers for --recover-epochs (default 3) at
       --lr (default 5e-5) on the task's training set against the dense model it came from, with the
       distillation engine's losses: embedding output, every layer's hidden states and attention
       scores (MSE, layer to layer), and (1 − A)·labels + A·T²·KL(dense ‖ ALBERT) on the predictions
@@ -185,7 +189,8 @@ public struct AlbertizeCommand: Command {
       and after recovery). Run it with `zoo eval albert --weights DIR`.
     """
     public static let options: Set<String> = ["weights", "task", "embedding-size", "share", "recover-epochs", "lr", "batch",
-                                              "candidate-examples", "out", "data", "threads", "seed", "alpha", "temperature", "limit"]
+                                              "candidate-examples", "out", "data", "threads", "seed", "alpha", "temperature", "limit",
+                                              "general-epochs", "corpus"]
     public static let flags: Set<String> = ["no-distill"]
 
     public static func run(_ args: Arguments) throws {
@@ -225,6 +230,9 @@ public struct AlbertizeCommand: Command {
         let glue = glueDirectory(args["data"])
         let tokenizer = try ckpt.tokenizer()
         let maxLength = min(128, dense.positions)
+        let generalEpochs = try args.int("general-epochs", default: 0, range: 0...100)!
+        if generalEpochs == 0, args["corpus"] != nil { throw ZooError.usage("--corpus is read by the general stage: give --general-epochs N") }
+        let corpus = try args["corpus"].map { try Corpus.load(URL(fileURLWithPath: $0)) }
         let examples = Array(try task.load(.train, from: glue).prefix(try args.int("candidate-examples", default: 256)!))
         let batches = task.batches(examples, tokenizer: tokenizer, maxLength: maxLength)
         let dev = try DevSet(task: task, glue: glue, tokenizer: tokenizer, maxLength: maxLength)
@@ -235,6 +243,23 @@ public struct AlbertizeCommand: Command {
         var (albert, record) = try Albertize.run(store, embedding: E, groups: groups, batches: batches, log: log)
         let before = try devScore(albert)
         log(String(format: "%@ dev before recovery %.2f", task.glueName, before))
+        if generalEpochs > 0 {
+            let all = corpus ?? Corpus.glue(glue), sentences = recipe.limit.map { Array(all.prefix($0)) } ?? all
+            log("general stage: \(sentences.count) of \(all.count) sentences (\(args["corpus"] ?? "every distinct GLUE sentence in \(glue.path)"))")
+            var o = DistillObjective()
+            (o.embedding, o.hidden, o.attention) = (1, 1, 1)
+            var options = recipe
+            options.epochs = generalEpochs
+            let work = out.appendingPathComponent(".general")
+            let trainer = try Trainer(try DistillStep(teacher: store, student: albert, objective: o,
+                                                      examples: sentences.map { tokenizer.encode($0, nil, maxLength: maxLength) }, targets: nil, seed: recipe.seed),
+                                      options: options, out: work)
+            let progress = Progress("general")
+            try trainer.run(log: { log("general " + $0) }, progress: { progress.update($0, $1) })
+            try? FileManager.default.removeItem(at: work)
+            (record["general_epochs"], record["general_loss_terms"], record["dev_after_general"]) = (generalEpochs, trainer.record["loss_terms"], try devScore(albert))
+            log(String(format: "%@ dev after the general stage %.2f", task.glueName, record["dev_after_general"] as! Double))
+        }
         if recipe.epochs > 0 {
             // Recovery against the dense model: the distillation engine's intermediate and prediction
             // losses (same width and heads, so no projections), or the labels alone.
