@@ -36,7 +36,7 @@ struct TableCommand: Command {
     static let options: Set<String> = ["base", "tasks", "variants", "seeds", "out", "limit", "rounds", "data", "threads", "cell", "speed-geometry"]
     static let flags: Set<String> = ["no-speed", "plan", "collect"]
 
-    static let defaultRows = "bert,heads40,heads50-ffn60,albert,qbert-int8,qbert-mixed,distilbert,tinybert,bert-pkd,bilstm-soft,tinybert+qbert-int8,heads40+qbert-int8"
+    static let defaultRows = "bert,heads40,heads50-ffn60,albert,qbert-int8,qbert-mixed,distilbert,tinybert,tinybert-cut,bert-pkd,bilstm-soft,tinybert+qbert-int8,heads40+qbert-int8"
 
     struct Setup {
         let base: String, out: URL, glue: URL, limit: Int?, threads: Int?
