@@ -145,8 +145,8 @@ enum Students {
     /// starts random, and a corpus as small as this one does not train it, see the README). Student
     /// layer m starts as teacher layer round(m·N/M), the one its hidden states learn from (the
     /// uniform map). Of the teacher's residual dimensions it keeps the `hidden` with the largest
-    /// Σ(γ² + β²) over the teacher's LayerNorms (the mean square a dimension has after a
-    /// LayerNorm); in each head the query-key and the value-output dimensions with the largest
+    /// Σ(γ² + β²) over the embedding LayerNorm and those of the layers it takes (the mean square a
+    /// dimension has after a LayerNorm); in each head the query-key and the value-output dimensions with the largest
     /// products of row norms (‖W_q[i]‖·‖W_k[i]‖, ‖W_v[i]‖·‖W_o[:, i]‖); in each FFN the `ffn`
     /// neurons with the largest ‖W_up[j]‖·‖W_down[:, j]‖. Queries are scaled by √(d'/d) so that
     /// the attention logits keep their scale. Returns the store and the kept residual dimensions
