@@ -22,6 +22,8 @@ struct TableCommand: Command {
       whose step.json matches is never redone, an interrupted one is started again (fine-tuning
       and distillation continue from their last checkpoint). Steps are locked, so cells may run at
       once (GNU parallel, Slurm) on one directory. --limit N: at most N training examples per step.
+      Records travel without weights: with --out results/table git keeps only step.json, speeds
+      and the table; a recorded step whose weights a later step needs is made again.
       Speed: each row's model of the first task and seed against the bert row's, `zoo bench`
       side by side in one run (--rounds interleaved rounds, medians) at b=1 and b=32, s=128;
       cached per CPU in OUT/speed. And at --speed-geometry (default bert-base; none: not): random
@@ -137,16 +139,27 @@ struct TableCommand: Command {
     /// Makes every step of a cell that is not made yet; returns the last step's record.
     static func make(_ s: Setup, task: GLUETask, seed: UInt64, row: [Method]) throws -> [String: Any] {
         var source = s.base, record: [String: Any] = [:]
+        // Which steps will run: those not made, and those made whose weights a running step reads but
+        // are not here (records copied from another machine without their weights).
+        let fm = FileManager.default, n = row.count
+        var runs = [Bool](repeating: false, count: n)
+        for k in row.indices.reversed() {
+            let dir = cellDir(s, task: task, seed: seed, row: Array(row[...k]))
+            runs[k] = !fm.fileExists(atPath: dir.appendingPathComponent("step.json").path)
+                || k + 1 < n && runs[k + 1] && !fm.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path)
+        }
         for k in row.indices {
             let m = row[k], dir = cellDir(s, task: task, seed: seed, row: Array(row[...k]))
             var shared: String? = nil
             if let prepare = m.prepare {
                 let sdir = s.out.appendingPathComponent("shared/seed-\(seed)/\(m.shared)")
-                try step(sdir, command: prepare(s.base, seed, sdir.path, s.limit), resumable: m.resumable, s, label: "\(m.name) (shared, seed \(seed))") { [:] }
+                try step(sdir, command: prepare(s.base, seed, sdir.path, s.limit), resumable: m.resumable, needsWeights: runs[k], s,
+                         label: "\(m.name) (shared, seed \(seed))") { [:] }
                 shared = sdir.path
             }
             let command = m.make(Method.Input(source: source, task: task.name, seed: seed, out: dir.path, limit: s.limit, shared: shared))
-            record = try step(dir, command: command, resumable: m.resumable, s, label: "\(task.name)/\(seed)/\(row[...k].map(\.name).joined(separator: "+"))") {
+            record = try step(dir, command: command, resumable: m.resumable, needsWeights: k + 1 < n && runs[k + 1], s,
+                              label: "\(task.name)/\(seed)/\(row[...k].map(\.name).joined(separator: "+"))") {
                 let (model, _) = try loadModel(try registry.variant(m.variant), weights: dir.path)
                 let tokenizer = try WordPieceTokenizer(vocabURL: dir.appendingPathComponent("vocab.txt"))
                 let dev = try DevSet(task: task, glue: s.glue, tokenizer: tokenizer, maxLength: min(128, model.maxLength))
@@ -161,20 +174,26 @@ struct TableCommand: Command {
 
     /// One step: under an exclusive lock on DIR.lock, reuses DIR/step.json when its command is the
     /// same, else runs `zoo <command>` (output appended to DIR/step.log), then `measure`, and writes
-    /// step.json with both.
+    /// step.json with both. `needsWeights`: a later step reads this one's model, so a record whose
+    /// directory holds no model (it came without its weights) is made again.
     @discardableResult
-    static func step(_ dir: URL, command: [String], resumable: Bool, _ s: Setup, label: String, measure: () throws -> [String: Any]) throws -> [String: Any] {
+    static func step(_ dir: URL, command: [String], resumable: Bool, needsWeights: Bool, _ s: Setup, label: String,
+                     measure: () throws -> [String: Any]) throws -> [String: Any] {
         let fm = FileManager.default
         try fm.createDirectory(at: dir.deletingLastPathComponent(), withIntermediateDirectories: true)
         let fd = try lockFile(dir.path + ".lock", wait: true)!
         defer { unlockFile(dir.path + ".lock", fd) }
-        let done = dir.appendingPathComponent("step.json")
+        let done = dir.appendingPathComponent("step.json"), recorded = portable(command, s)
         if let data = fm.contents(atPath: done.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-            guard r["command"] as? [String] == command else {
+            guard r["command"] as? [String] == recorded else {
                 throw ZooError.failed("\(done.path): made by another command (\((r["command"] as? [String])?.joined(separator: " ") ?? "?")); delete \(dir.path) to redo it, or use another --out")
             }
-            log("\(label): done")
-            return r
+            if !needsWeights || fm.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) {
+                log("\(label): done")
+                return r
+            }
+            log("\(label): recorded, but its weights are not in \(dir.path) and a later step needs them: made again")
+            try fm.removeItem(at: dir)
         }
         let started = fm.fileExists(atPath: dir.path)
         var argv = command + (s.threads.map { ["--threads", "\($0)"] } ?? [])
@@ -205,10 +224,19 @@ struct TableCommand: Command {
             throw ZooError.failed("\(label): `zoo \(argv.joined(separator: " "))` failed (exit \(p.terminationStatus)); \(logURL.path) ends:\n\(tail)")
         }
         var record = try measure()
-        record["command"] = command
+        record["command"] = recorded
         record["seconds"] = Date().timeIntervalSince(start)
+        record["cpu"] = Runtime.cpuName
         try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: done)
         return record
+    }
+
+    /// A step's command as step.json records it: paths under OUT as $OUT/…, the base as $BASE, so
+    /// records copied to another machine or folder (without their weights) are still recognised.
+    static func portable(_ command: [String], _ s: Setup) -> [String] {
+        command.map { a in
+            a == s.base ? "$BASE" : a.hasPrefix(s.out.path + "/") ? "$OUT" + a.dropFirst(s.out.path.count) : a
+        }
     }
 
     /// `zoo argv` as a child that dies with this process (Runtime.dieWithParent) and reads the

@@ -106,6 +106,43 @@ final class TableTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: sbatched.appendingPathComponent("table.json")), before, "the Slurm run's table is the serial run's")
     }
 
+    /// The cells' records alone (what git keeps of a table under results/, see .gitignore), copied to
+    /// another folder: the table made there is the same and nothing is redone. With the stacked
+    /// step's record removed, the steps it starts from are made again for their weights (not kept),
+    /// then it, and the table is the same again.
+    func testRecordsWithoutTheirWeights() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), base = try TableTests.tinyBase()
+        let common = ["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40+qbert-int8",
+                      "--data", glue.path, "--threads", "2", "--no-speed"]
+        let first = try tempDir().appendingPathComponent("first"), kept = try tempDir().appendingPathComponent("kept")
+        var r = try zoo(common + ["--out", first.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let rows = { (out: URL) in try self.json(out.appendingPathComponent("table.json"))["rows"] as! [[String: Any]] }
+        let scores = { (out: URL) in try rows(out).map { "\($0["row"]!) \($0["scores"]!)" } }
+        let expected = try scores(first)
+        XCTAssertEqual(expected.count, 2)
+        for chain in ["bert", "bert+heads40", "bert+heads40+qbert-int8"] {
+            let dir = kept.appendingPathComponent("cells/rte/seed-7/\(chain)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: first.appendingPathComponent("cells/rte/seed-7/\(chain)/step.json"), to: dir.appendingPathComponent("step.json"))
+        }
+        let recorded = try json(kept.appendingPathComponent("cells/rte/seed-7/bert+heads40/step.json"))["command"] as! [String]
+        XCTAssertEqual(recorded[...2], ["prune", "--weights", "$OUT/cells/rte/seed-7/bert"], "paths under --out are recorded relative to it")
+        r = try zoo(common + ["--out", kept.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains(": zoo "), "nothing redone: \(r.stderr)")
+        XCTAssertEqual(try scores(kept), expected)
+
+        try FileManager.default.removeItem(at: kept.appendingPathComponent("cells/rte/seed-7/bert+heads40+qbert-int8"))
+        r = try zoo(common + ["--out", kept.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        for step in ["bert", "bert+heads40"] {
+            XCTAssertTrue(r.stderr.contains("rte/7/\(step): recorded, but its weights are not in"), r.stderr)
+        }
+        for command in ["zoo finetune", "zoo prune", "zoo quantize"] { XCTAssertTrue(r.stderr.contains(command), "\(command) ran: \(r.stderr)") }
+        XCTAssertEqual(try scores(kept), expected)
+    }
+
     func shell(_ command: String) throws -> Int32 {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
