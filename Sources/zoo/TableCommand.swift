@@ -185,7 +185,7 @@ struct TableCommand: Command {
         defer { unlockFile(dir.path + ".lock", fd) }
         let done = dir.appendingPathComponent("step.json"), recorded = portable(command, s)
         if let data = fm.contents(atPath: done.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-            guard r["command"] as? [String] == recorded else {
+            guard [recorded, command].contains(r["command"] as? [String] ?? []) else {   // records made before $OUT/$BASE hold full paths
                 throw ZooError.failed("\(done.path): made by another command (\((r["command"] as? [String])?.joined(separator: " ") ?? "?")); delete \(dir.path) to redo it, or use another --out")
             }
             if !needsWeights || fm.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) {
