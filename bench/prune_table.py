@@ -2,14 +2,14 @@
 """Issue 11's pruning tables: GLUE dev scores and measured speed of pruned all-MiniLM-L6-v2 models.
 
 For each task: the dense model fine-tuned by `zoo finetune` (tools/compare_finetune.sh's recipe; SST-2
-one epoch, not three), then two `zoo prune` runs on it — 40 % of the heads removed, and heads + FFN
-neurons removed together — each with a recovery fine-tune. Missing runs are made (in --runs, reused when present), then every pruned
+one epoch, not three), then `zoo prune` runs on it (CONFIGS; --configs picks some) — 40 % of the heads
+removed, and heads + FFN neurons removed together — each with a recovery. Missing runs are made (in --runs, reused when present), then every pruned
 model is timed against its dense model with `zoo bench` (the two interleaved, alternating which runs
 first, medians), on MiniLM-L6 itself and on the bert-base geometry with random weights pruned to the
 same per-layer fractions as RTE's pruned models (`zoo prune --like`).
 
     python bench/prune_table.py [--tasks rte,mrpc,stsb,cola,sst2] [--runs runs] [--rounds 3]
-                                [--prepare-only] [--speed-only]
+                                [--configs heads40,…] [--prepare-only] [--speed-only]
 
 Prints Markdown tables (speed > 1: the pruned model is faster) and the CPU it ran on; writes
 <runs>/prune_table.md.
@@ -26,12 +26,15 @@ CONFIGS = {
     "heads50-ffn60": (["--keep-heads", "0.5", "--keep-ffn", "0.4"], 3),
     # the same pruning, recovered by distillation from the unpruned model instead of the labels alone
     "heads50-ffn60-distill": (["--keep-heads", "0.5", "--keep-ffn", "0.4", "--distill"], 3),
+    # …and on the training set plus one augmented copy of each example, from the predictions only
+    "heads50-ffn60-augment": (["--keep-heads", "0.5", "--keep-ffn", "0.4", "--distill", "--augment", "1"], 3),
 }
 # The bert-base geometry is timed with one task's pruning pattern per configuration (its b=32 runs take
 # seconds each); the per-layer shapes, not the task, set the speed.
 BERT_BASE_PATTERN = "rte"
 LABELS = {"heads40": "40 % of heads removed", "heads50-ffn60": "50 % of heads + 60 % of FFN neurons removed",
-          "heads50-ffn60-distill": "the same, recovered by distillation (--distill)"}
+          "heads50-ffn60-distill": "the same, recovered by distillation (--distill)",
+          "heads50-ffn60-augment": "the same, distilled with augmentation (--distill --augment 1)"}
 
 
 def finetune_dense(a, task):
@@ -47,7 +50,8 @@ def finetune_dense(a, task):
 
 def prepare(a, task):
     dense = finetune_dense(a, task)
-    for name, (options, epochs) in CONFIGS.items():
+    for name in a.configs:
+        options, epochs = CONFIGS[name]
         out = f"{dense}-{name}"
         if not os.path.exists(os.path.join(out, "prune.json")):
             recovery = SST2_RECOVERY if task == "sst2" else ["--recover-epochs", str(epochs)]
@@ -63,30 +67,33 @@ def dense_score(a, task):
 
 def main():
     ap = table_parser(__doc__)
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, of: " + ", ".join(CONFIGS))
     a = ap.parse_args()
-    tasks = a.tasks.split(",")
+    tasks, a.configs = a.tasks.split(","), a.configs.split(",")
+    if unknown := [c for c in a.configs if c not in CONFIGS]:
+        ap.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
     if not a.speed_only:
         for task in tasks:
             prepare(a, task)
     if a.prepare_only:
         return
     lines = [f"CPU: {cpu()}; {a.threads} threads; s=128; {a.rounds} rounds per speed, dense and pruned interleaved, medians\n"]
-    lines += ["| task | dense | " + " | ".join(f"{LABELS[c]}: dev (drop)" for c in CONFIGS) + " |",
-              "|---|---:|" + "---:|" * len(CONFIGS)]
-    drops = {c: [] for c in CONFIGS}
+    lines += ["| task | dense | " + " | ".join(f"{LABELS[c]}: dev (drop)" for c in a.configs) + " |",
+              "|---|---:|" + "---:|" * len(a.configs)]
+    drops = {c: [] for c in a.configs}
     for task in tasks:
         d = dense_score(a, task)
         cells = []
-        for c in CONFIGS:
+        for c in a.configs:
             p = json.load(open(os.path.join(a.runs, f"{task}-{c}", "prune.json")))["dev"]
             drops[c].append(d - p)
             cells.append(f"{p:.2f} ({d - p:+.2f})")
         lines.append(f"| {task} | {d:.2f} | " + " | ".join(cells) + " |")
-    lines.append("| mean drop | | " + " | ".join(f"{statistics.mean(drops[c]):+.2f}" for c in CONFIGS) + " |")
+    lines.append("| mean drop | | " + " | ".join(f"{statistics.mean(drops[c]):+.2f}" for c in a.configs) + " |")
     lines += ["", "| pruned model | heads left | FFN widths | geometry | b=1 dense / pruned (ms) | speed | b=32 dense / pruned (ms) | speed |",
               "|---|---|---|---|---:|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
-    for c in CONFIGS:
+    for c in a.configs:
         for task in tasks:
             out = os.path.join(a.runs, f"{task}-{c}")
             cfg = json.load(open(os.path.join(out, "prune.json")))["steps"][-1]

@@ -123,8 +123,8 @@ public struct PruneCommand: Command {
     public static let summary = "remove attention heads (and FFN neurons) by mask-gradient importance, then recover"
     public static let help = """
     zoo prune --weights FINETUNED --keep-heads F --out DIR [--task T] [--keep-ffn F] [--steps N]
-              [--recover-epochs E] [--recover-every-step] [--distill] [--lr X] [--limit N]
-              [--importance-examples N] [--data DIR] [--threads N] [--seed S]
+              [--recover-epochs E] [--recover-every-step] [--distill [--augment N]] [--lr X]
+              [--limit N] [--importance-examples N] [--data DIR] [--threads N] [--seed S]
     zoo prune --weights FINETUNED --curve --out DIR [--keep-heads 0.1] [--steps 9] [--recover-epochs 0] …
     zoo prune --like PRUNED --geometry bert-base|bert-large|minilm-l6|tinybert-4l --out DIR
       Scores every attention head (and, with --keep-ffn, every FFN neuron) by |∂L/∂ξ| of a mask on its
@@ -136,7 +136,10 @@ public struct PruneCommand: Command {
       0 = none; --recover-every-step also after each step) at --lr (default 2e-5), on the first N
       training examples with --limit N (default: all). --distill: the recovery learns from the
       unpruned model instead of the labels alone (the distillation engine: every layer's hidden
-      states by MSE, soft predictions at T = 2 with weight 0.5, labels 0.5).
+      states by MSE, soft predictions at T = 2 with weight 0.5, labels 0.5). --augment N (with
+      --distill): the recovery set gets N augmented copies of each example (TinyBERT's augmentation,
+      as `zoo distill --augment`) and learns the unpruned model's predictions only (weight 1, no
+      labels: an augmented copy's label is not known).
       --task defaults to the task the checkpoint was fine-tuned on (metrics.json of zoo finetune).
       DIR gets an HF checkpoint: heads only, `pruned_heads` in config.json (transformers loads it);
       with FFN neurons removed, the per-layer widths go into `zoo_intermediate_sizes` (the zoo's own
@@ -151,7 +154,7 @@ public struct PruneCommand: Command {
       measurements of a pruning pattern on another model size (`zoo bench pruned --weights DIR`).
     """
     public static let options: Set<String> = ["weights", "task", "keep-heads", "keep-ffn", "steps", "recover-epochs", "lr",
-                                              "importance-examples", "out", "data", "threads", "seed", "like", "geometry", "limit"]
+                                              "importance-examples", "out", "data", "threads", "seed", "like", "geometry", "limit", "augment"]
     public static let flags: Set<String> = ["recover-every-step", "curve", "distill"]
 
     public static func run(_ args: Arguments) throws {
@@ -192,13 +195,15 @@ public struct PruneCommand: Command {
         // Recovery: against the unpruned model (--distill, in place), or the pruned model written as a
         // checkpoint and fine-tuned by the core trainer.
         let teacher = args.flag("distill") ? ParameterStore(spec: ckpt.spec, trainable: false) : nil
+        let augment = try args.int("augment", default: 0, range: 0...100)!
+        guard augment == 0 || teacher != nil else { throw ZooError.usage("--augment needs --distill (augmented copies are learnt from the unpruned model's predictions)") }
         try teacher?.load(ckpt, seed: 0)
         func recover(_ s: ParameterStore, into dir: URL) throws -> ParameterStore {
             if let teacher {
                 var o = DistillObjective()
-                (o.hidden, o.softCE, o.hard, o.temperature) = (1, 0.5, 0.5, 2)
+                (o.hidden, o.softCE, o.hard, o.temperature) = augment > 0 ? (1, 1, 0, 2) : (1, 0.5, 0.5, 2)
                 _ = try DistillStep.recover(s, from: teacher, objective: o, dev: dev, glue: glue, tokenizer: tokenizer, maxLength: maxLength,
-                                            options: recipe, work: work.appendingPathComponent("recovery"))
+                                            options: recipe, augment: augment, work: work.appendingPathComponent("recovery"))
                 try s.writeCheckpoint(to: dir, base: ckpt)
                 return s
             }
@@ -235,7 +240,8 @@ public struct PruneCommand: Command {
         }
         var record: [String: Any] = ["base": ckpt.dir.path, "task": task.name, "keep_heads": o.keepHeads, "keep_ffn": o.keepNeurons,
                                      "importance_examples": examples.count, "recover_epochs": recoverEpochs, "recover_limit": recipe.limit ?? 0,
-                                     "recovery": args.flag("distill") ? "distillation from the unpruned model: hidden states, soft predictions + labels" : "labels",
+                                     "recovery": augment > 0 ? "distillation from the unpruned model on the training set + \(augment) augmented copies: hidden states, soft predictions"
+                                        : args.flag("distill") ? "distillation from the unpruned model: hidden states, soft predictions + labels" : "labels",
                                      "parameters_before": ckpt.spec.parameterCount, "parameters_after": pruned.spec.parameterCount,
                                      "steps": try JSONSerialization.jsonObject(with: JSONEncoder().encode(steps))]
         if curve {

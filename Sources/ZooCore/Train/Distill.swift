@@ -283,12 +283,21 @@ public final class DistillStep: TrainingStep {
 extension DistillStep {
     /// Recovery of a compressed model against the model it came from (pruning, ALBERT): the task's
     /// training set (the first `options.limit` examples), `objective` between the frozen `teacher`
-    /// and `student` (trained in place), run by the `Trainer` in `work` (removed afterwards).
-    /// Returns the trainer's record (epochs with dev scores, loss terms).
+    /// and `student` (trained in place), run by the `Trainer` in `work` (removed afterwards);
+    /// `augment` > 0 adds that many augmented copies of each example (`Augmenter`, neighbours from
+    /// the teacher's word table). Returns the trainer's record (epochs with dev scores, loss terms).
     public static func recover(_ student: ParameterStore, from teacher: ParameterStore, objective: DistillObjective, dev: DevSet, glue: URL,
-                               tokenizer: WordPieceTokenizer, maxLength: Int, options: TrainOptions, work: URL) throws -> [String: Any] {
+                               tokenizer: WordPieceTokenizer, maxLength: Int, options: TrainOptions, augment: Int = 0, work: URL) throws -> [String: Any] {
         var train = try dev.task.load(.train, from: glue)
         if let n = options.limit { train = Array(train.prefix(n)) }
+        if augment > 0 {
+            let texts = train.flatMap { [$0.textA] + ($0.textB.map { [$0] } ?? []) }
+            let augmenter = Augmenter(tokenizer: tokenizer, table: teacher.view(teacher.spec.family.names.word).value,
+                                      width: teacher.spec.embedding, texts: texts)
+            let n = train.count
+            train = augmenter.augment(train, copies: augment, cap: 200_000, seed: options.seed)
+            log("recovery set: \(n) examples + \(train.count - n) augmented copies (neighbours of \(augmenter.neighbours.count) words)")
+        }
         let step = try DistillStep(teacher: teacher, student: student, objective: objective,
                                    examples: train.map { tokenizer.encode($0.textA, $0.textB, maxLength: maxLength) },
                                    targets: train.map(\.labelValue), dev: dev, seed: options.seed)
