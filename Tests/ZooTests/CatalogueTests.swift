@@ -92,6 +92,7 @@ final class CatalogueTests: XCTestCase {
             Case(name: "quantize: no --out", args: ["quantize", "--weights", ck.path, "--method", "int8"], code: 2, mentions: ["--out"]),
             Case(name: "quantize: mixed without a task", args: ["quantize", "--weights", ck.path, "--method", "mixed", "--out", out], code: 2, mentions: ["--calib-task"]),
             Case(name: "distill: unknown recipe", args: ["distill", "--recipe", "nosuch"] + tunedMetrics, code: 2, mentions: ["nosuch"]),
+            Case(name: "prune: --augment without --distill", args: ["prune", "--weights", tuned.path, "--task", "rte", "--keep-heads", "0.5", "--augment", "1", "--data", glue.path, "--out", out], code: 2, mentions: ["--augment needs --distill"]),
             Case(name: "prune: keep-heads above 1", args: ["prune", "--weights", tuned.path, "--task", "rte", "--keep-heads", "1.5", "--data", glue.path, "--out", out], code: 2, mentions: ["--keep-heads"]),
             Case(name: "albertize: zero groups", args: ["albertize", "--weights", tuned.path, "--task", "rte", "--share", "groups:0", "--data", glue.path, "--out", out], code: 2, mentions: ["--share"]),
             Case(name: "bench: batch 0", args: ["bench", "bert", "--geometry", "minilm-l6", "--batch", "0", "--seq", "8"], code: 2, mentions: ["--batch"]),

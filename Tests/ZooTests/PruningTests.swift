@@ -134,6 +134,17 @@ final class PruningTests: XCTestCase {
         XCTAssertEqual(try evalScore("pruned", d, glue), drecord["dev"] as! Double)
         XCTAssertFalse(FileManager.default.fileExists(atPath: d.appendingPathComponent(".steps").path))
 
+        // --distill --augment 1: one augmented copy of each training example, the predictions only.
+        let aug = try tempDir().appendingPathComponent("augmented")
+        r = try zoo(["prune", "--weights", tuned.path, "--keep-heads", "0.5", "--keep-ffn", "0.75", "--data", glue.path, "--out", aug.path,
+                     "--recover-epochs", "1", "--threads", "2", "--distill", "--augment", "1"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let n = try GLUETask.named("rte").load(.train, from: glue).count
+        XCTAssertTrue(r.stderr.contains("recovery set: \(n) examples + \(n) augmented copies"), r.stderr)
+        let arecord = try JSONSerialization.jsonObject(with: Data(contentsOf: aug.appendingPathComponent("prune.json"))) as! [String: Any]
+        XCTAssertEqual(arecord["recovery"] as? String, "distillation from the unpruned model on the training set + 1 augmented copies: hidden states, soft predictions")
+        XCTAssertEqual(try evalScore("pruned", aug, glue), arecord["dev"] as! Double)
+
         // --like: random weights of another geometry with the same per-layer fractions, for zoo bench.
         let like = try tempDir().appendingPathComponent("like")
         r = try zoo(["prune", "--like", out.path, "--geometry", "tinybert-4l", "--out", like.path])

@@ -171,6 +171,8 @@ public struct PruneCommand: Command {
         o.steps = try args.int("steps", default: curve ? 9 : nil)
         o.importanceExamples = try args.int("importance-examples", default: o.importanceExamples)!
         let recoverEpochs = try args.int("recover-epochs", default: curve ? 0 : 1, range: 0...100)!
+        let augment = try args.int("augment", default: 0, range: 0...100)!
+        guard augment == 0 || args.flag("distill") else { throw ZooError.usage("--augment needs --distill (augmented copies are learnt from the unpruned model's predictions)") }
         var recipe = TrainOptions()
         recipe.epochs = recoverEpochs
         recipe.lr = try args.float("lr", default: 2e-5, range: 0...1)
@@ -195,8 +197,6 @@ public struct PruneCommand: Command {
         // Recovery: against the unpruned model (--distill, in place), or the pruned model written as a
         // checkpoint and fine-tuned by the core trainer.
         let teacher = args.flag("distill") ? ParameterStore(spec: ckpt.spec, trainable: false) : nil
-        let augment = try args.int("augment", default: 0, range: 0...100)!
-        guard augment == 0 || teacher != nil else { throw ZooError.usage("--augment needs --distill (augmented copies are learnt from the unpruned model's predictions)") }
         try teacher?.load(ckpt, seed: 0)
         func recover(_ s: ParameterStore, into dir: URL) throws -> ParameterStore {
             if let teacher {
