@@ -15,7 +15,9 @@ weights/minilm-l6 --out <runs>/tinybert-general`, the whole default corpus, one 
 task's student starts from it (`--general`). `tinybert-cut` is TinyBERT with its student cut out of
 the teacher (`--student-init teacher`; the `zoo table` row of that name): its general student
 (<runs>/tinybert-cut-general, also cut) unless its --distill-args say `--without general`, then
-`--epochs 2 --augment 1` as the table runs it. Prints Markdown and the CPU; writes
+`--epochs 2 --augment 1` as the table runs it. `distilbert-general` is DistilBERT with its general
+stage: a general student (`zoo distill --recipe distilbert --general-only`, <runs>/distilbert-general)
+that each task's student starts from. Prints Markdown and the CPU; writes
 <runs>/distill_table.md.
 """
 import json, os, statistics, sys
@@ -27,6 +29,8 @@ from prune_table import dense_score, finetune_dense  # noqa: E402
 # SST-2: its first 20,000 training examples (of 67k), as the pruning table's recovery.
 SST2 = ["--limit", "20000"]
 CUT = "tinybert-cut"
+DG = "distilbert-general"      # DistilBERT with its general stage (cosine on the last states) on the corpus
+RECIPE = {CUT: "tinybert", DG: "distilbert"}   # script recipe → zoo distill --recipe
 
 
 def main():
@@ -37,21 +41,21 @@ def main():
     tasks, recipes = a.tasks.split(","), a.recipes.split(",")
     extra = {r.split(":", 1)[0].strip(): r.split(":", 1)[1].split() for r in a.distill_args}
     extra[CUT] = ["--epochs", "2", "--augment", "1", *extra.get(CUT, [])]
-    generals = {"tinybert": [], CUT: ["--student-init", "teacher"]}   # recipe → options of its general student
+    generals = {"tinybert": [], CUT: ["--student-init", "teacher"], DG: []}   # recipe → options of its general student
     if "general" in [x for i, x in enumerate(extra[CUT][1:]) if extra[CUT][i] == "--without"]:
         del generals[CUT]                                             # task stages only: cut from the fine-tuned teacher
         extra[CUT] += ["--student-init", "teacher"]
     for r, options in generals.items():
         general = os.path.join(a.runs, f"{r}-general")
         if r in recipes and not a.speed_only and not os.path.exists(os.path.join(general, "distill.json")):
-            run_logged([a.zoo, "distill", "--teacher", "weights/minilm-l6", "--recipe", "tinybert", "--general-only", "--threads", str(a.threads),
+            run_logged([a.zoo, "distill", "--teacher", "weights/minilm-l6", "--recipe", RECIPE.get(r, r), "--general-only", "--threads", str(a.threads),
                         "--out", general, "--resume", *options], general + ".log")
     for task in tasks if not a.speed_only else []:
         teacher = finetune_dense(a, task)
         for r in recipes:
             out = os.path.join(a.runs, f"{task}-{r}")
             if not os.path.exists(os.path.join(out, "distill.json")):
-                run_logged([a.zoo, "distill", "--teacher", teacher, "--recipe", "tinybert" if r == CUT else r, "--threads", str(a.threads),
+                run_logged([a.zoo, "distill", "--teacher", teacher, "--recipe", RECIPE.get(r, r), "--threads", str(a.threads),
                             "--out", out, "--resume", *(SST2 if task == "sst2" else []),
                             *(["--general", os.path.join(a.runs, f"{r}-general")] if r in generals else []), *extra.get(r, [])], out + ".log")
     if a.prepare_only:
@@ -71,7 +75,7 @@ def main():
         student = os.path.join(a.runs, f"{tasks[0]}-{r}")
         speeds = []
         for b in (1, 32):
-            mt, ms = side_by_side(a.zoo, ("bert", ["--weights", first]), ("tinybert" if r == CUT else r, ["--weights", student]), b, 128, a.threads, a.rounds)
+            mt, ms = side_by_side(a.zoo, ("bert", ["--weights", first]), (RECIPE.get(r, r), ["--weights", student]), b, 128, a.threads, a.rounds)
             speeds.append(mt / ms)
         mean = statistics.mean(x["dev"] for x in runs)
         lines.append(f"| {r} | {runs[0]['parameters']} | {size(student):.1f} | {speeds[0]:.2f}× | {speeds[1]:.2f}× | "

@@ -138,11 +138,71 @@ final class DistillCommandTests: XCTestCase {
         r = try distill(base, glue, try tempDir(), ["--recipe", "tinybert", "--general", general.path])
         XCTAssertEqual(r.code, 1)
         XCTAssertTrue(r.stderr.contains("must be a fine-tuned dense BERT"), r.stderr)
-        r = try distill(teacher, glue, try tempDir(), ["--recipe", "distilbert", "--general-only"])
-        XCTAssertTrue(r.stderr.contains("apply to the tinybert recipe only"), r.stderr)
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "bert-pkd", "--general-only"])
+        XCTAssertTrue(r.stderr.contains("apply to the tinybert and distilbert recipes only"), r.stderr)
         r = try distill(teacher, glue, try tempDir(), ["--recipe", "tinybert", "--without", "hidden,nope"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("--without takes general, embedding, attention, hidden, prediction, augmentation, got 'nope'"), r.stderr)
+    }
+
+    /// DistilBERT's general stage: every other layer of the pre-trained (headless) model learns its
+    /// last hidden states by the cosine loss (--general-only); a task's student starts from it with
+    /// the fine-tuned teacher's pooler and classifier as its head (with lr 0 exactly those tensors).
+    /// Without --general a distilbert run has no general stage.
+    func testDistilBERTGeneralStage() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
+        let base = try tempDir().appendingPathComponent("base")
+        try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
+            .writeCheckpoint(to: base, base: try Checkpoint(dir: try Tiny.checkpoint()))
+        let corpus = try tempDir().appendingPathComponent("corpus.txt")
+        try (0..<40).map { ["hello world a", "b a .", "as bs hello"][$0 % 3] }.joined(separator: "\n").write(to: corpus, atomically: true, encoding: .utf8)
+        let general = try tempDir().appendingPathComponent("general")
+        var r = try distill(base, glue, general, ["--recipe", "distilbert", "--general-only", "--corpus", corpus.path, "--general-epochs", "4", "--lr", "1e-3"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let g = try Checkpoint(dir: general)
+        XCTAssertEqual(g.spec.family, .distilbert)
+        XCTAssertEqual(g.spec.head, .none)
+        XCTAssertEqual(g.spec.layers.count, 2)
+        let stage = try JSONSerialization.jsonObject(with: Data(contentsOf: general.appendingPathComponent("general/stage.json"))) as! [String: Any]
+        XCTAssertEqual(Set((stage["loss_terms"] as! [String: [Double]]).keys), ["cosine"])
+        // Without dropout, the trained student's last states are closer to the base's than the
+        // untrained layers' were.
+        let b = ParameterStore(spec: try Checkpoint(dir: base).spec, trainable: false)
+        try b.load(try Checkpoint(dir: base), seed: 0)
+        let trained = ParameterStore(spec: g.spec)
+        try trained.load(g, seed: 0)
+        let tok = try g.tokenizer()
+        let batch = Batch(["hello world a", "as bs hello"].map { tok.encode($0, nil, maxLength: 16) })
+        func distance(_ s: ParameterStore) throws -> Float {
+            let (sa, ta) = (try Network(spec: s.spec, reader: s).record(batch, dropoutSeed: nil), try Network(spec: b.spec, reader: b).record(batch, dropoutSeed: nil))
+            var d = [Float](repeating: 0, count: ta.T * 16)
+            return DistillLoss.cosine(student: sa.hidden(2), teacher: ta.hidden(4), T: ta.T, H: 16, ds: &d)
+        }
+        XCTAssertLessThan(try distance(trained), try distance(b.subset(layers: [0, 2], family: .distilbert)))
+
+        let task = try tempDir().appendingPathComponent("task")
+        r = try distill(teacher, glue, task, ["--recipe", "distilbert", "--general", general.path, "--lr", "0"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: task.appendingPathComponent("distill.json"))) as! [String: Any]
+        XCTAssertEqual((record["stages"] as! [[String: Any]]).map { $0["stage"] as! String }, ["task"])
+        let (s, t) = (try Checkpoint(dir: task), try Checkpoint(dir: teacher))
+        func values(_ c: Checkpoint, _ name: String) throws -> [Float] {
+            let x = try c.tensors.tensor(c.name(name))
+            return Array(UnsafeBufferPointer(start: x.data, count: x.count))
+        }
+        for name in ["distilbert.embeddings.word_embeddings.weight", "distilbert.transformer.layer.1.ffn.lin2.weight"] {
+            XCTAssertEqual(try values(s, name), try values(g, name), name)
+        }
+        XCTAssertEqual(try values(s, "pre_classifier.weight"), try values(t, "bert.pooler.dense.weight"))
+        XCTAssertEqual(try values(s, "classifier.weight"), try values(t, "classifier.weight"))
+        try assertEvalMatches("distilbert", task, glue)
+
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "distilbert", "--general", general.path, "--student-layers", "1"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--student-layers: the student's shape comes from --general"), r.stderr)
+        r = try distill(teacher, glue, try tempDir(), ["--recipe", "distilbert", "--general", teacher.path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("not a general DistilBERT student"), r.stderr)
     }
 
     /// --student-init teacher: cut at the teacher's own shape the student is the teacher, tensor for

@@ -118,7 +118,14 @@ public enum Recipe: String, CaseIterable {
             var pred = DistillObjective()
             (pred.softCE, pred.temperature) = (1, temperature)   // TinyBERT's prediction layer: soft cross-entropy only
             return [("general", intermediate, true), ("intermediate", intermediate, false), ("prediction", pred, false)]
-        case .distilbert, .bilstmSoft:       // the BiLSTM's step has its own loss (BiLSTMStep)
+        case .distilbert:
+            // DistilBERT's general stage learns the MLM head's predictions and the last hidden states
+            // (cosine); the base here has no MLM head, so the cosine loss alone. Run only when asked
+            // (`--general-only`, then `--general`), not on every task.
+            var general = DistillObjective()
+            general.cosine = 1
+            return [("general", general, true), ("task", prediction, false)]
+        case .bilstmSoft:       // the BiLSTM's step has its own loss (BiLSTMStep)
             return [("task", prediction, false)]
         case .bertPKD:
             var pkd = prediction
@@ -277,7 +284,11 @@ public struct DistillCommand: Command {
         no head needed); `--general GENERAL` starts a task's student from it and skips the stage.
       distilbert: the student is every other teacher layer (--student-layers overrides the count),
         written as an HF DistilBERT checkpoint; trained on the task with 0.5·labels + 0.5·T²·KL at
-        --temperature (default 2).
+        --temperature (default 2). Its general stage runs only when asked: `--general-only --teacher
+        PRETRAINED` makes every other layer of the pre-trained model learn its last hidden states on
+        the corpus (DistilBERT's cosine loss; its MLM-prediction losses need an MLM head, which
+        all-MiniLM-L6-v2 has not); `--general GENERAL` starts a task's student from that one, with
+        the fine-tuned teacher's pooler and classifier as its head.
       bert-pkd: the student is the teacher's first --student-layers layers (default half); labels +
         soft predictions as above + 100 × PKD's normalised [CLS] MSE on skipped teacher layers.
       bilstm-soft: Tang et al. (2019): word vectors from the teacher's table, one bidirectional LSTM
@@ -313,7 +324,7 @@ public struct DistillCommand: Command {
         let ckpt = try Checkpoint(dir: URL(fileURLWithPath: try args.required("teacher")))
         let t = ckpt.spec
         let generalOnly = args.flag("general-only"), general = try args["general"].map { try Checkpoint(dir: URL(fileURLWithPath: $0)) }
-        if recipe != .tinybert, generalOnly || general != nil { throw ZooError.usage("--general and --general-only apply to the tinybert recipe only") }
+        if ![.tinybert, .distilbert].contains(recipe), generalOnly || general != nil { throw ZooError.usage("--general and --general-only apply to the tinybert and distilbert recipes only") }
         if generalOnly, general != nil { throw ZooError.usage("--general-only makes a general student; --general uses one: give one of them") }
         guard generalOnly || t.head != .none, t.family == .bert, t.layers.allSatisfy({ $0.prunedHeads.isEmpty }) else {
             throw ZooError.badFile(path: ckpt.dir.path, problem: generalOnly ? "the teacher must be a dense BERT" : "the teacher must be a fine-tuned dense BERT (zoo finetune output)")
@@ -360,6 +371,19 @@ public struct DistillCommand: Command {
                 (student, teacherDims) = (.bert(s), dims)
             case let other: throw ZooError.usage("--student-init takes random or teacher, got '\(other)'")
             }
+        case .distilbert where general != nil:
+            // The general student's layers and embeddings; the head (pre_classifier, classifier) from
+            // the fine-tuned teacher, as the student without a general stage has it.
+            let g = general!
+            guard g.spec.family == .distilbert, g.spec.vocab == t.vocab, g.spec.hidden == t.hidden, g.spec.positions >= min(128, t.positions) else {
+                throw ZooError.badFile(path: g.dir.path, problem: "not a general DistilBERT student of this teacher (its vocabulary and width; from zoo distill --recipe distilbert --general-only)")
+            }
+            if args["student-layers"] != nil { throw ZooError.usage("--student-layers: the student's shape comes from --general") }
+            let body = ParameterStore(spec: g.spec)
+            try body.load(g, seed: seed)
+            let s = teacher.subset(layers: Array(0..<g.spec.layers.count), family: .distilbert)
+            for slot in body.slots { s.view(slot.name).value.update(from: body.view(slot.name).value, count: slot.count) }
+            student = .bert(s)
         case .distilbert:
             let M = try args.int("student-layers", default: (N + 1) / 2, range: 1...N)!
             student = .bert(teacher.subset(layers: (0..<M).map { $0 * N / M }, family: .distilbert))
@@ -371,8 +395,8 @@ public struct DistillCommand: Command {
             student = .bilstm(BiLSTM(config: config, table: teacher.view(t.family.names.word).value, seed: seed))
         }
         for flag in ["student-width", "student-heads", "student-ffn", "student-init", "general-epochs", "corpus"] where recipe != .tinybert && args[flag] != nil
-            && !(recipe == .bilstmSoft && flag == "student-width") {
-            throw ZooError.usage("--\(flag) applies to the tinybert recipe only")
+            && !(recipe == .bilstmSoft && flag == "student-width") && !(recipe == .distilbert && generalOnly && ["general-epochs", "corpus"].contains(flag)) {
+            throw ZooError.usage("--\(flag) applies to the tinybert recipe only" + (recipe == .distilbert && flag != "general-epochs" && flag != "corpus" ? "" : " (and distilbert's --general-only)"))
         }
         if recipe == .bilstmSoft, args["student-layers"] != nil { throw ZooError.usage("--student-layers: the BiLSTM student has one layer") }
         var recipeOptions = TrainOptions()
@@ -399,7 +423,7 @@ public struct DistillCommand: Command {
         var record: [[String: Any]] = []
         let stages = recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100),
                                    regression: task?.isRegression ?? false).compactMap { Recipe.ablated($0, without: without) }
-        for (name, objective, onCorpus) in stages where generalOnly ? onCorpus : !(onCorpus && general != nil) {
+        for (name, objective, onCorpus) in stages where generalOnly ? onCorpus : !(onCorpus && (general != nil || recipe == .distilbert)) {
             let dir = out.appendingPathComponent(name)
             let done = dir.appendingPathComponent("stage.json")
             if args.flag("resume"), let data = FileManager.default.contents(atPath: done.path) {

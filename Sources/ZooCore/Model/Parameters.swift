@@ -175,7 +175,7 @@ extension ParameterStore {
         var spec = t
         spec.family = family
         spec.layers = layers.enumerated().map { i, l in var layer = t.layers[l]; layer.group = i; return layer }
-        if family == .distilbert { (spec.types, spec.head, spec.classifierDropout) = (0, .preClassifier, 0.2) }
+        if family == .distilbert { (spec.types, spec.head, spec.classifierDropout) = (0, t.head == .none ? .none : .preClassifier, 0.2) }
         let s = ParameterStore(spec: spec)
         let (tn, sn) = (t.family.names, family.names)
         func copy(_ a: String, _ b: String) {
