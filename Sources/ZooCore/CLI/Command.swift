@@ -83,20 +83,23 @@ public func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").ut
 
 public final class Progress {
     let label: String
-    let start = Date()
-    var last = Date.distantPast
+    var start = Date(), base = 0       // the rate counts from `base` done at `start`
+    var last = Date.distantPast, lastDone = -1
     let tty = isatty(2) != 0
 
     public init(_ label: String) { self.label = label }
 
     public func update(_ done: Int, _ total: Int) {
         let now = Date()
+        // Again from here when a new epoch counts from 0, or when the first update comes midway (a resumed run).
+        if done < lastDone || (lastDone < 0 && done > 1) { (start, base) = (now, done) }
+        lastDone = done
         guard done == total || now.timeIntervalSince(last) > (tty ? 0.2 : 5) else { return }
         last = now
         let el = now.timeIntervalSince(start)
         var line = String(format: "%@: %d/%d (%.0f%%)", label, done, total, 100 * Double(done) / Double(max(total, 1)))
-        if el > 0.5 {   // a rate from the first instants would be noise
-            let rate = Double(done) / el
+        if el > 0.5, done > base {   // a rate from the first instants would be noise
+            let rate = Double(done - base) / el
             line += String(format: " %.1f/s, ETA %.0fs", rate, Double(total - done) / rate)
         }
         if tty {
