@@ -16,6 +16,9 @@ void zk__check_act(int act);
 // register-only peak loops of kernels.c (fp32 FMA) and int8.c.
 double zk__peak_rate(double (*loop)(long), long iters, double ops);
 
+// Scratch floats of one thread's attention head over S tokens (fp32 and bf16 workers).
+size_t zk__attention_scratch_per_thread(int S, int head_dim);
+
 // Part p of `parts` of [0, n): boundaries rounded down to multiples of `align`, the last part to n.
 static inline void slice(int n, int p, int parts, int align, int *lo, int *hi) {
     *lo = (int)((long)n * p / parts) / align * align;

@@ -358,19 +358,21 @@ void zk_softmax_forward(float *scores, int rows, int cols, int valid_cols, float
 }
 
 // ---- attention ---------------------------------------------------------------------------------
-static size_t attention_scratch_per_thread(int S, int head_dim) {
+// Keys^T, probabilities, context (8-row tiles, 32 wide) of the fp32 worker; also enough for the bf16
+// one (bf16.c: key and value pairs d·Lp words, scores 8·Lp, probability pairs 4·Lp, query pairs 4·d).
+size_t zk__attention_scratch_per_thread(int S, int head_dim) {
     const size_t Lp = (size_t)(S + 31) / 32 * 32, Dp = (size_t)(head_dim + 31) / 32 * 32;
-    return (size_t)head_dim * Lp + 8 * Lp + 8 * Dp + 16;   // keys^T, probabilities, context (8-row tiles, 32 wide)
+    return (size_t)head_dim * Lp + 12 * Lp + 8 * Dp + 16;
 }
 size_t zk_attention_scratch_floats(int S, int head_dim) {
-    return attention_scratch_per_thread(S, head_dim) * (size_t)omp_get_max_threads();
+    return zk__attention_scratch_per_thread(S, head_dim) * (size_t)omp_get_max_threads();
 }
 
 void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
                           int B, int S, int heads, int head_dim, float *scratch) {
     const int H = heads * head_dim, ld = 3 * H;
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const size_t per_thread = attention_scratch_per_thread(S, head_dim);
+    const size_t per_thread = zk__attention_scratch_per_thread(S, head_dim);
     const zk_rows *r = R();
     #pragma omp parallel for schedule(static, 1)
     for (int bh = 0; bh < B * heads; bh++) {
@@ -392,7 +394,7 @@ void zk_attention_packed_forward(float *out, const float *qkv, const int32_t *le
     int longest = 0;
     size_t *tok = malloc(sizeof(size_t) * (size_t)B);
     for (int b = 0, t = 0; b < B; t += lengths[b], b++) { tok[b] = (size_t)t; if (lengths[b] > longest) longest = lengths[b]; }
-    const size_t per_thread = attention_scratch_per_thread(longest, head_dim);
+    const size_t per_thread = zk__attention_scratch_per_thread(longest, head_dim);
     const zk_rows *r = R();
     #pragma omp parallel for schedule(static, 1)
     for (int bh = 0; bh < B * heads; bh++) {

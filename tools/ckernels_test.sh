@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-native}"
 out=.cache/ckernels-$mode
 mkdir -p .cache
-sources=(CKernels/kernels.c CKernels/int8.c CKernels/train.c Tests/ckernels/driver.c)
+sources=(CKernels/kernels.c CKernels/int8.c CKernels/train.c CKernels/bf16.c Tests/ckernels/driver.c)
 case "$mode" in
 native)
     omp=$(dirname "$(find /usr/lib/llvm-*/lib/clang -name omp.h | sort -V | tail -1)")   # …/llvm-N/lib/clang/V/include

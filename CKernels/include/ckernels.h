@@ -97,6 +97,14 @@ void zk_attention_forward(float *out, const float *qkv, const int32_t *lengths,
 // A = heads·head_dim; scratch: zk_attention_scratch_floats(longest length, head_dim) floats.
 void zk_attention_packed_forward(float *out, const float *qkv, const int32_t *lengths,
                                  int B, int heads, int head_dim, float *scratch);
+// The same with bf16 products (bf16.c; the int8 models' attention): Q·1/√d, K, the probabilities
+// and V rounded to bf16, fp32 sums and softmax, where zk_attention_bf16_active(head_dim) — a CPU
+// with AVX512_BF16, the AVX-512 level in use, head_dim a multiple of 32; otherwise exactly
+// zk_attention_packed_forward. Same scratch.
+void zk_attention_packed_forward_bf16(float *out, const float *qkv, const int32_t *lengths,
+                                      int B, int heads, int head_dim, float *scratch);
+int zk_attention_bf16_active(int head_dim);
+int zk_cpu_has_avx512_bf16(void);
 
 // ---- embeddings --------------------------------------------------------------------------------
 // x[b·S+t] holds the word embedding of its token (gathered by the caller); this adds

@@ -183,6 +183,56 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The int8 models' attention with bf16 products (packed sequences, lengths 1 … 70 incl. odd ones,
+    /// head widths 32 and 64) against a double reference. Bound, from the roundings (u = 2^-8, bf16's
+    /// unit roundoff): each score is off by at most Δ = (2u + u²)·Σ_d |q_d·k_d|/√d (q·1/√d and k
+    /// rounded), so each probability by a factor within e^(±2Δ) (and the exp's 2e-6), then rounded
+    /// (u), times values rounded (u): |error| ≤ max|v|·((1 + u)(e^(2Δ) − 1 + u + 1e-5) + u) + 1e-6 per
+    /// row, Δ the row's largest. Where the bf16 path is not active (no AVX512_BF16, a forced lower
+    /// level, head width 26) the output is the fp32 attention's bit for bit.
+    func testBF16AttentionWithinRoundingBound() {
+        let lengths: [Int32] = [5, 1, 37, 70, 33], T = Int(lengths.reduce(0, +)), u = 1.0 / 256
+        print("AVX512_BF16: \(zk_cpu_has_avx512_bf16() != 0)")
+        forEachSIMD { level in
+            for threads in [1, 2] { for (heads, dh) in [(3, 32), (2, 64), (2, 26)] {
+                zk_set_threads(Int32(threads))
+                let A = heads * dh, qkv = random(T * 3 * A, scale: 2)
+                var scratch = [Float](repeating: 0, count: zk_attention_scratch_floats(70, Int32(dh)))
+                var out = [Float](repeating: .nan, count: T * A), fp32 = out
+                zk_attention_packed_forward_bf16(&out, qkv, lengths, Int32(lengths.count), Int32(heads), Int32(dh), &scratch)
+                zk_attention_packed_forward(&fp32, qkv, lengths, Int32(lengths.count), Int32(heads), Int32(dh), &scratch)
+                let name = "\(level) \(threads) threads, heads \(heads) × \(dh)"
+                guard zk_attention_bf16_active(Int32(dh)) != 0 else {
+                    XCTAssertEqual(out.map(\.bitPattern), fp32.map(\.bitPattern), name)
+                    continue
+                }
+                XCTAssertNotEqual(out, fp32, "\(name): the bf16 path ran")
+                var t0 = 0, worst = 0.0
+                for L in lengths.map(Int.init) {
+                    for h in 0..<heads {
+                        func at(_ t: Int, _ part: Int, _ d: Int) -> Double { Double(qkv[(t0 + t) * 3 * A + part * A + h * dh + d]) }
+                        let maxV = (0..<L).flatMap { j in (0..<dh).map { abs(at(j, 2, $0)) } }.max()!
+                        for i in 0..<L {
+                            let scores = (0..<L).map { j in (0..<dh).map { at(i, 0, $0) * at(j, 1, $0) }.reduce(0, +) / Double(dh).squareRoot() }
+                            let delta = (0..<L).map { j in (0..<dh).map { abs(at(i, 0, $0) * at(j, 1, $0)) }.reduce(0, +) }.max()! * (2 * u + u * u) / Double(dh).squareRoot()
+                            let bound = maxV * ((1 + u) * (exp(2 * delta) - 1 + u + 1e-5) + u) + 1e-6
+                            let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+                            for d in 0..<dh {
+                                let r = (0..<L).map { e[$0] / z * at($0, 2, d) }.reduce(0, +)
+                                let got = Double(out[(t0 + i) * A + h * dh + d])
+                                XCTAssertLessThanOrEqual(abs(got - r), bound, "\(name) L\(L) head \(h) row \(i) dim \(d)")
+                                worst = max(worst, abs(got - r) / bound)
+                            }
+                        }
+                    }
+                    t0 += L
+                }
+                print("bf16 attention \(name): worst error \(worst) of the bound")
+            } }
+        }
+        zk_set_threads(2)
+    }
+
     /// Attention core against a naive reference with HF's additive mask: threshold 2e-5 absolute.
     func testAttentionMatchesNaiveReference() {
         forEachSIMD { level in

@@ -44,9 +44,11 @@ public let plugin = Plugin(variants: [
 public typealias QBertNetwork = Network<QLinear>
 
 /// int8 weights are a quarter of the bytes, so streaming them per chunk costs less and larger chunks
-/// (longer GEMMs) win: 1024 tokens (see README, Q-BERT speed).
+/// (longer GEMMs) win: 1024 tokens (see README, Q-BERT speed). Attention with bf16 products where the
+/// CPU has them (AVX512_BF16; README, Q-BERT); ZOO_BF16_ATTENTION=0 keeps it fp32 (to compare).
 func chunked(_ m: QBertNetwork) -> QBertNetwork {
     m.chunkTokens = 1024
+    m.bf16Attention = ProcessInfo.processInfo.environment["ZOO_BF16_ATTENTION"] != "0"
     return m
 }
 

@@ -84,6 +84,9 @@ public final class Network<L: LinearLayer>: ChunkedModel {
     /// once, so wide models take larger chunks (measured with `zoo bench --chunk-tokens`: 256 tokens
     /// is fastest for MiniLM-L6 and tinybert, 1024 for bert-base).
     public lazy var chunkTokens = spec.hidden >= 768 ? 1024 : 256
+    /// Inference attention with bf16 products where the CPU has them (`zk_attention_packed_forward_bf16`):
+    /// the int8 models' choice; training and the fp32 models keep fp32 attention.
+    public var bf16Attention = false
 
     // MARK: inference
 
@@ -215,7 +218,8 @@ public final class Network<L: LinearLayer>: ChunkedModel {
                 } else {
                     let ws = ws!
                     w.qkv.forward(ws.qkv, ws.x, rows: T, withBias: true, act: Int32(ZK_ACT_NONE))
-                    zk_attention_packed_forward(ws.ctx, ws.qkv, lens.baseAddress, Int32(lens.count), Int32(s.heads), Int32(s.headDim), ws.scratch)
+                    (bf16Attention ? zk_attention_packed_forward_bf16 : zk_attention_packed_forward)(
+                        ws.ctx, ws.qkv, lens.baseAddress, Int32(lens.count), Int32(s.heads), Int32(s.headDim), ws.scratch)
                     w.out.forward(ws.a, ws.ctx, rows: T, withBias: false, act: Int32(ZK_ACT_NONE))
                     zk_bias_residual_layernorm_forward(ws.a, w.out.bias, ws.x, w.norm1W.value, w.norm1B.value, Int32(T), Int32(H), eps)
                     w.up.forward(ws.h, ws.a, rows: T, withBias: true, act: s.activation.code)
