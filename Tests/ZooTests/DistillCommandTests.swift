@@ -39,6 +39,8 @@ final class DistillCommandTests: XCTestCase {
         let spec = try Checkpoint(dir: d).spec
         XCTAssertEqual(spec.family, .distilbert)
         XCTAssertEqual(spec.layers.count, 2)
+        let stages = (try JSONSerialization.jsonObject(with: Data(contentsOf: d.appendingPathComponent("distill.json"))) as! [String: Any])["stages"]
+        XCTAssertEqual((stages as! [[String: Any]]).map { $0["stage"] as! String }, ["task"], "no general stage unless asked for")
         try assertSameLogitsAsHF(d)
         try assertEvalMatches("distilbert", d, glue)
 
@@ -94,16 +96,23 @@ final class DistillCommandTests: XCTestCase {
                        "resumed weights must be bit-identical to the uninterrupted run")
     }
 
-    /// TinyBERT's two-step use: one general student distilled from the pre-trained (headless) model
-    /// with --general-only, then a task's student started from it with --general (no general stage;
-    /// with lr 0 its encoder is the general student's exactly).
-    func testGeneralStudentMadeOnceAndReused() throws {
+    /// A tiny RTE, a 4-layer teacher fine-tuned on it, a random pre-trained (headless) base of the same
+    /// vocabulary and width, and a 40-line corpus.
+    func generalSetup() throws -> (glue: URL, teacher: URL, base: URL, corpus: URL) {
         let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
         let base = try tempDir().appendingPathComponent("base")
         try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
             .writeCheckpoint(to: base, base: try Checkpoint(dir: try Tiny.checkpoint()))
         let corpus = try tempDir().appendingPathComponent("corpus.txt")
         try (0..<40).map { ["hello world a", "b a .", "as bs hello"][$0 % 3] }.joined(separator: "\n").write(to: corpus, atomically: true, encoding: .utf8)
+        return (glue, teacher, base, corpus)
+    }
+
+    /// TinyBERT's two-step use: one general student distilled from the pre-trained (headless) model
+    /// with --general-only, then a task's student started from it with --general (no general stage;
+    /// with lr 0 its encoder is the general student's exactly).
+    func testGeneralStudentMadeOnceAndReused() throws {
+        let (glue, teacher, base, corpus) = try generalSetup()
         let general = try tempDir().appendingPathComponent("general")
         var r = try distill(base, glue, general, ["--recipe", "tinybert", "--general-only", "--corpus", corpus.path, "--student-layers", "2",
                                                   "--student-width", "8", "--student-heads", "2", "--student-ffn", "16"])
@@ -148,14 +157,8 @@ final class DistillCommandTests: XCTestCase {
     /// DistilBERT's general stage: every other layer of the pre-trained (headless) model learns its
     /// last hidden states by the cosine loss (--general-only); a task's student starts from it with
     /// the fine-tuned teacher's pooler and classifier as its head (with lr 0 exactly those tensors).
-    /// Without --general a distilbert run has no general stage.
     func testDistilBERTGeneralStage() throws {
-        let glue = try FinetuneTests.tinyGLUE(train: 48), teacher = try Tiny.fineTuned4Layers(glue)
-        let base = try tempDir().appendingPathComponent("base")
-        try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
-            .writeCheckpoint(to: base, base: try Checkpoint(dir: try Tiny.checkpoint()))
-        let corpus = try tempDir().appendingPathComponent("corpus.txt")
-        try (0..<40).map { ["hello world a", "b a .", "as bs hello"][$0 % 3] }.joined(separator: "\n").write(to: corpus, atomically: true, encoding: .utf8)
+        let (glue, teacher, base, corpus) = try generalSetup()
         let general = try tempDir().appendingPathComponent("general")
         var r = try distill(base, glue, general, ["--recipe", "distilbert", "--general-only", "--corpus", corpus.path, "--general-epochs", "4", "--lr", "1e-3"])
         XCTAssertEqual(r.code, 0, r.stderr)
