@@ -9,7 +9,7 @@ first, medians), on MiniLM-L6 itself and on the bert-base geometry with random w
 same per-layer fractions as RTE's pruned models (`zoo prune --like`).
 
     python bench/prune_table.py [--tasks rte,mrpc,stsb,cola,sst2] [--runs runs] [--rounds 3]
-                                [--configs heads40,…] [--prepare-only] [--speed-only]
+                                [--configs heads40,…] [--prepare-only] [--speed-only] [--scores-only]
 
 Prints Markdown tables (speed > 1: the pruned model is faster) and the CPU it ran on; writes
 <runs>/prune_table.md.
@@ -68,6 +68,7 @@ def dense_score(a, task):
 def main():
     ap = table_parser(__doc__)
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, of: " + ", ".join(CONFIGS))
+    ap.add_argument("--scores-only", action="store_true", help="the dev-score table only, no speed runs")
     a = ap.parse_args()
     tasks, a.configs = a.tasks.split(","), a.configs.split(",")
     if unknown := [c for c in a.configs if c not in CONFIGS]:
@@ -77,7 +78,7 @@ def main():
             prepare(a, task)
     if a.prepare_only:
         return
-    lines = [f"CPU: {cpu()}; {a.threads} threads; s=128; {a.rounds} rounds per speed, dense and pruned interleaved, medians\n"]
+    lines = [f"CPU: {cpu()}; " + ("dev scores only" if a.scores_only else f"{a.threads} threads; s=128; {a.rounds} rounds per speed, dense and pruned interleaved, medians") + "\n"]
     lines += ["| task | dense | " + " | ".join(f"{LABELS[c]}: dev (drop)" for c in a.configs) + " |",
               "|---|---:|" + "---:|" * len(a.configs)]
     drops = {c: [] for c in a.configs}
@@ -90,6 +91,9 @@ def main():
             cells.append(f"{p:.2f} ({d - p:+.2f})")
         lines.append(f"| {task} | {d:.2f} | " + " | ".join(cells) + " |")
     lines.append("| mean drop | | " + " | ".join(f"{statistics.mean(drops[c]):+.2f}" for c in a.configs) + " |")
+    if a.scores_only:
+        print("\n".join(lines))
+        return
     lines += ["", "| pruned model | heads left | FFN widths | geometry | b=1 dense / pruned (ms) | speed | b=32 dense / pruned (ms) | speed |",
               "|---|---|---|---|---:|---:|---:|---:|"]
     print("\n".join(lines), flush=True)
