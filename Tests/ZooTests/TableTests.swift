@@ -180,11 +180,6 @@ final class TableTests: XCTestCase {
         XCTAssertEqual(geo("heads40")!["heads"] as? [Int], pruned.map { 12 * $0 / 2 })
         XCTAssertEqual(geo("heads40+qbert-int8")!["heads"] as? [Int], pruned.map { 12 * $0 / 2 })
         XCTAssertEqual(geo("distilbert")!["layers"] as? Int, 2, "every other of the tiny base's 4 layers: 2 of tinybert-4l's 4")
-        // DistilBERT's row starts from its general student, a shared step made once per seed from the base.
-        let general = out.appendingPathComponent("shared/seed-7/distilbert")
-        XCTAssertEqual(try Checkpoint(dir: general).spec.family, .distilbert)
-        let cell = try json(out.appendingPathComponent("cells/rte/seed-7/bert+distilbert/distill.json"))
-        XCTAssertEqual(cell["general"] as? String, general.path)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("geometry/tinybert-4l/heads40").path), "random weights removed after")
     }
 
