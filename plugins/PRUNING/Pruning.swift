@@ -22,9 +22,9 @@ public let plugin = Plugin(
         Method(name: "heads40", variant: "pruned", summary: "40 % of the heads removed, 2 recovery epochs", geometry: { r, _, t in Pruner.spec(like: r, on: t) }) { i in
             ["prune", "--weights", i.source, "--keep-heads", "0.6", "--recover-epochs", "2", "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
         },
-        Method(name: "heads50-ffn60", variant: "pruned", summary: "50 % of the heads and 60 % of the FFN neurons removed, 3 recovery epochs",
+        Method(name: "heads50-ffn60", variant: "pruned", summary: "50 % of the heads and 60 % of the FFN neurons removed, 3 epochs of recovery distilled from the unpruned model on the training set + 1 augmented copy",
                geometry: { r, _, t in Pruner.spec(like: r, on: t) }) { i in
-            ["prune", "--weights", i.source, "--keep-heads", "0.5", "--keep-ffn", "0.4", "--recover-epochs", "3", "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+            ["prune", "--weights", i.source, "--keep-heads", "0.5", "--keep-ffn", "0.4", "--recover-epochs", "3", "--distill", "--augment", "1", "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
         },
     ])
 
