@@ -396,7 +396,7 @@ public struct DistillCommand: Command {
         }
         for flag in ["student-width", "student-heads", "student-ffn", "student-init", "general-epochs", "corpus"] where recipe != .tinybert && args[flag] != nil
             && !(recipe == .bilstmSoft && flag == "student-width") && !(recipe == .distilbert && generalOnly && ["general-epochs", "corpus"].contains(flag)) {
-            throw ZooError.usage("--\(flag) applies to the tinybert recipe only" + (recipe == .distilbert && flag != "general-epochs" && flag != "corpus" ? "" : " (and distilbert's --general-only)"))
+            throw ZooError.usage("--\(flag) applies to the tinybert recipe" + (["general-epochs", "corpus"].contains(flag) ? " and distilbert's --general-only" : " only"))
         }
         if recipe == .bilstmSoft, args["student-layers"] != nil { throw ZooError.usage("--student-layers: the BiLSTM student has one layer") }
         var recipeOptions = TrainOptions()
