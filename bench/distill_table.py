@@ -16,7 +16,7 @@ task's student starts from it (`--general`). `tinybert-cut` is TinyBERT with its
 the teacher (`--student-init teacher`; the `zoo table` row of that name): its general student
 (<runs>/tinybert-cut-general, also cut) unless its --distill-args say `--without general`, then
 `--epochs 2 --augment 1` as the table runs it. `distilbert-general` is DistilBERT with its general
-stage: a general student (`zoo distill --recipe distilbert --general-only`, <runs>/distilbert-general)
+stage: a general student (`zoo distill --recipe distilbert --general-only`, <runs>/distilbert-general-general)
 that each task's student starts from. Prints Markdown and the CPU; writes
 <runs>/distill_table.md.
 """
