@@ -6,7 +6,7 @@ the teacher's mean.
 
     python bench/distill_table.py [--tasks rte,mrpc,stsb,cola,sst2] [--recipes tinybert,distilbert,bert-pkd,bilstm-soft]
                                   [--runs runs] [--rounds 3] [--prepare-only] [--speed-only]
-                                  [--distill-args "tinybert: --augment 4"]
+                                  [--distill-args "tinybert: --augment 4"] [--scores-only]
 
 Missing students are made with `zoo distill --teacher <runs>/<task> --recipe R --out <runs>/<task>-R`
 (the recipe's defaults; --distill-args adds options per recipe). TinyBERT's general student is made
@@ -37,6 +37,7 @@ def main():
     ap = table_parser(__doc__)
     ap.add_argument("--recipes", default="tinybert,distilbert,bert-pkd,bilstm-soft")
     ap.add_argument("--distill-args", action="append", default=[], help='"RECIPE: options…", repeatable')
+    ap.add_argument("--scores-only", action="store_true", help="no speed runs (the speed columns show —)")
     a = ap.parse_args()
     tasks, recipes = a.tasks.split(","), a.recipes.split(",")
     extra = {r.split(":", 1)[0].strip(): r.split(":", 1)[1].split() for r in a.distill_args}
@@ -61,7 +62,7 @@ def main():
     if a.prepare_only:
         return
     teacher_mean = statistics.mean(dense_score(a, t) for t in tasks)
-    lines = [f"CPU: {cpu()}; {a.threads} threads; s=128; {a.rounds} rounds per speed, student and teacher interleaved, medians\n",
+    lines = [f"CPU: {cpu()}; " + ("dev scores only" if a.scores_only else f"{a.threads} threads; s=128; {a.rounds} rounds per speed, student and teacher interleaved, medians") + "\n",
              "| model | parameters | MB on disk | b=1 speed | b=32 speed | " + " | ".join(tasks) + " | mean | % of teacher |",
              "|---|---:|---:|---:|---:|" + "---:|" * (len(tasks) + 2)]
     first = os.path.join(a.runs, tasks[0])
@@ -74,11 +75,12 @@ def main():
         runs = [json.load(open(os.path.join(a.runs, f"{t}-{r}", "distill.json"))) for t in tasks]
         student = os.path.join(a.runs, f"{tasks[0]}-{r}")
         speeds = []
-        for b in (1, 32):
+        for b in (1, 32) if not a.scores_only else []:
             mt, ms = side_by_side(a.zoo, ("bert", ["--weights", first]), (RECIPE.get(r, r), ["--weights", student]), b, 128, a.threads, a.rounds)
-            speeds.append(mt / ms)
+            speeds.append(f"{mt / ms:.2f}×")
+        speeds = speeds or ["—", "—"]
         mean = statistics.mean(x["dev"] for x in runs)
-        lines.append(f"| {r} | {runs[0]['parameters']} | {size(student):.1f} | {speeds[0]:.2f}× | {speeds[1]:.2f}× | "
+        lines.append(f"| {r} | {runs[0]['parameters']} | {size(student):.1f} | {speeds[0]} | {speeds[1]} | "
                      + " | ".join(f"{x['dev']:.2f}" for x in runs) + f" | {mean:.2f} | {100 * mean / teacher_mean:.1f} |")
         print(lines[-1], flush=True)
     with open(os.path.join(a.runs, "distill_table.md"), "w") as f:
