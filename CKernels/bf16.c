@@ -16,6 +16,7 @@
 #include "internal.h"
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 
 int zk_cpu_has_avx512_bf16(void) {
 #ifdef ZK_X86
@@ -139,18 +140,18 @@ void zk_attention_packed_forward_bf16(float *out, const float *qkv, const int32_
     if (zk_attention_bf16_active(head_dim)) {
         const int A = heads * head_dim, ld = 3 * A;
         const float scale = 1.0f / sqrtf((float)head_dim);
-        int longest = 0;
-        for (int b = 0; b < B; b++) longest = lengths[b] > longest ? lengths[b] : longest;
+        size_t *tok = malloc(sizeof(size_t) * (size_t)B);
+        const int longest = zk__packed_offsets(lengths, B, tok);
         const size_t per_thread = zk__attention_scratch_per_thread(longest, head_dim);
         #pragma omp parallel for schedule(static, 1)
         for (int bh = 0; bh < B * heads; bh++) {
             const int b = bh / heads, h = bh % heads;
-            size_t t = 0;
-            for (int c = 0; c < b; c++) t += (size_t)lengths[c];
+            const size_t t = tok[b];
             const float *q = qkv + t * ld + h * head_dim;
             attention_head_bf16(out + t * A + h * head_dim, A, q, q + A, q + 2 * A, ld, lengths[b], head_dim, scale,
                                 (uint32_t *)(scratch + (size_t)omp_get_thread_num() * per_thread));
         }
+        free(tok);
         return;
     }
 #endif

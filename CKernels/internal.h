@@ -18,6 +18,8 @@ double zk__peak_rate(double (*loop)(long), long iters, double ops);
 
 // Scratch floats of one thread's attention head over S tokens (fp32 and bf16 workers).
 size_t zk__attention_scratch_per_thread(int S, int head_dim);
+// Packed sequences: tok[b] = Σ_{c<b} lengths[c], the first row of sequence b; returns the longest length.
+int zk__packed_offsets(const int32_t *lengths, int B, size_t *tok);
 
 // Part p of `parts` of [0, n): boundaries rounded down to multiples of `align`, the last part to n.
 static inline void slice(int n, int p, int parts, int align, int *lo, int *hi) {

@@ -364,6 +364,11 @@ size_t zk__attention_scratch_per_thread(int S, int head_dim) {
     const size_t Lp = (size_t)(S + 31) / 32 * 32, Dp = (size_t)(head_dim + 31) / 32 * 32;
     return (size_t)head_dim * Lp + 12 * Lp + 8 * Dp + 16;
 }
+int zk__packed_offsets(const int32_t *lengths, int B, size_t *tok) {
+    int longest = 0;
+    for (int b = 0, t = 0; b < B; t += lengths[b], b++) { tok[b] = (size_t)t; if (lengths[b] > longest) longest = lengths[b]; }
+    return longest;
+}
 size_t zk_attention_scratch_floats(int S, int head_dim) {
     return zk__attention_scratch_per_thread(S, head_dim) * (size_t)omp_get_max_threads();
 }
@@ -391,9 +396,8 @@ void zk_attention_packed_forward(float *out, const float *qkv, const int32_t *le
                                  int B, int heads, int head_dim, float *scratch) {
     const int A = heads * head_dim, ld = 3 * A;
     const float scale = 1.0f / sqrtf((float)head_dim);
-    int longest = 0;
     size_t *tok = malloc(sizeof(size_t) * (size_t)B);
-    for (int b = 0, t = 0; b < B; t += lengths[b], b++) { tok[b] = (size_t)t; if (lengths[b] > longest) longest = lengths[b]; }
+    const int longest = zk__packed_offsets(lengths, B, tok);
     const size_t per_thread = zk__attention_scratch_per_thread(longest, head_dim);
     const zk_rows *r = R();
     #pragma omp parallel for schedule(static, 1)
