@@ -15,18 +15,22 @@ struct StudyCommand: Command {
       score over the tasks with its spread over the seeds (mean ± standard deviation of the per-seed
       means) and its difference from the full TinyBERT; writes OUT/kd-stages.md beside the table.
     zoo study teacher-size --base DIR [--teacher-layers N,4,3,2] [--teachers DIR,…] [--tasks …]
-                           [--seeds 42,43,44] [--out runs/teacher-size] [--limit N] [--plan | --collect]
+                           [--students tinybert-cut,distilbert] [--seeds 42,43,44] [--out runs/teacher-size]
+                           [--limit N] [--plan | --collect]
       How the teacher's size changes the distilled student: teachers made of the first L layers of
       the pre-trained --base (default: all N of its layers, i.e. --base itself, and 4, 3, 2; written
       to OUT/teachers/<name>-L<L>) and any --teachers given (other pre-trained checkpoints), each a
-      zoo table in OUT/<teacher> with the rows bert (the teacher, fine-tuned per task), tinybert (a fixed
-      TinyBERT-4L-312 student) and distilbert (every other teacher layer). Prints and writes
+      zoo table in OUT/<teacher> with the rows bert (the teacher, fine-tuned per task) and the
+      --students (zoo table rows; default tinybert-cut, a fixed TinyBERT-4L-312 student cut out of
+      each teacher, and distilbert, every other teacher layer; `tinybert` is TinyBERT's random start
+      after a general stage from each teacher, which the GLUE-only corpus here leaves at the
+      majority class, README Distillation). Prints and writes
       OUT/teacher-size.md (per teacher: layers, parameters, the teacher's and each student's mean dev
       score over the tasks, ± sd over seeds) and two plots: student score against teacher parameters
       (student-vs-teacher-parameters.svg) and against the teacher's score
       (student-vs-teacher-score.svg). --plan writes every teacher's cells into OUT/plan.
     """
-    static let options = TableCommand.options.subtracting(["variants"]).union(["teacher-layers", "teachers"])
+    static let options = TableCommand.options.subtracting(["variants"]).union(["teacher-layers", "teachers", "students"])
     static let flags = TableCommand.flags.subtracting(["no-speed"])
 
     static func run(_ args: Arguments) throws {
@@ -46,7 +50,7 @@ struct StudyCommand: Command {
     }
 
     static func kdStages(_ args: Arguments) throws {
-        if args["teacher-layers"] != nil || args["teachers"] != nil { throw ZooError.usage("--teacher-layers and --teachers belong to teacher-size") }
+        if let extra = ["teacher-layers", "teachers", "students"].first(where: { args[$0] != nil }) { throw ZooError.usage("--\(extra) belongs to teacher-size") }
         let rows = ["tinybert"] + registry.methods.map(\.name).filter { $0.hasPrefix("tinybert-without-") }   // the DISTILL plugin's ablations
         let table = try Arguments(tableArguments(defaultOut: "runs/kd-stages", args) + ["--variants", rows.joined(separator: ","), "--no-speed"],
                                   options: TableCommand.options, flags: TableCommand.flags)
@@ -76,6 +80,10 @@ struct StudyCommand: Command {
             guard let L = Int(s), (1...N).contains(L) else { throw ZooError.usage("--teacher-layers takes layer counts in 1...\(N) (the base has \(N)), got '\(s)'") }
             return L
         }
+        let students = (args["students"] ?? "tinybert-cut,distilbert").split(separator: ",").map(String.init)
+        if let bad = students.first(where: { s in s == "bert" || !registry.methods.contains { $0.name == s } }) {
+            throw ZooError.usage("--students takes table rows other than bert (zoo list --methods), got '\(bad)'")
+        }
         let argv = tableArguments(defaultOut: "runs/teacher-size", args, excluding: ["base"])
         let out = URL(fileURLWithPath: argv[argv.lastIndex(of: "--out")! + 1]).standardizedFileURL
         // The teachers: (name, pre-trained checkpoint directory).
@@ -100,7 +108,7 @@ struct StudyCommand: Command {
             var t = argv
             t[t.lastIndex(of: "--out")! + 1] = out.appendingPathComponent(name).path
             log("teacher \(name)")
-            try TableCommand.run(try Arguments(t + ["--base", dir.path, "--variants", "bert,tinybert,distilbert", "--no-speed"],
+            try TableCommand.run(try Arguments(t + ["--base", dir.path, "--variants", (["bert"] + students).joined(separator: ","), "--no-speed"],
                                                options: TableCommand.options, flags: TableCommand.flags))
             if args.flag("plan") {
                 lines += try String(contentsOf: out.appendingPathComponent("\(name)/plan/cells.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
@@ -112,7 +120,8 @@ struct StudyCommand: Command {
                                               collect: collect.map(TableCommand.quoted).joined(separator: " "))
         }
         // Per teacher: its size, its own score and each student's, mean ± sd over the seeds.
-        var md = ["| teacher | layers | parameters | teacher dev | tinybert | distilbert |", "|---|---:|---:|---:|---:|---:|"]
+        var md = ["| teacher | layers | parameters | teacher dev | " + students.joined(separator: " | ") + " |",
+                  "|---|---:|---:|---:|" + String(repeating: "---:|", count: students.count)]
         var byParams: [(label: String, x: Double, y: Double)] = [], byScore: [(label: String, x: Double, y: Double)] = []
         var errors: [Double] = []
         for (name, dir) in teachers {
@@ -123,9 +132,9 @@ struct StudyCommand: Command {
                 let (m, sd) = stats(x)
                 return String(format: "%.2f ± %.2f (%d)", m, sd, x.count)
             }
-            md.append("| \(name) | \(spec.layers.count) | \(spec.parameterCount) | \(cell("bert")) | \(cell("tinybert")) | \(cell("distilbert")) |")
+            md.append("| \(name) | \(spec.layers.count) | \(spec.parameterCount) | " + (["bert"] + students).map(cell).joined(separator: " | ") + " |")
             guard let teacher = rows["bert"], !teacher.isEmpty else { continue }
-            for student in ["tinybert", "distilbert"] {
+            for student in students {
                 guard let x = rows[student], !x.isEmpty else { continue }
                 let (m, sd) = stats(x), label = "\(student) ← \(name)"
                 byParams.append((label, Double(spec.parameterCount) / 1e6, m))

@@ -66,6 +66,38 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("a distilbert student is distilbert"), r.stderr)
     }
 
+    /// --student-from names the teacher layers a DistilBERT or BERT-PKD student keeps: at lr 0 the
+    /// student's layers are those teacher layers, weight for weight.
+    func testStudentFrom() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 16), teacher = try Tiny.fineTuned4Layers(glue)
+        let t = ParameterStore(spec: try Checkpoint(dir: teacher).spec, trainable: false)
+        try t.load(try Checkpoint(dir: teacher), seed: 0)
+        for (recipe, from) in [("distilbert", [1, 3]), ("bert-pkd", [0, 2, 3])] {
+            let out = try tempDir().appendingPathComponent(recipe)
+            let r = try distill(teacher, glue, out, ["--recipe", recipe, "--student-from", from.map(String.init).joined(separator: ","), "--lr", "0"])
+            XCTAssertEqual(r.code, 0, r.stderr)
+            let ckpt = try Checkpoint(dir: out), s = ParameterStore(spec: ckpt.spec, trainable: false)
+            try s.load(ckpt, seed: 0)
+            XCTAssertEqual(s.spec.layers.count, from.count)
+            for (m, l) in from.enumerated() {
+                let (a, b) = (t.spec.family.names.layer(l), s.spec.family.names.layer(m))
+                for (x, y) in [(a.query, b.query), (a.value, b.value), (a.up, b.up), (a.outputNorm, b.outputNorm)] {
+                    let (p, q) = (t.view(x + ".weight"), s.view(y + ".weight"))
+                    XCTAssertEqual(Array(UnsafeBufferPointer(start: q.value, count: q.count)), Array(UnsafeBufferPointer(start: p.value, count: p.count)),
+                                   "\(recipe): student layer \(m) is teacher layer \(l) (\(y))")
+                }
+            }
+        }
+        for (args, message) in [(["--recipe", "distilbert", "--student-from", "2,1"], "--student-from takes increasing teacher layers from 0 to 3"),
+                                (["--recipe", "distilbert", "--student-from", "0,4"], "--student-from takes increasing teacher layers from 0 to 3"),
+                                (["--recipe", "bert-pkd", "--student-from", "0,1", "--student-layers", "2"], "leave out --student-layers"),
+                                (["--recipe", "tinybert", "--student-from", "0,1"], "--student-from applies to the distilbert and bert-pkd recipes")] {
+            let r = try distill(teacher, glue, try tempDir().appendingPathComponent("x"), args)
+            XCTAssertEqual(r.code, 2, args.joined(separator: " "))
+            XCTAssertTrue(r.stderr.contains(message), r.stderr)
+        }
+    }
+
     /// TinyBERT: a new narrow student, general distillation on a corpus file then the two task
     /// stages; killed at an arbitrary moment and resumed, the weights are byte-identical.
     func testTinyBERTStagesAndResume() throws {

@@ -282,14 +282,16 @@ public struct DistillCommand: Command {
         As in TinyBERT, the general stage can be made once from the pre-trained model and reused
         for every task: `--general-only --teacher PRETRAINED` writes that student to --out (no task,
         no head needed); `--general GENERAL` starts a task's student from it and skips the stage.
-      distilbert: the student is every other teacher layer (--student-layers overrides the count),
+      distilbert: the student is every other teacher layer (--student-layers overrides the count,
+        --student-from 1,3,5 names the teacher layers, from 0),
         written as an HF DistilBERT checkpoint; trained on the task with 0.5·labels + 0.5·T²·KL at
         --temperature (default 2). Its general stage runs only when asked: `--general-only --teacher
         PRETRAINED` makes every other layer of the pre-trained model learn its last hidden states on
         the corpus (DistilBERT's cosine loss; its MLM-prediction losses need an MLM head, which
         all-MiniLM-L6-v2 has not); `--general GENERAL` starts a task's student from that one, with
         the fine-tuned teacher's pooler and classifier as its head.
-      bert-pkd: the student is the teacher's first --student-layers layers (default half); labels +
+      bert-pkd: the student is the teacher's first --student-layers layers (default half; or those
+        of --student-from); labels +
         soft predictions as above + 100 × PKD's normalised [CLS] MSE on skipped teacher layers.
       bilstm-soft: Tang et al. (2019): word vectors from the teacher's table, one bidirectional LSTM
         layer (--student-width units per direction, default 300), a ReLU layer of 400, the classifier
@@ -309,7 +311,7 @@ public struct DistillCommand: Command {
       predictions), augmentation (--augment ignored).
     """
     public static let options: Set<String> = ["teacher", "recipe", "out", "task", "student-layers", "student-width", "student-heads",
-                                              "student-ffn", "student-init", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
+                                              "student-ffn", "student-init", "student-from", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
                                               "save-every", "data", "threads", "seed", "augment", "augment-cap", "general", "without"]
     public static let flags: Set<String> = ["resume", "general-only"]
 
@@ -386,9 +388,10 @@ public struct DistillCommand: Command {
             student = .bert(s)
         case .distilbert:
             let M = try args.int("student-layers", default: (N + 1) / 2, range: 1...N)!
-            student = .bert(teacher.subset(layers: (0..<M).map { $0 * N / M }, family: .distilbert))
+            student = .bert(teacher.subset(layers: try studentFrom(args, teacherLayers: N) ?? (0..<M).map { $0 * N / M }, family: .distilbert))
         case .bertPKD:
-            student = .bert(teacher.subset(layers: Array(0..<(try args.int("student-layers", default: N / 2, range: 1...N)!)), family: .bert))
+            let M = try args.int("student-layers", default: N / 2, range: 1...N)!
+            student = .bert(teacher.subset(layers: try studentFrom(args, teacherLayers: N) ?? Array(0..<M), family: .bert))
         case .bilstmSoft:
             let config = BiLSTM.Config(vocabSize: t.vocab, embeddingSize: t.embedding, hiddenSize: try args.int("student-width", default: 300)!,
                                        classifierSize: 400, numLabels: t.numLabels, pair: task!.isPair, maxLength: min(128, t.positions))
@@ -397,6 +400,9 @@ public struct DistillCommand: Command {
         for flag in ["student-width", "student-heads", "student-ffn", "student-init", "general-epochs", "corpus"] where recipe != .tinybert && args[flag] != nil
             && !(recipe == .bilstmSoft && flag == "student-width") && !(recipe == .distilbert && generalOnly && ["general-epochs", "corpus"].contains(flag)) {
             throw ZooError.usage("--\(flag) applies to the tinybert recipe" + (["general-epochs", "corpus"].contains(flag) ? " and distilbert's --general-only" : " only"))
+        }
+        if ![.distilbert, .bertPKD].contains(recipe) || general != nil, args["student-from"] != nil {
+            throw ZooError.usage("--student-from applies to the distilbert and bert-pkd recipes (without --general)")
         }
         if recipe == .bilstmSoft, args["student-layers"] != nil { throw ZooError.usage("--student-layers: the BiLSTM student has one layer") }
         var recipeOptions = TrainOptions()
@@ -477,6 +483,17 @@ public struct DistillCommand: Command {
         print(String(format: "%@: %@ student, %@, %d parameters (teacher %d); %@", out.path, recipe.rawValue, student.shape,
                      student.parameterCount, t.parameterCount,
                      score.map { String(format: "%@ dev %.2f", task!.glueName, $0.score) } ?? "general stage only"))
+    }
+
+    /// `--student-from 1,3,5`: the teacher layers (from 0, increasing) a student made of them keeps.
+    static func studentFrom(_ args: Arguments, teacherLayers N: Int) throws -> [Int]? {
+        guard let list = args["student-from"] else { return nil }
+        if args["student-layers"] != nil { throw ZooError.usage("--student-from names the layers; leave out --student-layers") }
+        let layers = list.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !layers.isEmpty, layers.allSatisfy({ $0 != nil && (0..<N).contains($0!) }), zip(layers, layers.dropFirst()).allSatisfy({ $0! < $1! }) else {
+            throw ZooError.usage("--student-from takes increasing teacher layers from 0 to \(N - 1), comma-separated; got '\(list)'")
+        }
+        return layers.map { $0! }
     }
 
     /// The training set with augmented copies (`Augmenter`), read from `cache` when a run made it.
