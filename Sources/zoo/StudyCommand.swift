@@ -7,11 +7,13 @@ struct StudyCommand: Command {
     static let summary = "experiments over zoo table cells: kd-stages (TinyBERT's places of distillation), teacher-size"
     static let help = """
     zoo study kd-stages --base DIR [--tasks rte,mrpc,stsb,cola,sst2] [--seeds 42,43,44] [--out runs/kd-stages]
-                        [--limit N] [--plan | --cell … | --collect] [--data DIR] [--threads N]
+                        [--student cut|random] [--limit N] [--plan | --cell … | --collect] [--data DIR] [--threads N]
       The seed's KD table as an experiment: TinyBERT, and TinyBERT with each of its general stage,
       embedding, attention, hidden-state and prediction distillation and its data augmentation
       switched off in turn (`zoo distill --without`), as zoo table rows over the tasks and seeds
-      (cached, resumable, --plan for GNU parallel or Slurm, --collect). Prints each row's mean dev
+      (cached, resumable, --plan for GNU parallel or Slurm, --collect). --student cut (default): the
+      tinybert-cut rows, the student cut out of the teacher; random: TinyBERT's own random start,
+      which the GLUE-only corpus here leaves at the majority class (README Distillation). Prints each row's mean dev
       score over the tasks with its spread over the seeds (mean ± standard deviation of the per-seed
       means) and its difference from the full TinyBERT; writes OUT/kd-stages.md beside the table.
     zoo study teacher-size --base DIR [--teacher-layers N,4,3,2] [--teachers DIR,…] [--tasks …]
@@ -30,7 +32,7 @@ struct StudyCommand: Command {
       (student-vs-teacher-parameters.svg) and against the teacher's score
       (student-vs-teacher-score.svg). --plan writes every teacher's cells into OUT/plan.
     """
-    static let options = TableCommand.options.subtracting(["variants"]).union(["teacher-layers", "teachers", "students"])
+    static let options = TableCommand.options.subtracting(["variants"]).union(["teacher-layers", "teachers", "students", "student"])
     static let flags = TableCommand.flags.subtracting(["no-speed"])
 
     static func run(_ args: Arguments) throws {
@@ -51,22 +53,24 @@ struct StudyCommand: Command {
 
     static func kdStages(_ args: Arguments) throws {
         if let extra = ["teacher-layers", "teachers", "students"].first(where: { args[$0] != nil }) { throw ZooError.usage("--\(extra) belongs to teacher-size") }
-        let rows = ["tinybert"] + registry.methods.map(\.name).filter { $0.hasPrefix("tinybert-without-") }   // the DISTILL plugin's ablations
+        let full = try ["cut": "tinybert-cut", "random": "tinybert"][args["student"] ?? "cut"]
+            ?? { throw ZooError.usage("--student takes cut or random, got '\(args["student"]!)'") }()
+        let rows = [full] + registry.methods.map(\.name).filter { $0.hasPrefix(full + "-without-") }   // the DISTILL plugin's ablations
         let table = try Arguments(tableArguments(defaultOut: "runs/kd-stages", args) + ["--variants", rows.joined(separator: ","), "--no-speed"],
                                   options: TableCommand.options, flags: TableCommand.flags)
         try TableCommand.run(table)
         guard !args.flag("plan"), args["cell"] == nil else { return }
         let out = URL(fileURLWithPath: table["out"]!)
         let made = try tableRows(out)
-        let full = made.first.map(perSeed).flatMap { $0.isEmpty ? nil : stats($0).0 }
-        var md = ["| TinyBERT | seeds | mean dev (± sd over seeds) | vs full TinyBERT |", "|---|---:|---:|---:|"]
+        let fullScore = made.first.map(perSeed).flatMap { $0.isEmpty ? nil : stats($0).0 }
+        var md = ["| \(full) | seeds | mean dev (± sd over seeds) | vs full \(full) |", "|---|---:|---:|---:|"]
         for r in made {
             let row = r["row"] as! String, x = perSeed(r)
-            let name = row == "tinybert" ? "full" : row.replacingOccurrences(of: "tinybert-without-", with: "without ")
+            let name = row == full ? "full" : row.replacingOccurrences(of: full + "-without-", with: "without ")
             guard !x.isEmpty else { md.append("| \(name) | 0 | — | — |"); continue }
             let (m, sd) = stats(x)
             md.append(String(format: "| %@ | %d | %.2f ± %.2f | %@ |", name, x.count, m, sd,
-                             full.map { String(format: "%+.2f", m - $0) } ?? "—"))
+                             fullScore.map { String(format: "%+.2f", m - $0) } ?? "—"))
         }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("kd-stages.md"))
         print("\n" + md.joined(separator: "\n"))
@@ -74,6 +78,7 @@ struct StudyCommand: Command {
 
     static func teacherSize(_ args: Arguments) throws {
         if args["cell"] != nil { throw ZooError.usage("teacher-size runs its cells through zoo table --cell (see its --plan)") }
+        if args["student"] != nil { throw ZooError.usage("--student belongs to kd-stages (teacher-size takes --students)") }
         let base = try Checkpoint(dir: URL(fileURLWithPath: try args.required("base")))
         let N = base.spec.layers.count
         let layerCounts = try (args["teacher-layers"] ?? ([N] + [4, 3, 2].filter { $0 < N }).map(String.init).joined(separator: ",")).split(separator: ",").map { s -> Int in

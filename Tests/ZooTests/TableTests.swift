@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import DISTILL
 @testable import ZooCore
 
 /// `zoo table` on a tiny base and a tiny RTE: cells made, cached, and the same table through a plan
@@ -208,11 +209,41 @@ final class StudyTests: XCTestCase {
         let lines = try String(contentsOf: out.appendingPathComponent("plan/cells.txt"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 2 * 3 * 7)          // tasks × the default three seeds × rows
         for part in ["general", "embedding", "attention", "hidden", "prediction", "augmentation"] {
-            XCTAssertEqual(lines.filter { $0.contains("/tinybert-without-\(part)'") }.count, 6, part)
+            XCTAssertEqual(lines.filter { $0.contains("/tinybert-cut-without-\(part)'") }.count, 6, part)
         }
+        XCTAssertEqual(lines.filter { $0.contains("/tinybert-cut'") }.count, 6)
         r = try zoo(common + ["--collect"])
         XCTAssertEqual(r.code, 0, r.stderr)
-        XCTAssertTrue(r.out.contains("| full | 0 | — | — |"), r.out)
+        XCTAssertTrue(r.out.contains("| tinybert-cut | seeds |") && r.out.contains("| full | 0 | — | — |"), r.out)
+
+        // TinyBERT's own random start: the same seven rows of the tinybert methods.
+        let random = try tempDir().appendingPathComponent("kd-random")
+        r = try zoo(common.map { $0 == out.path ? random.path : $0 } + ["--student", "random", "--plan"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let randomLines = try String(contentsOf: random.appendingPathComponent("plan/cells.txt"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(randomLines.count, 2 * 3 * 7)
+        XCTAssertEqual(randomLines.filter { $0.contains("/tinybert-without-hidden'") }.count, 6)
+        XCTAssertEqual(randomLines.filter { $0.contains("-cut") }.count, 0)
+        r = try zoo(common + ["--student", "big", "--plan"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--student takes cut or random, got 'big'"), r.stderr)
+    }
+
+    /// The cut ablations' commands: without the general stage the student is cut from the
+    /// fine-tuned teacher; ablations that leave the general stage alone share tinybert-cut's
+    /// general student, those that change it have their own (cut from the base).
+    func testCutAblationCommands() throws {
+        let input = Method.Input(source: "/t", task: "rte", seed: 7, out: "/o", limit: nil, shared: nil)
+        let method = { (name: String) in DISTILL.plugin.methods.first { $0.name == name }! }
+        let noGeneral = method("tinybert-cut-without-general")
+        XCTAssertNil(noGeneral.prepare)
+        XCTAssertTrue(noGeneral.make(input).joined(separator: " ").contains("--without general --student-init teacher"), noGeneral.make(input).joined(separator: " "))
+        XCTAssertEqual(method("tinybert-cut-without-prediction").shared, "tinybert-cut")
+        XCTAssertEqual(method("tinybert-cut-without-augmentation").shared, "tinybert-cut")
+        XCTAssertEqual(method("tinybert-without-prediction").shared, "tinybert")
+        let hidden = method("tinybert-cut-without-hidden")
+        XCTAssertEqual(hidden.shared, "tinybert-cut-without-hidden")
+        XCTAssertEqual(hidden.prepare!("/b", 7, "/g", nil).suffix(4), ["--without", "hidden", "--student-init", "teacher"])
     }
 
     /// `zoo study teacher-size` on a tiny 4-layer base: teachers of 4 and 2 layers (the second made of

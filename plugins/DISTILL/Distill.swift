@@ -21,26 +21,28 @@ public let plugin = Plugin(
     },
     commands: [DistillCommand.self],
     methods: Recipe.allCases.map { distillMethod($0) } + [distillMethod(.tinybert, cut: true)]
-        // the seed's KD-stage experiment: TinyBERT with one place of distillation switched off
-        + Recipe.parts.map { distillMethod(.tinybert, without: $0) })
+        // the seed's KD-stage experiment: TinyBERT (random start or cut) with one place of distillation switched off
+        + [false, true].flatMap { cut in Recipe.parts.map { distillMethod(.tinybert, without: $0, cut: cut) } })
 
 /// A `zoo table` row of a recipe (the settings the distillation table ran with). TinyBERT's
 /// general student is its shared step; ablations that leave the general stage as it is share
-/// TinyBERT's. `cut`: TinyBERT with its student cut out of the teacher (`--student-init teacher`,
-/// its own general student).
+/// TinyBERT's. `cut`: TinyBERT with its student cut out of the teacher (`--student-init teacher`:
+/// out of the pre-trained base for its general stage, out of the fine-tuned teacher without one),
+/// with a general student of its own.
 func distillMethod(_ recipe: Recipe, without part: String? = nil, cut: Bool = false) -> Method {
     let changesGeneral = ["embedding", "attention", "hidden"].contains(part ?? "")
     let general: ((String, UInt64, String, Int?) -> [String])? = recipe != .tinybert || part == "general" ? nil : { base, seed, out, limit in
         ["distill", "--teacher", base, "--recipe", "tinybert", "--general-only", "--seed", "\(seed)", "--out", out] + (changesGeneral ? ["--without", part!] : [])
             + (cut ? ["--student-init", "teacher"] : []) + (limit.map { ["--limit", "\($0)"] } ?? [])
     }
-    let summary = cut ? "TinyBERT-4L-312 cut out of the teacher's weights (zoo distill --student-init teacher; TinyBERT's own starts random)"
-        : part.map { "TinyBERT with its \($0) switched off (zoo distill --without; the KD-stage experiment)" } ?? recipe.summary
+    let summary = part.map { "TinyBERT\(cut ? "-cut" : "") with its \($0) switched off (zoo distill --without; the KD-stage experiment)" }
+        ?? (cut ? "TinyBERT-4L-312 cut out of the teacher's weights (zoo distill --student-init teacher; TinyBERT's own starts random)" : recipe.summary)
     return Method(name: recipe.rawValue + (cut ? "-cut" : "") + (part.map { "-without-\($0)" } ?? ""), variant: recipe.rawValue, summary: summary,
-                  resumable: true, shared: changesGeneral || cut ? nil : "tinybert", prepare: general, geometry: recipe.geometry) { i in
+                  resumable: true, shared: changesGeneral ? nil : cut ? "tinybert-cut" : "tinybert", prepare: general, geometry: recipe.geometry) { i in
         ["distill", "--teacher", i.source, "--recipe", recipe.rawValue, "--seed", "\(i.seed)", "--out", i.out]
             + (i.shared.map { ["--general", $0] } ?? []) + (recipe == .bilstmSoft ? ["--augment", "1", "--epochs", "2"] : recipe == .tinybert ? ["--epochs", "2", "--augment", "1"] : [])
-            + (part.map { ["--without", $0] } ?? []) + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+            + (part.map { ["--without", $0] } ?? []) + (cut && part == "general" ? ["--student-init", "teacher"] : [])
+            + (i.limit.map { ["--limit", "\($0)"] } ?? [])
     }
 }
 
