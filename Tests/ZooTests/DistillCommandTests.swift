@@ -67,15 +67,19 @@ final class DistillCommandTests: XCTestCase {
     }
 
     /// --student-from names the teacher layers a DistilBERT or BERT-PKD student keeps: at lr 0 the
-    /// student's layers are those teacher layers, weight for weight.
+    /// student's layers are those teacher layers, weight for weight. --cosine adds DistilBERT's
+    /// cosine term to its task stage (logged per step).
     func testStudentFrom() throws {
         let glue = try FinetuneTests.tinyGLUE(train: 16), teacher = try Tiny.fineTuned4Layers(glue)
         let t = ParameterStore(spec: try Checkpoint(dir: teacher).spec, trainable: false)
         try t.load(try Checkpoint(dir: teacher), seed: 0)
         for (recipe, from) in [("distilbert", [1, 3]), ("bert-pkd", [0, 2, 3])] {
             let out = try tempDir().appendingPathComponent(recipe)
-            let r = try distill(teacher, glue, out, ["--recipe", recipe, "--student-from", from.map(String.init).joined(separator: ","), "--lr", "0"])
+            let r = try distill(teacher, glue, out, ["--recipe", recipe, "--student-from", from.map(String.init).joined(separator: ","), "--lr", "0"]
+                                + (recipe == "distilbert" ? ["--cosine", "0.5"] : []))
             XCTAssertEqual(r.code, 0, r.stderr)
+            let stage = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("task/stage.json"))) as! [String: Any]
+            XCTAssertEqual(Set((stage["loss_terms"] as! [String: [Double]]).keys), recipe == "distilbert" ? ["hard", "soft_ce", "cosine"] : ["hard", "soft_ce", "pkd"])
             let ckpt = try Checkpoint(dir: out), s = ParameterStore(spec: ckpt.spec, trainable: false)
             try s.load(ckpt, seed: 0)
             XCTAssertEqual(s.spec.layers.count, from.count)
@@ -91,7 +95,8 @@ final class DistillCommandTests: XCTestCase {
         for (args, message) in [(["--recipe", "distilbert", "--student-from", "2,1"], "--student-from takes increasing teacher layers from 0 to 3"),
                                 (["--recipe", "distilbert", "--student-from", "0,4"], "--student-from takes increasing teacher layers from 0 to 3"),
                                 (["--recipe", "bert-pkd", "--student-from", "0,1", "--student-layers", "2"], "leave out --student-layers"),
-                                (["--recipe", "tinybert", "--student-from", "0,1"], "--student-from applies to the distilbert and bert-pkd recipes")] {
+                                (["--recipe", "tinybert", "--student-from", "0,1"], "--student-from applies to the distilbert and bert-pkd recipes"),
+                                (["--recipe", "bert-pkd", "--cosine", "1"], "--cosine applies to the distilbert recipe only")] {
             let r = try distill(teacher, glue, try tempDir().appendingPathComponent("x"), args)
             XCTAssertEqual(r.code, 2, args.joined(separator: " "))
             XCTAssertTrue(r.stderr.contains(message), r.stderr)

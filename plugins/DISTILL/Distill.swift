@@ -292,6 +292,8 @@ public struct DistillCommand: Command {
         the corpus (DistilBERT's cosine loss; its MLM-prediction losses need an MLM head, which
         all-MiniLM-L6-v2 has not); `--general GENERAL` starts a task's student from that one, with
         the fine-tuned teacher's pooler and classifier as its head.
+        --cosine W adds DistilBERT's cosine loss on the last hidden states (weight W) to the task
+        stage (the recipe distils predictions only there).
       bert-pkd: the student is the teacher's first --student-layers layers (default half; or those
         of --student-from); labels +
         soft predictions as above + 100 × PKD's normalised [CLS] MSE on skipped teacher layers.
@@ -313,7 +315,7 @@ public struct DistillCommand: Command {
       predictions), augmentation (--augment ignored).
     """
     public static let options: Set<String> = ["teacher", "recipe", "out", "task", "student-layers", "student-width", "student-heads",
-                                              "student-ffn", "student-init", "student-from", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
+                                              "student-ffn", "student-init", "student-from", "cosine", "epochs", "general-epochs", "corpus", "lr", "batch", "temperature", "limit",
                                               "save-every", "data", "threads", "seed", "augment", "augment-cap", "general", "without"]
     public static let flags: Set<String> = ["resume", "general-only"]
 
@@ -429,8 +431,11 @@ public struct DistillCommand: Command {
         log("distilling \(ckpt.dir.path) (\(task?.glueName ?? "general stage only"), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.shape), \(student.parameterCount) parameters")
 
         var record: [[String: Any]] = []
+        if args["cosine"] != nil, recipe != .distilbert { throw ZooError.usage("--cosine applies to the distilbert recipe only") }
+        let cosine = try args.float("cosine", default: 0, range: 0...1000)
         let stages = recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100),
                                    regression: task?.isRegression ?? false).compactMap { Recipe.ablated($0, without: without) }
+            .map { stage in var s = stage; if !s.corpus { s.objective.cosine += cosine }; return s }
         for (name, objective, onCorpus) in stages where generalOnly ? onCorpus : !(onCorpus && (general != nil || recipe == .distilbert)) {
             let dir = out.appendingPathComponent(name)
             let done = dir.appendingPathComponent("stage.json")
