@@ -294,9 +294,9 @@ public struct DistillCommand: Command {
         the fine-tuned teacher's pooler and classifier as its head.
         --cosine W adds DistilBERT's cosine loss on the last hidden states (weight W) to the task
         stage (the recipe distils predictions only there).
-      bert-pkd: the student is the teacher's first --student-layers layers (default half; or those
-        of --student-from); labels +
-        soft predictions as above + 100 × PKD's normalised [CLS] MSE on skipped teacher layers.
+      bert-pkd: the student is the teacher's first --student-layers layers (default half; or the
+        --student-from layers); labels + soft predictions as above + 100 × PKD's normalised [CLS]
+        MSE on skipped teacher layers.
       bilstm-soft: Tang et al. (2019): word vectors from the teacher's table, one bidirectional LSTM
         layer (--student-width units per direction, default 300), a ReLU layer of 400, the classifier
         (a pair: both sentences through the same LSTM, [r1, r2, r1*r2, |r1-r2|]); trained on the MSE
@@ -408,6 +408,8 @@ public struct DistillCommand: Command {
         if ![.distilbert, .bertPKD].contains(recipe) || general != nil, args["student-from"] != nil {
             throw ZooError.usage("--student-from applies to the distilbert and bert-pkd recipes (without --general)")
         }
+        if args["cosine"] != nil, recipe != .distilbert { throw ZooError.usage("--cosine applies to the distilbert recipe only") }
+        let cosine = try args.float("cosine", default: 0, range: 0...1000)
         if recipe == .bilstmSoft, args["student-layers"] != nil { throw ZooError.usage("--student-layers: the BiLSTM student has one layer") }
         var recipeOptions = TrainOptions()
         recipeOptions.epochs = try args.int("epochs", default: 3, range: 1...1000)!
@@ -431,8 +433,6 @@ public struct DistillCommand: Command {
         log("distilling \(ckpt.dir.path) (\(task?.glueName ?? "general stage only"), \(N) layers, \(t.parameterCount) parameters) into \(recipe.rawValue): \(student.shape), \(student.parameterCount) parameters")
 
         var record: [[String: Any]] = []
-        if args["cosine"] != nil, recipe != .distilbert { throw ZooError.usage("--cosine applies to the distilbert recipe only") }
-        let cosine = try args.float("cosine", default: 0, range: 0...1000)
         let stages = recipe.stages(temperature: try args.float("temperature", default: recipe == .tinybert ? 1 : 2, range: 0.01...100),
                                    regression: task?.isRegression ?? false).compactMap { Recipe.ablated($0, without: without) }
             .map { stage in var s = stage; if !s.corpus { s.objective.cosine += cosine }; return s }
