@@ -366,7 +366,8 @@ size_t zk__attention_scratch_per_thread(int S, int head_dim) {
 }
 int zk__packed_offsets(const int32_t *lengths, int B, size_t *tok) {
     int longest = 0;
-    for (int b = 0, t = 0; b < B; t += lengths[b], b++) { tok[b] = (size_t)t; if (lengths[b] > longest) longest = lengths[b]; }
+    size_t t = 0;
+    for (int b = 0; b < B; t += (size_t)lengths[b], b++) { tok[b] = t; if (lengths[b] > longest) longest = lengths[b]; }
     return longest;
 }
 size_t zk_attention_scratch_floats(int S, int head_dim) {
@@ -433,15 +434,9 @@ static size_t train_attention_scratch(int L, int head_dim) {
 // Where each packed sequence starts: tokens[b] = Σ_{c<b} lengths[c], probs[b] = heads · Σ_{c<b} lengths[c]²;
 // returns the longest length (the scratch size).
 static int packed_offsets(const int32_t *lengths, int B, int heads, size_t *tokens, size_t *probs) {
-    size_t t = 0, p = 0;
-    int longest = 0;
-    for (int b = 0; b < B; b++) {
-        const size_t L = (size_t)lengths[b];
-        tokens[b] = t; probs[b] = p;
-        t += L; p += (size_t)heads * L * L;
-        if (lengths[b] > longest) longest = lengths[b];
-    }
-    return longest;
+    size_t p = 0;
+    for (int b = 0; b < B; b++) { probs[b] = p; p += (size_t)heads * (size_t)lengths[b] * (size_t)lengths[b]; }
+    return zk__packed_offsets(lengths, B, tokens);
 }
 
 void zk_attention_train_forward(float *out, float *probs, const float *qkv, const int32_t *lengths, const uint64_t *seeds,
