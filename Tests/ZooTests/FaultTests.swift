@@ -144,6 +144,16 @@ final class FaultTests: XCTestCase {
             }
         }
         XCTAssertTrue(outcomes.contains { $0 > 128 }, "no signal arrived while quantize ran: \(outcomes)")
+
+        // The signal in the middle of writing the output (held whole in its staging folder): the
+        // clean-up, which runs beside the writer, waits for it instead of emptying the folder the
+        // writer then renames into place (an empty `int8`, seen once in CI before this wait).
+        try? FileManager.default.removeItem(at: out)
+        let mid = try zoo(args, env: ["ZOO_PAUSE_BEFORE_RENAME": "1"], signalWhen: (SIGTERM, "paused before renaming"))
+        XCTAssertEqual(mid.code, 128 + SIGTERM, mid.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent.path), ["int8"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(), ["config.json", "model.safetensors", "vocab.txt"])
+        XCTAssertNoThrow(try QBERT.plugin.variants[0].load(.checkpoint(try Checkpoint(dir: out))))
     }
 
     /// Ctrl-C during `zoo table`: passed on to the running fine-tune, which saves a checkpoint, zoo table waits for it and exits 130, and the same command again resumes the cell

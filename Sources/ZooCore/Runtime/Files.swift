@@ -13,39 +13,43 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
 /// The files of one output (a model's config.json, model.safetensors and vocab.txt), all or none.
 /// When `dir` exists, each goes to a temp file first and the renames follow once every write has
 /// succeeded; otherwise they are written into a hidden staging folder beside it, renamed to `dir`
-/// at the end, so no `dir` appears until it is complete.
+/// at the end, so no `dir` appears until it is complete. A signal waits until this has finished
+/// (or failed and cleaned up), so it never cuts it in half.
 public func writeFiles(_ files: [(name: String, data: Data)], in dir: URL) throws {
     let fm = FileManager.default
     let parent = dir.deletingLastPathComponent()
     try fm.createDirectory(at: parent, withIntermediateDirectories: true)
-    if !fm.fileExists(atPath: dir.path) {
-        let staging = parent.appendingPathComponent(".\(dir.lastPathComponent).partial-\(getpid())").path
-        Interrupt.track(staging)
-        defer { Interrupt.untrack(staging) }
+    try Interrupt.uninterrupted {
+        if !fm.fileExists(atPath: dir.path) {
+            let staging = parent.appendingPathComponent(".\(dir.lastPathComponent).partial-\(getpid())").path
+            do {
+                try? fm.removeItem(atPath: staging)
+                try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
+                for f in files { try writeFile(f.data, to: staging + "/" + f.name, reportedAs: dir.appendingPathComponent(f.name).path) }
+                if let s = pauseBeforeRename { Interrupt.pause("paused before renaming the staging folder to \(dir.path) (ZOO_PAUSE_BEFORE_RENAME)", seconds: s) }
+                guard rename(staging, dir.path) == 0 else { throw ZooError.failed("\(dir.path): rename failed: \(String(cString: strerror(errno)))") }
+            } catch {
+                try? fm.removeItem(atPath: staging)
+                throw error
+            }
+            return
+        }
+        let tmps = files.map { dir.appendingPathComponent(".\($0.name).tmp-\(getpid())").path }
         do {
-            try? fm.removeItem(atPath: staging)
-            try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
-            for f in files { try writeFile(f.data, to: staging + "/" + f.name, reportedAs: dir.appendingPathComponent(f.name).path) }
-            guard rename(staging, dir.path) == 0 else { throw ZooError.failed("\(dir.path): rename failed: \(String(cString: strerror(errno)))") }
+            for (f, tmp) in zip(files, tmps) { try writeFile(f.data, to: tmp, reportedAs: dir.appendingPathComponent(f.name).path) }
+            for (f, tmp) in zip(files, tmps) where rename(tmp, dir.appendingPathComponent(f.name).path) != 0 {
+                throw ZooError.failed("\(dir.appendingPathComponent(f.name).path): rename failed: \(String(cString: strerror(errno)))")
+            }
         } catch {
-            try? fm.removeItem(atPath: staging)
+            tmps.forEach { unlink($0) }
             throw error
         }
-        return
-    }
-    let tmps = files.map { dir.appendingPathComponent(".\($0.name).tmp-\(getpid())").path }
-    tmps.forEach(Interrupt.track)
-    defer { tmps.forEach(Interrupt.untrack) }
-    do {
-        for (f, tmp) in zip(files, tmps) { try writeFile(f.data, to: tmp, reportedAs: dir.appendingPathComponent(f.name).path) }
-        for (f, tmp) in zip(files, tmps) where rename(tmp, dir.appendingPathComponent(f.name).path) != 0 {
-            throw ZooError.failed("\(dir.appendingPathComponent(f.name).path): rename failed: \(String(cString: strerror(errno)))")
-        }
-    } catch {
-        tmps.forEach { unlink($0) }
-        throw error
     }
 }
+
+/// ZOO_PAUSE_BEFORE_RENAME=S, for fault tests: a new output waits S seconds, whole in its staging
+/// folder, before it is renamed into place (a signal then arrives in the middle of writing it).
+private let pauseBeforeRename = ProcessInfo.processInfo.environment["ZOO_PAUSE_BEFORE_RENAME"].flatMap { Double($0) }
 
 /// write(2) all of `data` to a new file and fsync it; errors name `reportedAs` and errno's reason
 /// ("No space left on device", "File too large").
@@ -67,10 +71,13 @@ private func writeFile(_ data: Data, to path: String, reportedAs name: String) t
 
 /// SIGINT and SIGTERM. A training run (inside `Interrupt.graceful`) finishes its step, saves a
 /// checkpoint and exits 130 with a line saying how to resume; anything else — and a second signal —
-/// removes the temp files and staging folders this process is writing and exits at once
-/// (128 + signal). SIGXFSZ is ignored, so a file-size limit is a failed write, not a crash.
+/// waits for an output being written (`uninterrupted`) to be whole or gone, removes this process's
+/// lock files and exits (128 + signal). The handler runs on a thread of its own beside the work, so
+/// without that wait it could empty a staging folder the work then renames into place. SIGXFSZ is
+/// ignored, so a file-size limit is a failed write, not a crash.
 public enum Interrupt {
     private static let lock = NSLock()
+    private static let writing = NSLock()   // held by `uninterrupted`; a signal's exit takes it for good
     nonisolated(unsafe) private static var pending: Set<String> = []
     nonisolated(unsafe) private static var gracefulDepth = 0
     nonisolated(unsafe) private static var stopRequested = false
@@ -112,24 +119,27 @@ public enum Interrupt {
         if stop, let pid { kill(pid, SIGINT) }
     }
 
+    /// Runs `body` (which writes files and leaves them whole or removes them) with a signal's exit
+    /// waiting until it is over.
+    static func uninterrupted<T>(_ body: () throws -> T) rethrows -> T { try writing.withLock(body) }
+
+    /// A file the exit on a signal removes.
     static func track(_ path: String) { _ = lock.withLock { pending.insert(path) } }
-    static func untrack(_ path: String) { _ = lock.withLock { pending.remove(path) } }
 
     private static func received(_ sig: Int32) {
-        let paths: Set<String>? = lock.withLock {
-            if gracefulDepth > 0 && !stopRequested {
-                stopRequested = true
-                if let child { kill(child, sig) }
-                return nil
-            }
-            return pending
+        let stopsGracefully: Bool = lock.withLock {
+            guard gracefulDepth > 0 && !stopRequested else { return false }
+            stopRequested = true
+            if let child { kill(child, sig) }
+            return true
         }
-        guard let paths else {
+        if stopsGracefully {
             log("zoo: interrupted: stopping after this step with a checkpoint (signal again to stop at once)")
             return
         }
-        for p in paths { try? FileManager.default.removeItem(atPath: p) }
-        log("zoo: interrupted (signal \(sig))\(paths.isEmpty ? "" : "; removed \(paths.count) unfinished file(s)")")
+        writing.lock()   // kept until _exit: nothing is written after this
+        for p in lock.withLock({ pending }) { unlink(p) }
+        log("zoo: interrupted (signal \(sig))")
         _exit(128 + sig)
     }
 }

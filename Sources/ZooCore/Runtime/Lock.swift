@@ -36,10 +36,12 @@ public func lockOutput(_ dir: URL) throws {
     let path = dir.standardizedFileURL.path
     if ProcessInfo.processInfo.environment["ZOO_LOCK_HELD"] == path { return }
     try FileManager.default.createDirectory(at: dir.standardizedFileURL.deletingLastPathComponent(), withIntermediateDirectories: true)
-    guard let fd = try lockFile(path + ".lock", wait: false) else {
-        throw ZooError.failed("\(path): another zoo is writing there (\(path).lock is locked); wait for it or choose another --out")
+    try Interrupt.uninterrupted {   // a signal between creating the lock file and tracking it would leave it behind
+        guard let fd = try lockFile(path + ".lock", wait: false) else {
+            throw ZooError.failed("\(path): another zoo is writing there (\(path).lock is locked); wait for it or choose another --out")
+        }
+        if heldLocks.isEmpty { atexit { for l in heldLocks { unlockFile(l.path, l.fd) } } }
+        heldLocks.append((path + ".lock", fd))
+        Interrupt.track(path + ".lock")
     }
-    if heldLocks.isEmpty { atexit { for l in heldLocks { unlockFile(l.path, l.fd) } } }
-    heldLocks.append((path + ".lock", fd))
-    Interrupt.track(path + ".lock")
 }
