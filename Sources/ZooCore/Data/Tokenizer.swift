@@ -112,14 +112,16 @@ public final class WordPieceTokenizer {
             cleaned.append(s)
         }
         // Python normalises to NFC before splitting (transformers >= 4.37).
-        let nfc = Self.nfc(cleaned)
+        let nfc = cleaned.allSatisfy(Self.isBelowDecompositions) ? cleaned : Self.nfc(cleaned)
         var out: [[Unicode.Scalar]] = []
         for token in Self.pySplit(nfc) {
             var t = token
             if lowercase {
                 t = Self.lowercased(t)
-                t = Array(String(String.UnicodeScalarView(t)).decomposedStringWithCanonicalMapping.unicodeScalars)
-                    .filter { !Self.isNonspacingMark($0) }
+                if !t.allSatisfy(Self.isBelowDecompositions) {
+                    t = Array(String(String.UnicodeScalarView(t)).decomposedStringWithCanonicalMapping.unicodeScalars)
+                        .filter { !Self.isNonspacingMark($0) }
+                }
             }
             var current: [Unicode.Scalar] = []
             for s in t {
@@ -136,6 +138,10 @@ public final class WordPieceTokenizer {
         // that survived cleaning (U+2028, U+2029), so split them once more.
         return out.flatMap { Self.pySplit($0) }
     }
+
+    /// No code point below U+00C0 has a canonical decomposition or is a combining mark, so text of
+    /// them is already NFC and NFD, with no mark to strip (the ASCII of most GLUE text skips both).
+    static func isBelowDecompositions(_ s: Unicode.Scalar) -> Bool { s.value < 0xC0 }
 
     /// NFC. Foundation's (Swift 6.3, Linux) composes a code point above U+FFFF as if it were its low
     /// 16 bits — U+E0112 + U+0301 becomes U+1E16 "Ḗ", U+10041 + U+0301 "Á" (found by the differential
@@ -201,6 +207,7 @@ public final class WordPieceTokenizer {
     static func isWhitespace(_ s: Unicode.Scalar) -> Bool {
         switch s.value {
         case 0x20, 0x09, 0x0A, 0x0D: return true
+        case 0..<0x80: return false
         default: return s.properties.generalCategory == .spaceSeparator
         }
     }
@@ -222,20 +229,23 @@ public final class WordPieceTokenizer {
     }
 
     static func isControl(_ s: Unicode.Scalar) -> Bool {
-        if isNewerThanReference(s) { return true }
         switch s.value {
         case 0x09, 0x0A, 0x0D: return false
-        default:
-            switch s.properties.generalCategory {
-            case .control, .format, .surrogate, .privateUse, .unassigned: return true
-            default: return false
-            }
+        case 0..<0x20, 0x7F: return true   // ASCII's Cc
+        case 0x20..<0x7F: return false
+        default: break
+        }
+        if isNewerThanReference(s) { return true }
+        switch s.properties.generalCategory {
+        case .control, .format, .surrogate, .privateUse, .unassigned: return true
+        default: return false
         }
     }
 
     static func isPunctuation(_ s: Unicode.Scalar) -> Bool {
         let v = s.value
         if (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) { return true }
+        if v < 0x80 { return false }
         switch s.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
              .initialPunctuation, .finalPunctuation, .otherPunctuation: return true
