@@ -26,7 +26,7 @@ struct TableCommand: Command {
       and the table; a recorded step whose weights a later step needs is made again.
       Speed: each row's model of the first task and seed against the bert row's, `zoo bench`
       side by side in one run (--rounds interleaved rounds, medians) at b=1 and b=32, s=128;
-      cached per CPU in OUT/speed. And at --speed-geometry (default bert-base; none: not): random
+      cached per CPU and --threads in OUT/speed. And at --speed-geometry (default bert-base; none: not): random
       weights of each row's shape at that scale (each method says what it would make there: the
       pruned fractions, the student's layers, …) against the dense model of that geometry, and at
       bert-base the seed's speed-only BERT-large row. Output: OUT/table.md (printed), table.csv, table.json, and
@@ -254,7 +254,7 @@ struct TableCommand: Command {
     // MARK: speed
 
     /// The row's model of the first task and seed against the bert row's, side by side: b=1 and b=32
-    /// at s=128, `rounds` interleaved rounds, medians; cached in OUT/speed/ROW.json for this CPU.
+    /// at s=128, `rounds` interleaved rounds, medians; cached in OUT/speed/ROW.json for this CPU and thread count.
     static func speed(_ s: Setup, row: [Method], rounds: Int, measure: Bool) throws -> [String: Any]? {
         let url = s.out.appendingPathComponent("speed/\(rowName(row)).json")
         if let r = cachedSpeed(url, rounds: rounds) { return r }
@@ -271,7 +271,7 @@ struct TableCommand: Command {
 
     /// The row's model at `geometry`: the spec each method of the chain gives at that scale (from
     /// what it made for the first task and seed), as random weights against the geometry's dense
-    /// model, side by side like `speed`; cached in OUT/speed/GEOMETRY/ROW.json for this CPU. The random
+    /// model, side by side like `speed`; cached in OUT/speed/GEOMETRY/ROW.json like it. The random
     /// checkpoint is written to OUT/geometry/GEOMETRY/ROW for the measurement and removed after it.
     static func geometrySpeed(_ s: Setup, row: [Method], geometry g: Geometry, rounds: Int, measure: Bool) throws -> [String: Any]? {
         let name = rowName(row), url = s.out.appendingPathComponent("speed/\(g.rawValue)/\(name).json")
@@ -315,7 +315,8 @@ struct TableCommand: Command {
 
     static func cachedSpeed(_ url: URL, rounds: Int) -> [String: Any]? {
         guard let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              r["cpu"] as? String == Runtime.cpuName, r["rounds"] as? Int == rounds, r["warmup"] as? Int == benchWarmup else { return nil }
+              r["cpu"] as? String == Runtime.cpuName, r["threads"] as? Int == Runtime.threads, r["rounds"] as? Int == rounds,
+              r["warmup"] as? Int == benchWarmup else { return nil }
         return r
     }
 

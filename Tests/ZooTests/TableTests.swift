@@ -182,6 +182,17 @@ final class TableTests: XCTestCase {
         XCTAssertEqual(geo("heads40+qbert-int8")!["heads"] as? [Int], pruned.map { 12 * $0 / 2 })
         XCTAssertEqual(geo("distilbert")!["layers"] as? Int, 2, "every other of the tiny base's 4 layers: 2 of tinybert-4l's 4")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("geometry/tinybert-4l/heads40").path), "random weights removed after")
+
+        // The speeds are kept per CPU and thread count: --collect at the same --threads shows them, at another none.
+        let collect = ["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40", "--data", glue.path,
+                       "--rounds", "1", "--speed-geometry", "tinybert-4l", "--out", out.path, "--collect"]
+        for (threads, cached) in [("2", true), ("1", false)] {
+            let c = try zoo(collect + ["--threads", threads])
+            XCTAssertEqual(c.code, 0, c.stderr)
+            let row = (try json(out.appendingPathComponent("table.json"))["rows"] as! [[String: Any]]).first { $0["row"] as! String == "heads40" }!
+            XCTAssertEqual(row["speed"] is [String: Any], cached, "--threads \(threads)")
+            XCTAssertEqual(row["speed_tinybert-4l"] is [String: Any], cached, "--threads \(threads)")
+        }
     }
 
     func testErrors() throws {
