@@ -280,12 +280,12 @@ struct TableCommand: Command {
         let (task, seed) = (s.tasks[0], s.seeds[0])
         var source = try Checkpoint(dir: URL(fileURLWithPath: s.base)).spec, target = g.spec
         for k in row.indices {
-            let result = try Checkpoint(dir: cellDir(s, task: task, seed: seed, row: Array(row[...k]))).spec
-            guard let next = row[k].geometry(result, source, target) else {
+            guard let rescale = row[k].geometry else {
                 log("speed \(name) at \(g.rawValue): \(row[k].name) has no model at another scale")
                 return nil
             }
-            (source, target) = (result, next)
+            let result = try Checkpoint(dir: cellDir(s, task: task, seed: seed, row: Array(row[...k]))).spec
+            (source, target) = (result, rescale(result, source, target))
         }
         (target.head, target.numLabels) = (.none, 0)   // the encoder is what is timed
         let dir = s.out.appendingPathComponent("geometry/\(g.rawValue)/\(name)")

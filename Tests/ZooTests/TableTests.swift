@@ -157,15 +157,16 @@ final class TableTests: XCTestCase {
     /// Speed on the real cells and at another geometry (tinybert-4l here; bert-base by default): each
     /// method's shape at that scale — the pruned model's per-layer head fractions, DistilBERT's share
     /// of the layers, 8-bit on top of the pruned shape — as random weights measured against the
-    /// geometry's dense model; qbert-mixed has no such model (its bits come from a trained model's
-    /// Hessian) and shows —.
+    /// geometry's dense model; qbert-mixed (its bits come from a trained model's Hessian) and the
+    /// BiLSTM (no transformer checkpoint at all) have no such model and show —.
     func testSpeedAtAnotherGeometry() throws {
         let glue = try FinetuneTests.tinyGLUE(train: 48), base = try TableTests.tinyBase(), out = try tempDir().appendingPathComponent("t")
-        let r = try zoo(["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40,distilbert,qbert-mixed,heads40+qbert-int8",
+        let r = try zoo(["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert,heads40,distilbert,qbert-mixed,bilstm-soft,heads40+qbert-int8",
                          "--data", glue.path, "--threads", "2", "--rounds", "1", "--speed-geometry", "tinybert-4l", "--out", out.path])
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertTrue(r.out.contains("Speed at the tinybert-4l geometry"), r.out)
         XCTAssertTrue(r.out.contains("| qbert-mixed | — | — | — |"), r.out)
+        XCTAssertTrue(r.out.contains("| bilstm-soft | — | — | — |"), r.out)
         let rows = try json(out.appendingPathComponent("table.json"))["rows"] as! [[String: Any]]
         func geo(_ row: String) -> [String: Any]? { rows.first { $0["row"] as! String == row }!["speed_tinybert-4l"] as? [String: Any] }
         for row in ["heads40", "distilbert", "heads40+qbert-int8"] {
@@ -176,6 +177,8 @@ final class TableTests: XCTestCase {
             XCTAssertNotNil(rows.first { $0["row"] as! String == row }!["speed"] as? [String: Any], "the real cells' speed too: \(row)")
         }
         XCTAssertNil(geo("qbert-mixed"))
+        XCTAssertNil(geo("bilstm-soft"))
+        XCTAssertNotNil(rows.first { $0["row"] as! String == "bilstm-soft" }!["speed"] as? [String: Any], "the BiLSTM's real speed")
         // tinybert-4l has 12 heads per layer; the pruned tiny model keeps h of its 2 heads in layer l.
         let pruned = try Checkpoint(dir: out.appendingPathComponent("cells/rte/seed-7/bert+heads40")).spec.layers.map(\.heads)
         XCTAssertEqual(geo("heads40")!["heads"] as? [Int], pruned.map { 12 * $0 / 2 })

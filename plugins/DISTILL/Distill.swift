@@ -57,20 +57,22 @@ public enum Recipe: String, CaseIterable {
     /// DistilBERT's and BERT-PKD's are the same share of the target's layers as here (layers of one
     /// geometry are alike, so which ones does not matter for speed); the BiLSTM has no transformer
     /// shape.
-    func geometry(_ result: ModelSpec, _ source: ModelSpec, _ target: ModelSpec) -> ModelSpec? {
+    var geometry: Method.Rescale? {
         switch self {
-        case .tinybert:
+        case .tinybert: return { result, _, target in
             var s = result
             (s.vocab, s.positions, s.types) = (target.vocab, target.positions, target.types)
             return s
+        }
         case .bilstmSoft: return nil
-        case .distilbert, .bertPKD:
+        case .distilbert, .bertPKD: return { result, source, target in
             var s = target
             s.family = result.family
             if s.family == .distilbert { s.types = 0 }
             let n = max(1, target.layers.count * result.layers.count / source.layers.count)
             s.layers = target.layers.prefix(n).enumerated().map { i, l in var l = l; l.group = i; return l }
             return s
+        }
         }
     }
 

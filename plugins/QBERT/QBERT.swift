@@ -36,7 +36,7 @@ public let plugin = Plugin(variants: [
     Method(name: "qbert-int8", variant: "qbert-int8", summary: "8-bit weights and activations", geometry: { _, _, target in target }) { i in
         ["quantize", "--weights", i.source, "--method", "int8", "--out", i.out]
     },
-    Method(name: "qbert-mixed", variant: "qbert-mixed", summary: "Q-BERT mixed precision (Hessian-ranked bits, 5 bits per weight)", geometry: { _, _, _ in nil }) { i in
+    Method(name: "qbert-mixed", variant: "qbert-mixed", summary: "Q-BERT mixed precision (Hessian-ranked bits, 5 bits per weight)", geometry: nil) { i in
         ["quantize", "--weights", i.source, "--method", "mixed", "--calib-task", i.task, "--out", i.out]
     },
 ])

@@ -57,12 +57,14 @@ public struct Method {
     public let resumable: Bool
     /// The shape this method gives a model at another scale (`zoo table`'s speed at the bert-base
     /// geometry): from `result` (what it made here) and `source` (what it started from), the model
-    /// it would make from `target` (the source's counterpart at that scale). nil: no such model.
-    public let geometry: (_ result: ModelSpec, _ source: ModelSpec, _ target: ModelSpec) -> ModelSpec?
+    /// it would make from `target` (the source's counterpart at that scale). nil: the method makes no
+    /// such model (its result need not even be a transformer checkpoint).
+    public typealias Rescale = (_ result: ModelSpec, _ source: ModelSpec, _ target: ModelSpec) -> ModelSpec
+    public let geometry: Rescale?
 
     public init(name: String, variant: String, summary: String, resumable: Bool = false, shared: String? = nil,
                 prepare: ((String, UInt64, String, Int?) -> [String])? = nil,
-                geometry: @escaping (_ result: ModelSpec, _ source: ModelSpec, _ target: ModelSpec) -> ModelSpec?,
+                geometry: Rescale?,
                 make: @escaping (Input) -> [String]) {
         (self.name, self.variant, self.summary, self.resumable, self.prepare, self.geometry, self.make) = (name, variant, summary, resumable, prepare, geometry, make)
         self.shared = shared ?? name
