@@ -32,6 +32,8 @@ for t in "${targets[@]}"; do
   if ZOO_FUZZ_TARGET=$t "$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=$maxlen \
        -print_final_stats=1 -artifact_prefix="runs/fuzz/$t-" "${dict[@]}" "$work" "Tests/fuzz/corpus/$t" >"$log" 2>&1; then
     result=ok
+  elif grep -q 'libFuzzer: run interrupted' "$log"; then
+    result=stopped; status=1   # SIGINT: no finding, but the run did not finish
   else
     result=FAILED; status=1
   fi
