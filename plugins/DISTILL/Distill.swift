@@ -59,20 +59,23 @@ public enum Recipe: String, CaseIterable {
     /// shape.
     var geometry: Method.Rescale? {
         switch self {
-        case .tinybert: return { result, _, target in
-            var s = result
-            (s.vocab, s.positions, s.types) = (target.vocab, target.positions, target.types)
-            return s
-        }
-        case .bilstmSoft: return nil
-        case .distilbert, .bertPKD: return { result, source, target in
-            var s = target
-            s.family = result.family
-            if s.family == .distilbert { s.types = 0 }
-            let n = max(1, target.layers.count * result.layers.count / source.layers.count)
-            s.layers = target.layers.prefix(n).enumerated().map { i, l in var l = l; l.group = i; return l }
-            return s
-        }
+        case .tinybert:
+            return { result, _, target in
+                var s = result
+                (s.vocab, s.positions, s.types) = (target.vocab, target.positions, target.types)
+                return s
+            }
+        case .bilstmSoft:
+            return nil
+        case .distilbert, .bertPKD:
+            return { result, source, target in
+                var s = target
+                s.family = result.family
+                if s.family == .distilbert { s.types = 0 }
+                let n = max(1, target.layers.count * result.layers.count / source.layers.count)
+                s.layers = target.layers.prefix(n).enumerated().map { i, l in var l = l; l.group = i; return l }
+                return s
+            }
         }
     }
 
