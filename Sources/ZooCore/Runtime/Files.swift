@@ -78,7 +78,6 @@ private func writeFile(_ data: Data, to path: String, reportedAs name: String) t
 public enum Interrupt {
     private static let lock = NSLock()
     private static let writing = NSLock()   // held by `uninterrupted`; a signal's exit takes it for good
-    nonisolated(unsafe) private static var pending: Set<String> = []
     nonisolated(unsafe) private static var gracefulDepth = 0
     nonisolated(unsafe) private static var stopRequested = false
     nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
@@ -123,9 +122,6 @@ public enum Interrupt {
     /// waiting until it is over.
     static func uninterrupted<T>(_ body: () throws -> T) rethrows -> T { try writing.withLock(body) }
 
-    /// A file the exit on a signal removes.
-    static func track(_ path: String) { _ = lock.withLock { pending.insert(path) } }
-
     private static func received(_ sig: Int32) {
         let stopsGracefully: Bool = lock.withLock {
             guard gracefulDepth > 0 && !stopRequested else { return false }
@@ -138,7 +134,7 @@ public enum Interrupt {
             return
         }
         writing.lock()   // kept until _exit: nothing is written after this
-        for p in lock.withLock({ pending }) { unlink(p) }
+        unlockOutputs()
         log("zoo: interrupted (signal \(sig))")
         _exit(128 + sig)
     }

@@ -29,6 +29,13 @@ public func unlockFile(_ path: String, _ fd: Int32) {
 /// Output locks this process holds until it exits (then removed, also when interrupted).
 nonisolated(unsafe) private var heldLocks: [(path: String, fd: Int32)] = []
 
+/// Removes the lock files of `heldLocks` and lets go of the locks: at exit, and on a signal's exit
+/// (which runs while `Interrupt.uninterrupted` is held, so none is being added).
+func unlockOutputs() {
+    for l in heldLocks { unlockFile(l.path, l.fd) }
+    heldLocks = []
+}
+
 /// Takes an exclusive lock on `dir`.lock for the rest of the process, so a second zoo writing the
 /// same --out is refused (exit 1) instead of interleaving checkpoints with the first. A `zoo table`
 /// step already holds its cell's lock and tells its child so (ZOO_LOCK_HELD).
@@ -36,12 +43,11 @@ public func lockOutput(_ dir: URL) throws {
     let path = dir.standardizedFileURL.path
     if ProcessInfo.processInfo.environment["ZOO_LOCK_HELD"] == path { return }
     try FileManager.default.createDirectory(at: dir.standardizedFileURL.deletingLastPathComponent(), withIntermediateDirectories: true)
-    try Interrupt.uninterrupted {   // a signal between creating the lock file and tracking it would leave it behind
+    try Interrupt.uninterrupted {   // a signal between creating the lock file and recording it would leave it behind
         guard let fd = try lockFile(path + ".lock", wait: false) else {
             throw ZooError.failed("\(path): another zoo is writing there (\(path).lock is locked); wait for it or choose another --out")
         }
-        if heldLocks.isEmpty { atexit { for l in heldLocks { unlockFile(l.path, l.fd) } } }
+        if heldLocks.isEmpty { atexit { unlockOutputs() } }
         heldLocks.append((path + ".lock", fd))
-        Interrupt.track(path + ".lock")
     }
 }
