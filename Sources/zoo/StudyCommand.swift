@@ -62,15 +62,16 @@ struct StudyCommand: Command {
         guard !args.flag("plan"), args["cell"] == nil else { return }
         let out = URL(fileURLWithPath: table["out"]!)
         let made = try tableRows(out)
-        let fullScore = made.first.map(perSeed).flatMap { $0.isEmpty ? nil : stats($0).0 }
-        var md = ["| \(full) | seeds | mean dev (± sd over seeds) | vs full \(full) |", "|---|---:|---:|---:|"]
+        let fullScores = made.first.map(perSeed) ?? [:]
+        var md = ["| \(full) | seeds | mean dev (± sd over seeds) | vs full \(full) (same seeds) |", "|---|---:|---:|---:|"]
         for r in made {
             let row = r["row"] as! String, x = perSeed(r)
             let name = row == full ? "full" : row.replacingOccurrences(of: full + "-without-", with: "without ")
             guard !x.isEmpty else { md.append("| \(name) | 0 | — | — |"); continue }
-            let (m, sd) = stats(x)
+            let (m, sd) = stats(Array(x.values))
+            let paired = x.compactMap { seed, v in fullScores[seed].map { v - $0 } }   // the difference on the seeds both have
             md.append(String(format: "| %@ | %d | %.2f ± %.2f | %@ |", name, x.count, m, sd,
-                             fullScore.map { String(format: "%+.2f", m - $0) } ?? "—"))
+                             paired.isEmpty ? "—" : String(format: "%+.2f", stats(paired).0)))
         }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("kd-stages.md"))
         print("\n" + md.joined(separator: "\n"))
@@ -131,7 +132,7 @@ struct StudyCommand: Command {
         var errors: [Double] = []
         for (name, dir) in teachers {
             let spec = try Checkpoint(dir: dir).spec
-            let rows = Dictionary(uniqueKeysWithValues: try tableRows(out.appendingPathComponent(name)).map { ($0["row"] as! String, perSeed($0)) })
+            let rows = Dictionary(uniqueKeysWithValues: try tableRows(out.appendingPathComponent(name)).map { ($0["row"] as! String, Array(perSeed($0).values)) })
             func cell(_ row: String) -> String {
                 guard let x = rows[row], !x.isEmpty else { return "—" }
                 let (m, sd) = stats(x)
@@ -169,11 +170,14 @@ struct StudyCommand: Command {
         return rows
     }
 
-    /// A row's mean over the tasks for each seed made on every task.
-    static func perSeed(_ r: [String: Any]) -> [Double] {
-        let scores = (r["scores"] as? [String: [Double]] ?? [:]).values
-        guard let n = scores.map(\.count).min(), n > 0 else { return [] }
-        return (0..<n).map { j in scores.map { $0[j] }.reduce(0, +) / Double(scores.count) }
+    /// A row's mean over the tasks for each seed made on every task (table.json's `scores` per task
+    /// list the dev scores of the seeds in its `seeds`, the seeds made on that task).
+    static func perSeed(_ r: [String: Any]) -> [Int: Double] {
+        let scores = r["scores"] as? [String: [Double]] ?? [:], seeds = r["seeds"] as? [String: [Int]] ?? [:]
+        guard !scores.isEmpty else { return [:] }
+        let byTask = scores.map { task, x in Dictionary(uniqueKeysWithValues: zip(seeds[task] ?? [], x)) }
+        let common = byTask.map { Set($0.keys) }.reduce(Set(byTask[0].keys)) { $0.intersection($1) }
+        return Dictionary(uniqueKeysWithValues: common.map { seed in (seed, byTask.map { $0[seed]! }.reduce(0, +) / Double(byTask.count)) })
     }
 
     /// Mean and sample standard deviation (0 for one value).

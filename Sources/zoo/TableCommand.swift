@@ -431,7 +431,8 @@ struct TableCommand: Command {
             csv.append(([row, params.map(String.init) ?? "", bytes.map(String.init) ?? "", f(speed?["b1_speedup"] as? Double, "%.4f"),
                          f(speed?["b32_speedup"] as? Double, "%.4f")] + perTask.map { f($0, "%.4f") } + [f(m, "%.4f"), f(pct, "%.2f")])
                         .map { $0 == "—" ? "" : $0 }.joined(separator: ","))
-            var r: [String: Any] = ["row": row, "scores": Dictionary(uniqueKeysWithValues: s.tasks.map { ($0.name, scores(row, $0)) })]
+            var r: [String: Any] = ["row": row, "scores": Dictionary(uniqueKeysWithValues: s.tasks.map { ($0.name, scores(row, $0)) }),
+                                    "seeds": Dictionary(uniqueKeysWithValues: s.tasks.map { t in (t.name, s.seeds.filter { cells["\(t.name)/\($0)/\(row)"]?["dev"] is Double }) })]
             (r["parameters"], r["bytes"], r["mean"], r["percent_of_bert"], r["speed"]) = (params, bytes, m, pct, speed)
             if let (g, speeds) = geometry {
                 let unit: [String: Any] = ["b1_speedup": 1.0, "b32_speedup": 1.0]

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import DISTILL
 @testable import ZooCore
+@testable import zoo
 
 /// `zoo table` on a tiny base and a tiny RTE: cells made, cached, and the same table through a plan
 /// run by GNU parallel and by Slurm.
@@ -258,6 +259,15 @@ final class StudyTests: XCTestCase {
         let hidden = method("tinybert-cut-without-hidden")
         XCTAssertEqual(hidden.shared, "tinybert-cut-without-hidden")
         XCTAssertEqual(hidden.prepare!("/b", 7, "/g", nil).suffix(4), ["--without", "hidden", "--student-init", "teacher"])
+    }
+
+    /// A study's per-seed means pair the scores by seed, not by position: with seed 42 missing on one
+    /// task, seed 43's mean is over its own scores only, and 42 (not made on every task) has none.
+    func testPerSeedPairsBySeed() {
+        let row: [String: Any] = ["scores": ["rte": [50.0, 60.0], "mrpc": [80.0]], "seeds": ["rte": [42, 43], "mrpc": [43]]]
+        XCTAssertEqual(StudyCommand.perSeed(row), [43: 70.0])
+        XCTAssertEqual(StudyCommand.perSeed(["scores": ["rte": [50.0, 60.0]], "seeds": ["rte": [42, 44]]]), [42: 50.0, 44: 60.0])
+        XCTAssertEqual(StudyCommand.perSeed(["scores": [String: [Double]]()]), [:])
     }
 
     /// `zoo study teacher-size` on a tiny 4-layer base: teachers of 4 and 2 layers (the second made of
