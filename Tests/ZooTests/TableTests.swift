@@ -199,6 +199,25 @@ final class TableTests: XCTestCase {
         }
     }
 
+    /// Plot labels start right of their point, except one that would run past the figure's right
+    /// edge, which ends left of it; points on one pixel share a label; the front is the points
+    /// nothing beats on both axes.
+    func testPlotLabelsAndFront() {
+        let plot = ScatterPlot(title: "t", xLabel: "x", yLabel: "y",
+                               points: [("dense", 1, 70), ("slow-and-bad", 0.9, 60), ("a-long-name-at-the-right-edge", 5, 66),
+                                        ("int8", 0.9, 60)], largerXBetter: true)
+        XCTAssertEqual(plot.front.map(\.label), ["dense", "a-long-name-at-the-right-edge"])
+        let svg = plot.svg().split(separator: "\n").map(String.init), circles = svg.filter { $0.hasPrefix("<circle") }
+        func number(_ line: String, _ key: String) -> Double { Double(line.components(separatedBy: "\(key)=\"")[1].prefix { $0 != "\"" })! }
+        for (point, label, anchoredAtEnd) in [(0, "dense", false), (2, "a-long-name-at-the-right-edge", true), (1, "slow-and-bad, int8", false)] {
+            let text = svg.first { $0.hasSuffix(">\(label)</text>") }!
+            XCTAssertEqual(text.contains("text-anchor=\"end\""), anchoredAtEnd, text)
+            XCTAssertEqual(number(text, "x") - number(circles[point], "cx"), anchoredAtEnd ? -6 : 6, accuracy: 0.51, text)
+        }
+        XCTAssertEqual(circles.count, 4)
+        XCTAssertFalse(svg.contains { $0.hasSuffix(">int8</text>") })
+    }
+
     func testErrors() throws {
         let base = try TableTests.tinyBase()
         var r = try zoo(["table", "--base", base.path, "--variants", "bert,nope"])
