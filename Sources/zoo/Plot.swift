@@ -54,18 +54,17 @@ struct ScatterPlot {
             out.append("<line x1=\"\(f(px(p.x)))\" y1=\"\(f(py(p.y - e)))\" x2=\"\(f(px(p.x)))\" y2=\"\(f(py(p.y + e)))\" stroke=\"#36c\"/>")
         }
         // Points drawn on the same pixel share one label (e.g. a model and its 8-bit copy by parameters).
-        var labels: [String: [String]] = [:], order: [String] = []
+        var groups: [(x: Double, y: Double, labels: [String])] = []
         for p in points {
             out.append("<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"4\" fill=\"\(onFront.contains(p.label) ? "#c33" : "#36c")\"/>")
-            let at = "\(f(px(p.x).rounded())) \(f(py(p.y).rounded()))"
-            if labels[at] == nil { order.append(at) }
-            labels[at, default: []].append(p.label)
+            let (x, y) = (px(p.x).rounded(), py(p.y).rounded())
+            if let i = groups.firstIndex(where: { $0.x == x && $0.y == y }) { groups[i].labels.append(p.label) } else { groups.append((x, y, [p.label])) }
         }
-        for at in order {
-            let xy = at.split(separator: " ").map { Double($0)! }, label = labels[at]!.joined(separator: ", ")
+        for g in groups {
+            let label = g.labels.joined(separator: ", ")
             // A label that would run past the figure's right edge (about 6.2 px a character at 11 px) ends at its point instead.
-            let fits = xy[0] + 6 + 6.2 * Double(label.count) <= W
-            out.append("<text x=\"\(f(xy[0] + (fits ? 6 : -6)))\" y=\"\(f(xy[1] - 6))\"\(fits ? "" : " text-anchor=\"end\"")>\(esc(label))</text>")
+            let fits = g.x + 6 + 6.2 * Double(label.count) <= W
+            out.append("<text x=\"\(f(g.x + (fits ? 6 : -6)))\" y=\"\(f(g.y - 6))\"\(fits ? "" : " text-anchor=\"end\"")>\(esc(label))</text>")
         }
         if showFront { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#c33\">red: Pareto front</text>") }
         if !yErrors.isEmpty { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#36c\">bars: ± sd over seeds</text>") }

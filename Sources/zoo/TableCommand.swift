@@ -406,7 +406,11 @@ struct TableCommand: Command {
     static func write(_ s: Setup, cells: [String: [String: Any]], speeds: [String: [String: Any]?],
                       geometry: (Geometry, [String: [String: Any]])? = nil) throws {
         let names = s.rows.map(rowName)
-        func scores(_ row: String, _ task: GLUETask) -> [Double] { s.seeds.compactMap { cells["\(task.name)/\($0)/\(row)"]?["dev"] as? Double } }
+        /// The dev scores of a row on a task, with the seeds they are of (those made).
+        func made(_ row: String, _ task: GLUETask) -> [(seed: UInt64, dev: Double)] {
+            s.seeds.compactMap { seed in (cells["\(task.name)/\(seed)/\(row)"]?["dev"] as? Double).map { (seed, $0) } }
+        }
+        func scores(_ row: String, _ task: GLUETask) -> [Double] { made(row, task).map(\.dev) }
         func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
         func rowMean(_ row: String) -> Double? {
             let m = s.tasks.map { mean(scores(row, $0)) }
@@ -432,7 +436,7 @@ struct TableCommand: Command {
                          f(speed?["b32_speedup"] as? Double, "%.4f")] + perTask.map { f($0, "%.4f") } + [f(m, "%.4f"), f(pct, "%.2f")])
                         .map { $0 == "—" ? "" : $0 }.joined(separator: ","))
             var r: [String: Any] = ["row": row, "scores": Dictionary(uniqueKeysWithValues: s.tasks.map { ($0.name, scores(row, $0)) }),
-                                    "seeds": Dictionary(uniqueKeysWithValues: s.tasks.map { t in (t.name, s.seeds.filter { cells["\(t.name)/\($0)/\(row)"]?["dev"] is Double }) })]
+                                    "seeds": Dictionary(uniqueKeysWithValues: s.tasks.map { ($0.name, made(row, $0).map(\.seed)) })]
             (r["parameters"], r["bytes"], r["mean"], r["percent_of_bert"], r["speed"]) = (params, bytes, m, pct, speed)
             if let (g, speeds) = geometry {
                 let unit: [String: Any] = ["b1_speedup": 1.0, "b32_speedup": 1.0]
