@@ -7,7 +7,7 @@ struct StudyCommand: Command {
     static let summary = "experiments over zoo table cells: kd-stages (TinyBERT's places of distillation), teacher-size"
     static let help = """
     zoo study kd-stages --base DIR [--tasks rte,mrpc,stsb,cola,sst2] [--seeds 42,43,44] [--out runs/kd-stages]
-                        [--student cut|random] [--limit N] [--plan | --cell … | --collect] [--data DIR] [--threads N]
+                        [--student cut|random] [--limit N] [--finetune-epochs N] [--plan | --cell … | --collect] [--data DIR] [--threads N]
       The seed's KD table as an experiment: TinyBERT, and TinyBERT with each of its general stage,
       embedding, attention, hidden-state and prediction distillation and its data augmentation
       switched off in turn (`zoo distill --without`), as zoo table rows over the tasks and seeds
@@ -18,7 +18,7 @@ struct StudyCommand: Command {
       means) and its difference from the full TinyBERT; writes OUT/kd-stages.md beside the table.
     zoo study teacher-size --base DIR [--teacher-layers N,4,3,2] [--teachers DIR,…] [--tasks …]
                            [--students tinybert-cut,distilbert] [--seeds 42,43,44] [--out runs/teacher-size]
-                           [--limit N] [--plan | --collect]
+                           [--limit N] [--finetune-epochs N] [--plan | --collect]
       How the teacher's size changes the distilled student: teachers made of the first L layers of
       the pre-trained --base (default: all N of its layers, i.e. --base itself, and 4, 3, 2; written
       to OUT/teachers/<name>-L<L>) and any --teachers given (other pre-trained checkpoints), each a

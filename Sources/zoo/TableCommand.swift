@@ -11,7 +11,7 @@ struct TableCommand: Command {
     static let summary = "every method side by side on GLUE dev: parameters, size, speed, scores (cached, resumable cells)"
     static let help = """
     zoo table --base DIR [--tasks rte,mrpc,stsb,cola,sst2] [--variants bert,heads40,…] [--seeds 42]
-              [--out runs/table] [--limit N] [--no-speed] [--rounds 3] [--data DIR] [--threads N]
+              [--out runs/table] [--limit N] [--finetune-epochs N] [--no-speed] [--rounds 3] [--data DIR] [--threads N]
     zoo table … --plan          write the cells as one command per line and a Slurm array script
     zoo table … --cell TASK/SEED/ROW    make one cell (what the plan's lines run)
     zoo table … --collect       the table from the cells made so far (runs nothing)
@@ -22,6 +22,8 @@ struct TableCommand: Command {
       whose step.json matches is never redone, an interrupted one is started again (fine-tuning
       and distillation continue from their last checkpoint). Steps are locked, so cells may run at
       once (GNU parallel, Slurm) on one directory. --limit N: at most N training examples per step.
+      --finetune-epochs N: the bert row's fine-tuning runs N epochs (default zoo finetune's 3; with
+      a small --limit, 3 epochs of MiniLM leave it at the majority class: README The table).
       Records travel without weights: with --out results/table git keeps only step.json, speeds
       and the table; a recorded step whose weights a later step needs is made again.
       Speed: each row's model of the first task and seed against the bert row's, `zoo bench`
@@ -35,13 +37,13 @@ struct TableCommand: Command {
       `parallel -j N < OUT/plan/cells.txt` (add --sshlogin for other hosts sharing OUT) or
       `sbatch OUT/plan/table.sbatch`, then `zoo table … --collect`.
     """
-    static let options: Set<String> = ["base", "tasks", "variants", "seeds", "out", "limit", "rounds", "data", "threads", "cell", "speed-geometry"]
+    static let options: Set<String> = ["base", "tasks", "variants", "seeds", "out", "limit", "finetune-epochs", "rounds", "data", "threads", "cell", "speed-geometry"]
     static let flags: Set<String> = ["no-speed", "plan", "collect"]
 
     static let defaultRows = "bert,heads40,heads50-ffn60,albert,qbert-int8,qbert-mixed,distilbert,tinybert,tinybert-cut,bert-pkd,bilstm-soft,tinybert+qbert-int8,heads40+qbert-int8"
 
     struct Setup {
-        let base: String, out: URL, glue: URL, limit: Int?, threads: Int?
+        let base: String, out: URL, glue: URL, limit: Int?, finetuneEpochs: Int?, threads: Int?
         let tasks: [GLUETask], seeds: [UInt64], rows: [[Method]]
         let argv: [String]        // the options a cell command repeats
         let speedGeometry: Geometry?
@@ -101,10 +103,12 @@ struct TableCommand: Command {
         var argv = ["--base", base, "--out", out.path, "--data", glue.path]
         let limit = try args.int("limit")
         if let limit { argv += ["--limit", "\(limit)"] }
+        let finetuneEpochs = try args.int("finetune-epochs")
+        if let e = finetuneEpochs { argv += ["--finetune-epochs", "\(e)"] }
         let threads = try args.int("threads")
         if let threads { argv += ["--threads", "\(threads)"] }
         Runtime.setThreads(threads)
-        return Setup(base: base, out: out, glue: glue, limit: limit, threads: threads, tasks: tasks, seeds: seeds, rows: rows, argv: argv,
+        return Setup(base: base, out: out, glue: glue, limit: limit, finetuneEpochs: finetuneEpochs, threads: threads, tasks: tasks, seeds: seeds, rows: rows, argv: argv,
                      speedGeometry: geometry)
     }
 
@@ -157,7 +161,7 @@ struct TableCommand: Command {
                          label: "\(m.name) (shared, seed \(seed))") { [:] }
                 shared = sdir.path
             }
-            let command = m.make(Method.Input(source: source, task: task.name, seed: seed, out: dir.path, limit: s.limit, shared: shared))
+            let command = m.make(Method.Input(source: source, task: task.name, seed: seed, out: dir.path, limit: s.limit, finetuneEpochs: s.finetuneEpochs, shared: shared))
             record = try step(dir, command: command, resumable: m.resumable, needsWeights: k + 1 < n && runs[k + 1], s,
                               label: "\(task.name)/\(seed)/\(row[...k].map(\.name).joined(separator: "+"))") {
                 let (model, _) = try loadModel(try registry.variant(m.variant), weights: dir.path)

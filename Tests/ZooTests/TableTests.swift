@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import BERT
 import DISTILL
 @testable import ZooCore
 @testable import zoo
@@ -229,6 +230,20 @@ final class TableTests: XCTestCase {
         r = try zoo(["table", "--base", base.path, "--speed-geometry", "huge"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("unknown --speed-geometry 'huge'"), r.stderr)
+        r = try zoo(["table", "--base", base.path, "--finetune-epochs", "0"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--finetune-epochs takes a whole number in 1..., got '0'"), r.stderr)
+    }
+
+    /// --finetune-epochs reaches the bert row's `zoo finetune` and nothing else; without it the
+    /// command is the one the recorded cells hold.
+    func testFinetuneEpochs() throws {
+        let bert = BERT.plugin.methods.first { $0.name == "bert" }!
+        let input = { (e: Int?) in Method.Input(source: "/b", task: "rte", seed: 7, out: "/o", limit: 1000, finetuneEpochs: e, shared: nil) }
+        XCTAssertEqual(bert.make(input(10)), ["finetune", "--base", "/b", "--task", "rte", "--seed", "7", "--out", "/o", "--limit", "1000", "--epochs", "10"])
+        XCTAssertEqual(bert.make(input(nil)), ["finetune", "--base", "/b", "--task", "rte", "--seed", "7", "--out", "/o", "--limit", "1000"])
+        let distil = DISTILL.plugin.methods.first { $0.name == "distilbert" }!
+        XCTAssertFalse(distil.make(input(10)).contains("10"), distil.make(input(10)).joined(separator: " "))
     }
 }
 
@@ -304,6 +319,10 @@ final class StudyTests: XCTestCase {
         XCTAssertEqual(lines.filter { $0.contains("teachers/base-L2") }.count, 9)
         XCTAssertEqual(lines.filter { $0.contains("/tinybert-cut'") }.count, 6, "the default students: tinybert-cut and distilbert")
         XCTAssertEqual(lines.filter { $0.contains("/distilbert'") }.count, 6)
+        r = try zoo(common + ["--finetune-epochs", "10", "--plan"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        let withEpochs = try String(contentsOf: out.appendingPathComponent("plan/cells.txt"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(withEpochs.filter { $0.contains("'--finetune-epochs' '10'") }.count, 18)
         let two = try Checkpoint(dir: out.appendingPathComponent("teachers/base-L2"))
         XCTAssertEqual(two.spec.layers.count, 2)
         let full = try SafeTensors(url: base.appendingPathComponent("model.safetensors"))

@@ -15,6 +15,7 @@ public let plugin = Plugin(variants: [
     Method(name: "bert", variant: "bert", summary: "the base model fine-tuned on the task (zoo finetune, its defaults), the dense baseline", resumable: true,
            geometry: { _, _, target in target }) { i in
         ["finetune", "--base", i.source, "--task", i.task, "--seed", "\(i.seed)", "--out", i.out] + (i.limit.map { ["--limit", "\($0)"] } ?? [])
+            + (i.finetuneEpochs.map { ["--epochs", "\($0)"] } ?? [])
     },
 ])
 

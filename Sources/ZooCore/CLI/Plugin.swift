@@ -34,10 +34,11 @@ public struct Method {
         public let seed: UInt64
         public let out: String             // where the result goes
         public let limit: Int?             // at most this many training examples (zoo table --limit)
+        public let finetuneEpochs: Int?    // epochs of the base's fine-tuning, the bert row (zoo table --finetune-epochs)
         public let shared: String?         // the method's task-independent artefact (`prepare`)
 
-        public init(source: String, task: String, seed: UInt64, out: String, limit: Int?, shared: String?) {
-            (self.source, self.task, self.seed, self.out, self.limit, self.shared) = (source, task, seed, out, limit, shared)
+        public init(source: String, task: String, seed: UInt64, out: String, limit: Int?, finetuneEpochs: Int? = nil, shared: String?) {
+            (self.source, self.task, self.seed, self.out, self.limit, self.finetuneEpochs, self.shared) = (source, task, seed, out, limit, finetuneEpochs, shared)
         }
     }
 
