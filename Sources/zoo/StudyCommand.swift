@@ -58,7 +58,7 @@ struct StudyCommand: Command {
         let rows = [full] + registry.methods.map(\.name).filter { $0.hasPrefix(full + "-without-") }   // the DISTILL plugin's ablations
         let table = try Arguments(tableArguments(defaultOut: "runs/kd-stages", args) + ["--variants", rows.joined(separator: ","), "--no-speed"],
                                   options: TableCommand.options, flags: TableCommand.flags)
-        try TableCommand.run(table)
+        try TableCommand.run(table, collect: ["zoo", "study", "kd-stages"] + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"])
         guard !args.flag("plan"), args["cell"] == nil else { return }
         let out = URL(fileURLWithPath: table["out"]!)
         let made = try tableRows(out)
@@ -110,18 +110,18 @@ struct StudyCommand: Command {
             teachers.append((ckpt.dir.standardizedFileURL.lastPathComponent, ckpt.dir))
         }
         var lines: [String] = []
+        let collect = ["zoo", "study", "teacher-size"] + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"]
         for (name, dir) in teachers {
             var t = argv
             t[t.lastIndex(of: "--out")! + 1] = out.appendingPathComponent(name).path
             log("teacher \(name)")
             try TableCommand.run(try Arguments(t + ["--base", dir.path, "--variants", (["bert"] + students).joined(separator: ","), "--no-speed"],
-                                               options: TableCommand.options, flags: TableCommand.flags))
+                                               options: TableCommand.options, flags: TableCommand.flags), collect: collect)
             if args.flag("plan") {
                 lines += try String(contentsOf: out.appendingPathComponent("\(name)/plan/cells.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
             }
         }
         if args.flag("plan") {
-            let collect = (["zoo", "study", "teacher-size"] + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"])
             return try TableCommand.writePlan(lines, to: out.appendingPathComponent("plan"), threads: try args.int("threads"),
                                               collect: collect.map(TableCommand.quoted).joined(separator: " "))
         }

@@ -49,7 +49,10 @@ struct TableCommand: Command {
         let speedGeometry: Geometry?
     }
 
-    static func run(_ args: Arguments) throws {
+    static func run(_ args: Arguments) throws { try run(args, collect: nil) }
+
+    /// `collect`: the command a plan names for collecting its cells (nil: this zoo table's with --collect).
+    static func run(_ args: Arguments, collect: [String]?) throws {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
         let s = try setup(args)
         if let cell = args["cell"] {
@@ -58,7 +61,9 @@ struct TableCommand: Command {
             _ = try make(s, task: try GLUETask.named(parts[0]), seed: seed, row: try chain(parts[2]))
             return
         }
-        if args.flag("plan") { return try plan(s) }
+        if args.flag("plan") {
+            return try plan(s, collect: collect ?? ["zoo", "table"] + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"])
+        }
         var cells: [String: [String: Any]] = [:]
         for task in s.tasks {
             for seed in s.seeds {
@@ -369,14 +374,14 @@ struct TableCommand: Command {
 
     // MARK: plan, output
 
-    static func plan(_ s: Setup) throws {
+    static func plan(_ s: Setup, collect: [String]) throws {
         let dir = s.out.appendingPathComponent("plan")
         let zoo = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         var lines: [String] = []
         for task in s.tasks { for seed in s.seeds { for row in s.rows {
             lines.append(([zoo, "table", "--cell", "\(task.name)/\(seed)/\(rowName(row))"] + s.argv).map(quoted).joined(separator: " "))
         } } }
-        try writePlan(lines, to: dir, threads: s.threads, collect: "zoo table \(s.argv.map(quoted).joined(separator: " ")) --collect")
+        try writePlan(lines, to: dir, threads: s.threads, collect: collect.map(quoted).joined(separator: " "))
     }
 
     /// A shell word.

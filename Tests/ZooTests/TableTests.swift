@@ -90,9 +90,11 @@ final class TableTests: XCTestCase {
         let cells = planned.appendingPathComponent("plan/cells.txt")
         XCTAssertEqual(try String(contentsOf: cells, encoding: .utf8).split(separator: "\n").count, 3)
         XCTAssertTrue(try String(contentsOf: planned.appendingPathComponent("plan/table.sbatch"), encoding: .utf8).contains("#SBATCH --array=1-3"))
+        // The collect command the plan prints is the plan's own (its rows, tasks and seeds).
+        let then = r.out.split(separator: "\n").first { $0.contains("then:") }!.components(separatedBy: "then:")[1].trimmingCharacters(in: .whitespaces)
+        XCTAssertTrue(then.hasPrefix("'zoo' 'table' ") && then.contains("'--variants' 'bert,heads40,heads40+qbert-int8'") && then.hasSuffix(" '--collect'"), then)
         XCTAssertEqual(try shell("parallel -j 2 < '\(cells.path)'"), 0, "parallel -j 2 < cells.txt")
-        r = try zoo(common + ["--out", planned.path, "--collect"])
-        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertEqual(try shell("'\(Paths.zoo.path)'" + then.dropFirst("'zoo'".count)), 0, then)
         XCTAssertEqual(try Data(contentsOf: planned.appendingPathComponent("table.json")), before, "the parallel run's table is the serial run's")
 
         // The same plan as a Slurm array job on a real single-node cluster (slurmctld, slurmd and
@@ -261,6 +263,7 @@ final class StudyTests: XCTestCase {
             XCTAssertEqual(lines.filter { $0.contains("/tinybert-cut-without-\(part)'") }.count, 6, part)
         }
         XCTAssertEqual(lines.filter { $0.contains("/tinybert-cut'") }.count, 6)
+        XCTAssertTrue(r.out.contains("then:          'zoo' 'study' 'kd-stages' "), r.out)
         r = try zoo(common + ["--collect"])
         XCTAssertEqual(r.code, 0, r.stderr)
         XCTAssertTrue(r.out.contains("| tinybert-cut | seeds |") && r.out.contains("| full | 0 | — | — |"), r.out)
