@@ -58,7 +58,7 @@ struct StudyCommand: Command {
         let rows = [full] + registry.methods.map(\.name).filter { $0.hasPrefix(full + "-without-") }   // the DISTILL plugin's ablations
         let table = try Arguments(tableArguments(defaultOut: "runs/kd-stages", args) + ["--variants", rows.joined(separator: ","), "--no-speed"],
                                   options: TableCommand.options, flags: TableCommand.flags)
-        try TableCommand.run(table, collect: ["zoo", "study", "kd-stages"] + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"])
+        try TableCommand.run(table, collect: TableCommand.collectCommand(["zoo", "study", "kd-stages"], args, options: options, flags: flags))
         guard !args.flag("plan"), args["cell"] == nil else { return }
         let out = URL(fileURLWithPath: table["out"]!)
         let made = try tableRows(out)
@@ -110,7 +110,7 @@ struct StudyCommand: Command {
             teachers.append((ckpt.dir.standardizedFileURL.lastPathComponent, ckpt.dir))
         }
         var lines: [String] = []
-        let collect = ["zoo", "study", "teacher-size"] + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"]
+        let collect = TableCommand.collectCommand(["zoo", "study", "teacher-size"], args, options: options, flags: flags)
         for (name, dir) in teachers {
             var t = argv
             t[t.lastIndex(of: "--out")! + 1] = out.appendingPathComponent(name).path

@@ -62,7 +62,7 @@ struct TableCommand: Command {
             return
         }
         if args.flag("plan") {
-            return try plan(s, collect: collect ?? ["zoo", "table"] + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"])
+            return try plan(s, collect: collect ?? collectCommand(["zoo", "table"], args, options: options, flags: flags))
         }
         var cells: [String: [String: Any]] = [:]
         for task in s.tasks {
@@ -373,6 +373,11 @@ struct TableCommand: Command {
     }
 
     // MARK: plan, output
+
+    /// The command a plan names for collecting its cells: `words`, this run's options and flags but --plan, and --collect.
+    static func collectCommand(_ words: [String], _ args: Arguments, options: Set<String>, flags: Set<String>) -> [String] {
+        words + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"]
+    }
 
     static func plan(_ s: Setup, collect: [String]) throws {
         let dir = s.out.appendingPathComponent("plan")
