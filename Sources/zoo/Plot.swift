@@ -25,7 +25,7 @@ struct ScatterPlot {
     func svg() -> String {
         let (W, H, left, right, top, bottom) = (640.0, 420.0, 70.0, 30.0, 40.0, 50.0)
         func span(_ v: [Double]) -> (Double, Double) {
-            let (lo, hi) = (v.min()!, v.max()!), pad = max((hi - lo) * 0.08, abs(hi) * 0.02, 1e-9)
+            let (lo, hi) = (v.min()!, v.max()!), pad = max((hi - lo) * 0.08, abs(hi) * 0.02, hi > lo ? 0 : 1)   // equal values (e.g. all 0) get a span of 2
             return (lo - pad, hi + pad)
         }
         let err = yErrors.count == points.count ? yErrors : Array(repeating: 0, count: points.count)

@@ -62,17 +62,17 @@ struct StudyCommand: Command {
         guard !args.flag("plan"), args["cell"] == nil else { return }
         let out = URL(fileURLWithPath: table["out"]!)
         let made = try tableRows(out)
-        let fullScores = made.first.map(perSeed) ?? [:]
+        let fullScores = made.first { $0["row"] as? String == full }.map(perSeed) ?? [:]
         var md = ["| \(full) | seeds | mean dev (± sd over seeds) | vs full \(full) (same seeds) |", "|---|---:|---:|---:|"]
         for r in made {
             let row = r["row"] as! String, x = perSeed(r)
             let name = row == full ? "full" : row.replacingOccurrences(of: full + "-without-", with: "without ")
             guard !x.isEmpty else { md.append("| \(name) | 0 | — | — |"); continue }
-            let (m, sd) = stats(Array(x.values))
             let paired = x.compactMap { seed, v in fullScores[seed].map { v - $0 } }   // the difference on the seeds both have
-            md.append(String(format: "| %@ | %d | %.2f ± %.2f | %@ |", name, x.count, m, sd,
-                             paired.isEmpty ? "—" : String(format: "%+.2f", stats(paired).0)))
+            md.append(String(format: "| %@ | %d | %@ | %@ |", name, x.count, meanSD(Array(x.values)),
+                             paired.isEmpty ? "—" : String(format: "%+.2f", stats(paired).mean)))
         }
+        md.append("\nmean GLUE dev over the tasks per seed made on every task; ± the sample sd (n − 1) over those seeds, — for one seed")
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("kd-stages.md"))
         print("\n" + md.joined(separator: "\n"))
     }
@@ -86,28 +86,32 @@ struct StudyCommand: Command {
             guard let L = Int(s), (1...N).contains(L) else { throw ZooError.usage("--teacher-layers takes layer counts in 1...\(N) (the base has \(N)), got '\(s)'") }
             return L
         }
+        if let twice = layerCounts.firstRepeated { throw ZooError.usage("--teacher-layers names \(twice) twice") }
         let students = (args["students"] ?? "tinybert-cut,distilbert").split(separator: ",").map(String.init)
+        if let twice = students.firstRepeated { throw ZooError.usage("--students names \(twice) twice") }
         if let bad = students.first(where: { s in s == "bert" || !registry.methods.contains { $0.name == s } }) {
             throw ZooError.usage("--students takes table rows other than bert (zoo list --methods), got '\(bad)'")
         }
         let argv = tableArguments(defaultOut: "runs/teacher-size", args, excluding: ["base"])
         let out = URL(fileURLWithPath: argv[argv.lastIndex(of: "--out")! + 1]).standardizedFileURL
-        // The teachers: (name, pre-trained checkpoint directory).
+        // The teachers: (name, pre-trained checkpoint directory); each one's table is OUT/<name>.
         let stem = base.dir.standardizedFileURL.lastPathComponent
-        var teachers: [(String, URL)] = []
-        for L in layerCounts {
-            let dir = L == N ? base.dir : out.appendingPathComponent("teachers/\(stem)-L\(L)")
-            if L < N, !FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) {
-                let store = ParameterStore(spec: base.spec, trainable: false)
-                try store.load(base, seed: 0)
-                try store.subset(layers: Array(0..<L), family: base.spec.family).writeCheckpoint(to: dir, base: base)
-                log("teacher \(stem)-L\(L): the first \(L) of \(N) layers of \(base.dir.path) → \(dir.path)")
-            }
-            teachers.append(("\(stem)-L\(L)", dir))
-        }
+        var teachers = layerCounts.map { L in ("\(stem)-L\(L)", L == N ? base.dir : out.appendingPathComponent("teachers/\(stem)-L\(L)")) }
         for path in (args["teachers"] ?? "").split(separator: ",").map(String.init) {
             let ckpt = try Checkpoint(dir: URL(fileURLWithPath: path))
             teachers.append((ckpt.dir.standardizedFileURL.lastPathComponent, ckpt.dir))
+        }
+        if let clash = teachers.map(\.0).first(where: ["plan", "teachers"].contains) {
+            throw ZooError.usage("a teacher named '\(clash)' would share OUT/\(clash) with the study's own folder; rename its directory")
+        }
+        if let twice = teachers.map(\.0).firstRepeated {
+            throw ZooError.usage("two teachers are named '\(twice)' (OUT/\(twice) would hold both); give them directories of different names")
+        }
+        for (L, (name, dir)) in zip(layerCounts, teachers) where L < N && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) {
+            let store = ParameterStore(spec: base.spec, trainable: false)
+            try store.load(base, seed: 0)
+            try store.subset(layers: Array(0..<L), family: base.spec.family).writeCheckpoint(to: dir, base: base)
+            log("teacher \(name): the first \(L) of \(N) layers of \(base.dir.path) → \(dir.path)")
         }
         var lines: [String] = []
         let collect = TableCommand.collectCommand(["zoo", "study", "teacher-size"], args, options: options, flags: flags)
@@ -128,37 +132,31 @@ struct StudyCommand: Command {
         // Per teacher: its size, its own score and each student's, mean ± sd over the seeds.
         var md = ["| teacher | layers | parameters | teacher dev | " + students.joined(separator: " | ") + " |",
                   "|---|---:|---:|---:|" + String(repeating: "---:|", count: students.count)]
-        var byParams: [(label: String, x: Double, y: Double)] = [], byScore: [(label: String, x: Double, y: Double)] = []
-        var errors: [Double] = []
+        var points: [(label: String, parameters: Double, teacher: Double?, mean: Double, sd: Double)] = []
         for (name, dir) in teachers {
             let spec = try Checkpoint(dir: dir).spec
-            let rows = Dictionary(uniqueKeysWithValues: try tableRows(out.appendingPathComponent(name)).map { ($0["row"] as! String, Array(perSeed($0).values)) })
+            let rows = Dictionary(try tableRows(out.appendingPathComponent(name)).map { ($0["row"] as! String, perSeed($0)) }) { a, _ in a }
             func cell(_ row: String) -> String {
                 guard let x = rows[row], !x.isEmpty else { return "—" }
-                let (m, sd) = stats(x)
-                return String(format: "%.2f ± %.2f (%d)", m, sd, x.count)
+                return "\(meanSD(Array(x.values))) (\(x.count))"
             }
             md.append("| \(name) | \(spec.layers.count) | \(spec.parameterCount) | " + (["bert"] + students).map(cell).joined(separator: " | ") + " |")
-            guard let teacher = rows["bert"], !teacher.isEmpty else { continue }
             for student in students {
                 guard let x = rows[student], !x.isEmpty else { continue }
-                let (m, sd) = stats(x), label = "\(student) ← \(name)"
-                byParams.append((label, Double(spec.parameterCount) / 1e6, m))
-                byScore.append((label, stats(teacher).0, m))
-                errors.append(sd)
+                let p = point(student: x, teacher: rows["bert"] ?? [:])
+                points.append(("\(student) ← \(name)", Double(spec.parameterCount) / 1e6, p.teacher, p.mean, p.sd ?? 0))
             }
         }
-        md.append("\nmean GLUE dev over \(args["tasks"] ?? "rte,mrpc,stsb,cola,sst2"), ± sd over the seeds (how many were made)")
+        md.append("\nmean GLUE dev over \(args["tasks"] ?? "rte,mrpc,stsb,cola,sst2") per seed made on every task; ± the sample sd (n − 1) over those seeds, — for one seed (how many seeds)")
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("teacher-size.md"))
         print("\n" + md.joined(separator: "\n"))
-        if !byParams.isEmpty {
-            let plots = [("student-vs-teacher-parameters.svg", "teacher parameters (M)", byParams),
-                         ("student-vs-teacher-score.svg", "teacher mean dev score", byScore)]
-            for (file, xLabel, points) in plots {
-                let plot = ScatterPlot(title: "distilled student against its teacher", xLabel: xLabel, yLabel: "student mean dev score",
-                                       points: points, largerXBetter: true, yErrors: errors, showFront: false)
-                try writeAtomically(Data(plot.svg().utf8), to: out.appendingPathComponent(file))
-            }
+        let withTeacher = points.filter { $0.teacher != nil }
+        let plots = [("student-vs-teacher-parameters.svg", "teacher parameters (M)", points.map { ($0.label, $0.parameters, $0.mean) }, points.map(\.sd)),
+                     ("student-vs-teacher-score.svg", "teacher mean dev score (same seeds)", withTeacher.map { ($0.label, $0.teacher!, $0.mean) }, withTeacher.map(\.sd))]
+        for (file, xLabel, xy, errors) in plots where !xy.isEmpty {
+            let plot = ScatterPlot(title: "distilled student against its teacher", xLabel: xLabel, yLabel: "student mean dev score",
+                                   points: xy, largerXBetter: true, yErrors: errors, showFront: false)
+            try writeAtomically(Data(plot.svg().utf8), to: out.appendingPathComponent(file))
         }
     }
 
@@ -180,9 +178,23 @@ struct StudyCommand: Command {
         return Dictionary(uniqueKeysWithValues: common.map { seed in (seed, byTask.map { $0[seed]! }.reduce(0, +) / Double(byTask.count)) })
     }
 
-    /// Mean and sample standard deviation (0 for one value).
-    static func stats(_ x: [Double]) -> (Double, Double) {
-        let m = x.reduce(0, +) / Double(x.count)
-        return (m, x.count > 1 ? (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot() : 0)
+    /// A student's point: its mean and sd over its seeds, and its teacher's mean over the same seeds
+    /// (nil when the teacher has none of them), so both axes are of one set of seeds.
+    static func point(student: [Int: Double], teacher: [Int: Double]) -> (teacher: Double?, mean: Double, sd: Double?) {
+        let t = student.keys.compactMap { teacher[$0] }, s = stats(Array(student.values))
+        return (t.isEmpty ? nil : stats(t).mean, s.mean, s.sd)
     }
+
+    /// Mean and sample standard deviation (n − 1; nil for one value).
+    static func stats(_ x: [Double]) -> (mean: Double, sd: Double?) {
+        let m = x.reduce(0, +) / Double(x.count)
+        return (m, x.count > 1 ? (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot() : nil)
+    }
+
+    /// "mean ± sd", the sd as — for one value.
+    static func meanSD(_ x: [Double]) -> String {
+        let s = stats(x)
+        return String(format: "%.2f ± ", s.mean) + (s.sd.map { String(format: "%.2f", $0) } ?? "—")
+    }
+
 }

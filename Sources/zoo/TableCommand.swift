@@ -102,7 +102,11 @@ struct TableCommand: Command {
             guard let v = UInt64(s) else { throw ZooError.usage("--seeds takes comma-separated non-negative integers, got '\(s)'") }
             return v
         }
-        let rows = try (args["variants"] ?? defaultRows).split(separator: ",").map { try chain(String($0)) }
+        let rowNames = (args["variants"] ?? defaultRows).split(separator: ",").map(String.init)
+        let rows = try rowNames.map(chain)
+        for (option, values) in [("tasks", tasks.map(\.name)), ("seeds", seeds.map(String.init)), ("variants", rowNames)] {
+            if let twice = values.firstRepeated { throw ZooError.usage("--\(option) names \(twice) twice") }
+        }
         let out = URL(fileURLWithPath: args["out"] ?? "runs/table").standardizedFileURL
         let glue = glueDirectory(args["data"]).standardizedFileURL
         var argv = ["--base", base, "--out", out.path, "--data", glue.path]

@@ -232,6 +232,9 @@ final class TableTests: XCTestCase {
         r = try zoo(["table", "--base", base.path, "--speed-geometry", "huge"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("unknown --speed-geometry 'huge'"), r.stderr)
+        r = try zoo(["table", "--base", base.path, "--seeds", "42,43,42"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--seeds names 42 twice"), r.stderr)
         r = try zoo(["table", "--base", base.path, "--finetune-epochs", "0"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("--finetune-epochs takes a whole number in 1..., got '0'"), r.stderr)
@@ -342,7 +345,7 @@ final class StudyTests: XCTestCase {
             let line = String(format: "| %@ | %d | ", teacher, layers)
             XCTAssertTrue(md.contains(line), md)
             XCTAssertTrue(md.contains(line) && md.components(separatedBy: "\n").first { $0.hasPrefix(line) }!
-                .contains(String(format: "| %.2f ± 0.00 (1) | %.2f ± 0.00 (1) | %.2f ± 0.00 (1) |", score("bert"), score("tinybert"), score("distilbert"))), md)
+                .contains(String(format: "| %.2f ± — (1) | %.2f ± — (1) | %.2f ± — (1) |", score("bert"), score("tinybert"), score("distilbert"))), md)
         }
         let svg = try String(contentsOf: out.appendingPathComponent("student-vs-teacher-parameters.svg"), encoding: .utf8)
         XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 4)
@@ -350,5 +353,26 @@ final class StudyTests: XCTestCase {
         r = try zoo(common + ["--students", "bert,distilbert", "--plan"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("--students takes table rows other than bert"), r.stderr)
+        r = try zoo(common + ["--students", "distilbert,distilbert", "--plan"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--students names distilbert twice"), r.stderr)
+        r = try zoo(common + ["--teachers", out.appendingPathComponent("teachers/base-L2").path, "--plan"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("two teachers are named 'base-L2'"), r.stderr)
+    }
+
+    /// A point of the teacher-size plots: the teacher's score is its mean over the student's seeds
+    /// (here 42, not 42 and 43); one seed has no sd, and the summary shows it as —.
+    func testTeacherSizePoint() {
+        let p = StudyCommand.point(student: [42: 70], teacher: [42: 80, 43: 60])
+        XCTAssertEqual(p.teacher, 80)
+        XCTAssertEqual(p.mean, 70)
+        XCTAssertNil(p.sd)
+        XCTAssertNil(StudyCommand.point(student: [44: 70], teacher: [42: 80]).teacher)
+        let two = StudyCommand.point(student: [42: 70, 43: 72], teacher: [42: 80, 43: 60])
+        XCTAssertEqual(two.teacher, 70)
+        XCTAssertEqual(two.sd!, 2.squareRoot(), accuracy: 1e-12)     // sample sd: sqrt(((−1)² + 1²) / 1)
+        XCTAssertEqual(StudyCommand.meanSD([55.6]), "55.60 ± —")
+        XCTAssertEqual(StudyCommand.meanSD([1, 2, 3]), "2.00 ± 1.00")
     }
 }
