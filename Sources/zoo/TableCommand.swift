@@ -102,9 +102,8 @@ struct TableCommand: Command {
             guard let v = UInt64(s) else { throw ZooError.usage("--seeds takes comma-separated non-negative integers, got '\(s)'") }
             return v
         }
-        let rowNames = (args["variants"] ?? defaultRows).split(separator: ",").map(String.init)
-        let rows = try rowNames.map(chain)
-        for (option, values) in [("tasks", tasks.map(\.name)), ("seeds", seeds.map(String.init)), ("variants", rowNames)] {
+        let rows = try (args["variants"] ?? defaultRows).split(separator: ",").map { try chain(String($0)) }
+        for (option, values) in [("tasks", tasks.map(\.name)), ("seeds", seeds.map(String.init)), ("variants", rows.map(rowName))] {
             if let twice = values.firstRepeated { throw ZooError.usage("--\(option) names \(twice) twice") }
         }
         let out = URL(fileURLWithPath: args["out"] ?? "runs/table").standardizedFileURL
@@ -140,37 +139,60 @@ struct TableCommand: Command {
         s.out.appendingPathComponent("cells/\(task.name)/seed-\(seed)/\(row.map(\.name).joined(separator: "+"))")
     }
 
-    /// The record of a finished cell (its last step's step.json), or an error saying what is missing.
-    static func finished(_ s: Setup, task: GLUETask, seed: UInt64, row: [Method]) throws -> [String: Any] {
-        let url = cellDir(s, task: task, seed: seed, row: row).appendingPathComponent("step.json")
-        guard let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ZooError.failed("\(url.path): not made yet")
+    /// A cell's steps in order: each one's directory and command, and the shared step it reads (made
+    /// first, once per seed), if any.
+    static func steps(_ s: Setup, task: GLUETask, seed: UInt64, row: [Method]) -> [(dir: URL, command: [String], shared: (dir: URL, command: [String])?)] {
+        var source = s.base
+        return row.indices.map { k in
+            let m = row[k], dir = cellDir(s, task: task, seed: seed, row: Array(row[...k]))
+            let shared = m.prepare.map { prepare in
+                let sdir = s.out.appendingPathComponent("shared/seed-\(seed)/\(m.shared)")
+                return (dir: sdir, command: prepare(s.base, seed, sdir.path, s.limit))
+            }
+            let command = m.make(Method.Input(source: source, task: task.name, seed: seed, out: dir.path, limit: s.limit, finetuneEpochs: s.finetuneEpochs, shared: shared?.dir.path))
+            source = dir.path
+            return (dir, command, shared)
         }
-        return r
+    }
+
+    /// The record of a finished cell (its last step's step.json) when every step of it, shared ones
+    /// included, is recorded with this table's command; else an error naming the step that is not.
+    static func finished(_ s: Setup, task: GLUETask, seed: UInt64, row: [Method]) throws -> [String: Any] {
+        var record: [String: Any] = [:]
+        for step in steps(s, task: task, seed: seed, row: row) {
+            for (dir, command) in [step.shared, (step.dir, step.command)].compactMap({ $0 }) {
+                let url = dir.appendingPathComponent("step.json")
+                guard let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                    throw ZooError.failed("\(url.path): not made yet")
+                }
+                guard [portable(command, s), command].contains(r["command"] as? [String] ?? []) else {
+                    throw ZooError.failed("\(url.path): made by another command")
+                }
+                record = r
+            }
+        }
+        return record
     }
 
     /// Makes every step of a cell that is not made yet; returns the last step's record.
     static func make(_ s: Setup, task: GLUETask, seed: UInt64, row: [Method]) throws -> [String: Any] {
-        var source = s.base, record: [String: Any] = [:]
+        let steps = steps(s, task: task, seed: seed, row: row)
         // Which steps will run: those not made, and those made whose weights a running step reads but
         // are not here (records copied from another machine without their weights).
         let fm = FileManager.default, n = row.count
         var runs = [Bool](repeating: false, count: n)
         for k in row.indices.reversed() {
-            let dir = cellDir(s, task: task, seed: seed, row: Array(row[...k]))
+            let dir = steps[k].dir
             runs[k] = !fm.fileExists(atPath: dir.appendingPathComponent("step.json").path)
                 || k + 1 < n && runs[k + 1] && !fm.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path)
         }
-        for k in row.indices {
-            let m = row[k], dir = cellDir(s, task: task, seed: seed, row: Array(row[...k]))
-            var shared: String? = nil
-            if let prepare = m.prepare {
-                let sdir = s.out.appendingPathComponent("shared/seed-\(seed)/\(m.shared)")
-                try step(sdir, command: prepare(s.base, seed, sdir.path, s.limit), resumable: m.resumable, needsWeights: runs[k], s,
+        var record: [String: Any] = [:]
+        for (k, (dir, command, shared)) in steps.enumerated() {
+            let m = row[k]
+            if let shared {
+                try step(shared.dir, command: shared.command, resumable: m.resumable, needsWeights: runs[k], s,
                          label: "\(m.name) (shared, seed \(seed))") { [:] }
-                shared = sdir.path
             }
-            let command = m.make(Method.Input(source: source, task: task.name, seed: seed, out: dir.path, limit: s.limit, finetuneEpochs: s.finetuneEpochs, shared: shared))
             record = try step(dir, command: command, resumable: m.resumable, needsWeights: k + 1 < n && runs[k + 1], s,
                               label: "\(task.name)/\(seed)/\(row[...k].map(\.name).joined(separator: "+"))") {
                 let (model, _) = try loadModel(try registry.variant(m.variant), weights: dir.path)
@@ -180,7 +202,6 @@ struct TableCommand: Command {
                 return ["task": task.name, "seed": seed, "row": rowName(Array(row[...k])), "variant": m.variant,
                         "dev": try dev.score(model).score, "parameters": model.parameterCount, "bytes": bytes]
             }
-            source = dir.path
         }
         return record
     }
@@ -199,7 +220,7 @@ struct TableCommand: Command {
         let done = dir.appendingPathComponent("step.json"), recorded = portable(command, s)
         if let data = fm.contents(atPath: done.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
             guard [recorded, command].contains(r["command"] as? [String] ?? []) else {   // records made before $OUT/$BASE hold full paths
-                throw ZooError.failed("\(done.path): made by another command (\((r["command"] as? [String])?.joined(separator: " ") ?? "?")); delete \(dir.path) to redo it, or use another --out")
+                throw ZooError.failed("\(done.path): made by another command (\((r["command"] as? [String])?.joined(separator: " ") ?? "?")); delete \(dir.path) and the steps made from it (\(dir.lastPathComponent)+… beside it; for a shared step, the cells of its seed that read it) to redo them, or use another --out")
             }
             if !needsWeights || fm.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) {
                 log("\(label): done")
@@ -486,7 +507,7 @@ struct TableCommand: Command {
             try writeAtomically(Data(plot.svg().utf8), to: s.out.appendingPathComponent(name))
         }
         let missing = s.tasks.flatMap { t in s.seeds.flatMap { seed in names.filter { cells["\(t.name)/\(seed)/\($0)"] == nil }.map { "\(t.name)/\(seed)/\($0)" } } }
-        if !missing.isEmpty { md.append("\nNot made yet: \(missing.joined(separator: ", "))") }
+        if !missing.isEmpty { md.append("\nNot made yet (or made by another command): \(missing.joined(separator: ", "))") }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.md"))
         try writeAtomically(Data((csv.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.csv"))
         var obj: [String: Any] = ["cpu": Runtime.cpuName, "tasks": s.tasks.map(\.name), "seeds": s.seeds, "rows": json, "missing": missing]

@@ -84,6 +84,12 @@ final class TableTests: XCTestCase {
         XCTAssertEqual(evalRows[1]["scores"] as? [String: [Double]], rows[1]["scores"] as? [String: [Double]])
         XCTAssertTrue(r.out.contains("| heads40 |"), r.out)
 
+        // --collect takes a cell only when every step of it is recorded with this table's command:
+        // with another --limit, bert's is not, and so no cell (all three start from it).
+        r = try zoo(common + ["--out", serial.path, "--limit", "40", "--collect"])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.out.contains("Not made yet (or made by another command): rte/7/bert, rte/7/heads40, rte/7/heads40+qbert-int8"), r.out)
+
         let planned = try tempDir().appendingPathComponent("planned")
         r = try zoo(common + ["--out", planned.path, "--plan"])
         XCTAssertEqual(r.code, 0, r.stderr)
@@ -232,6 +238,9 @@ final class TableTests: XCTestCase {
         r = try zoo(["table", "--base", base.path, "--speed-geometry", "huge"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("unknown --speed-geometry 'huge'"), r.stderr)
+        r = try zoo(["table", "--base", base.path, "--variants", "heads40,bert+heads40"])
+        XCTAssertEqual(r.code, 2)
+        XCTAssertTrue(r.stderr.contains("--variants names heads40 twice"), r.stderr)
         r = try zoo(["table", "--base", base.path, "--seeds", "42,43,42"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("--seeds names 42 twice"), r.stderr)
