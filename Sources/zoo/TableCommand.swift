@@ -44,6 +44,7 @@ struct TableCommand: Command {
 
     struct Setup {
         let base: String, out: URL, glue: URL, limit: Int?, finetuneEpochs: Int?, threads: Int?
+        let baseSHA: String?      // sha256 of the base's model.safetensors, recorded with each step
         let tasks: [GLUETask], seeds: [UInt64], rows: [[Method]]
         let argv: [String]        // the options a cell command repeats
         let speedGeometry: Geometry?
@@ -116,7 +117,9 @@ struct TableCommand: Command {
         let threads = try args.int("threads")
         if let threads { argv += ["--threads", "\(threads)"] }
         Runtime.setThreads(threads)
-        return Setup(base: base, out: out, glue: glue, limit: limit, finetuneEpochs: finetuneEpochs, threads: threads, tasks: tasks, seeds: seeds, rows: rows, argv: argv,
+        let baseSHA = try? Fetch.sha256(URL(fileURLWithPath: base).appendingPathComponent("model.safetensors"))
+        return Setup(base: base, out: out, glue: glue, limit: limit, finetuneEpochs: finetuneEpochs, threads: threads, baseSHA: baseSHA,
+                     tasks: tasks, seeds: seeds, rows: rows, argv: argv,
                      speedGeometry: geometry)
     }
 
@@ -165,9 +168,7 @@ struct TableCommand: Command {
                 guard let data = FileManager.default.contents(atPath: url.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                     throw ZooError.failed("\(url.path): not made yet")
                 }
-                guard [portable(command, s), command].contains(r["command"] as? [String] ?? []) else {
-                    throw ZooError.failed("\(url.path): made by another command")
-                }
+                if let problem = recordProblem(r, command: command, s) { throw ZooError.failed("\(url.path): \(problem)") }
                 record = r
             }
         }
@@ -219,8 +220,8 @@ struct TableCommand: Command {
         defer { unlockFile(dir.path + ".lock", fd) }
         let done = dir.appendingPathComponent("step.json"), recorded = portable(command, s)
         if let data = fm.contents(atPath: done.path), let r = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-            guard [recorded, command].contains(r["command"] as? [String] ?? []) else {   // records made before $OUT/$BASE hold full paths
-                throw ZooError.failed("\(done.path): made by another command (\((r["command"] as? [String])?.joined(separator: " ") ?? "?")); delete \(dir.path) and the steps made from it (\(dir.lastPathComponent)+… beside it; for a shared step, the cells of its seed that read it) to redo them, or use another --out")
+            if let problem = recordProblem(r, command: command, s) {
+                throw ZooError.failed("\(done.path): \(problem); delete \(dir.path) and the steps made from it (\(dir.lastPathComponent)+… beside it; for a shared step, the cells of its seed that read it) to redo them, or use another --out")
             }
             if !needsWeights || fm.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) {
                 log("\(label): done")
@@ -261,8 +262,21 @@ struct TableCommand: Command {
         record["command"] = recorded
         record["seconds"] = Date().timeIntervalSince(start)
         record["cpu"] = Runtime.cpuName
+        record["base"] = s.baseSHA
         try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: done)
         return record
+    }
+
+    /// Why a step's record is not this step's: another command (records made before $OUT/$BASE hold
+    /// full paths), or another base (by its sha256; records made before it was recorded have none).
+    static func recordProblem(_ r: [String: Any], command: [String], _ s: Setup) -> String? {
+        guard [portable(command, s), command].contains(r["command"] as? [String] ?? []) else {
+            return "made by another command (\((r["command"] as? [String])?.joined(separator: " ") ?? "?"))"
+        }
+        if let made = r["base"] as? String, let sha = s.baseSHA, made != sha {
+            return "made from another base (its model.safetensors has sha256 \(made.prefix(12))…, --base \(s.base)'s \(sha.prefix(12))…)"
+        }
+        return nil
     }
 
     /// A step's command as step.json records it: paths under OUT as $OUT/…, the base as $BASE, so
@@ -507,7 +521,7 @@ struct TableCommand: Command {
             try writeAtomically(Data(plot.svg().utf8), to: s.out.appendingPathComponent(name))
         }
         let missing = s.tasks.flatMap { t in s.seeds.flatMap { seed in names.filter { cells["\(t.name)/\(seed)/\($0)"] == nil }.map { "\(t.name)/\(seed)/\($0)" } } }
-        if !missing.isEmpty { md.append("\nNot made yet (or made by another command): \(missing.joined(separator: ", "))") }
+        if !missing.isEmpty { md.append("\nNot made yet (or made by another command or base): \(missing.joined(separator: ", "))") }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.md"))
         try writeAtomically(Data((csv.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.csv"))
         var obj: [String: Any] = ["cpu": Runtime.cpuName, "tasks": s.tasks.map(\.name), "seeds": s.seeds, "rows": json, "missing": missing]

@@ -8,9 +8,9 @@ import DISTILL
 /// `zoo table` on a tiny base and a tiny RTE: cells made, cached, and the same table through a plan
 /// run by GNU parallel and by Slurm.
 final class TableTests: XCTestCase {
-    static func tinyBase() throws -> URL {
+    static func tinyBase(seed: UInt64 = 9) throws -> URL {
         let base = try tempDir().appendingPathComponent("base")
-        try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: 9)
+        try randomStore(.bert(vocab: 12, hidden: 16, layers: 4, heads: 2, ffn: 32, positions: 16), seed: seed)
             .writeCheckpoint(to: base, base: try Checkpoint(dir: try Tiny.checkpoint()))
         return base
     }
@@ -88,7 +88,7 @@ final class TableTests: XCTestCase {
         // with another --limit, bert's is not, and so no cell (all three start from it).
         r = try zoo(common + ["--out", serial.path, "--limit", "40", "--collect"])
         XCTAssertEqual(r.code, 0, r.stderr)
-        XCTAssertTrue(r.out.contains("Not made yet (or made by another command): rte/7/bert, rte/7/heads40, rte/7/heads40+qbert-int8"), r.out)
+        XCTAssertTrue(r.out.contains("Not made yet (or made by another command or base): rte/7/bert, rte/7/heads40, rte/7/heads40+qbert-int8"), r.out)
 
         let planned = try tempDir().appendingPathComponent("planned")
         r = try zoo(common + ["--out", planned.path, "--plan"])
@@ -152,6 +152,18 @@ final class TableTests: XCTestCase {
         }
         for command in ["zoo finetune", "zoo prune", "zoo quantize"] { XCTAssertTrue(r.stderr.contains(command), "\(command) ran: \(r.stderr)") }
         XCTAssertEqual(try scores(kept), expected)
+
+        // The records name the base by its sha256: another base with the same --out is refused, by
+        // a run and by --collect (which then lists the cells as not made).
+        XCTAssertEqual(try json(first.appendingPathComponent("cells/rte/seed-7/bert/step.json"))["base"] as? String,
+                       try Fetch.sha256(base.appendingPathComponent("model.safetensors")))
+        let other = try TableTests.tinyBase(seed: 10)
+        let withOther = common.map { $0 == base.path ? other.path : $0 } + ["--out", first.path]
+        r = try zoo(withOther)
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("cells/rte/seed-7/bert/step.json: made from another base"), r.stderr)
+        r = try zoo(withOther + ["--collect"])
+        XCTAssertTrue(r.out.contains("Not made yet (or made by another command or base): rte/7/bert, rte/7/heads40+qbert-int8"), r.out)
     }
 
     func shell(_ command: String) throws -> Int32 {
