@@ -469,7 +469,18 @@ struct TableCommand: Command {
             let m = s.tasks.map { mean(scores(row, $0)) }
             return m.contains(where: { $0 == nil }) ? nil : mean(m.compactMap { $0 })
         }
-        let dense = rowMean("bert")
+        /// The row's mean and bert's over the same (task, seed) pairs, for % of bert while seeds are missing.
+        func withDense(_ row: String) -> (row: Double, dense: Double)? {
+            var r: [Double] = [], d: [Double] = []
+            for task in s.tasks {
+                let dense = Dictionary(uniqueKeysWithValues: made("bert", task).map { ($0.seed, $0.dev) })
+                let both = made(row, task).filter { dense[$0.seed] != nil }
+                guard !both.isEmpty else { return nil }
+                r.append(mean(both.map(\.dev))!)
+                d.append(mean(both.map { dense[$0.seed]! })!)
+            }
+            return (mean(r)!, mean(d)!)
+        }
         var json: [[String: Any]] = []
         var md = ["CPU: \(Runtime.cpuName); threads \(Runtime.threads); seeds \(s.seeds.map(String.init).joined(separator: ", ")); speed: vs bert at s=128 (s = the positions of a model with fewer), medians\n",
                   "| row | parameters | MB | b=1 speed | b=32 speed | " + s.tasks.map(\.glueName).joined(separator: " | ") + " | mean | % of bert |",
@@ -480,7 +491,7 @@ struct TableCommand: Command {
             let first = s.seeds.lazy.compactMap { seed in s.tasks.lazy.compactMap { cells["\($0.name)/\(seed)/\(row)"] }.first }.first
             let speed = row == "bert" ? ["b1_speedup": 1.0, "b32_speedup": 1.0] : speeds[row] ?? nil
             let perTask = s.tasks.map { mean(scores(row, $0)) }
-            let m = rowMean(row), pct = m.flatMap { m in dense.map { 100 * m / $0 } }
+            let m = rowMean(row), pct = withDense(row).map { 100 * $0.row / $0.dense }
             let params = first?["parameters"] as? Int, bytes = first?["bytes"] as? Int
             md.append("| \(row) | \(params.map(String.init) ?? "—") | \(f(bytes.map { Double($0) / 1_048_576 }, "%.1f")) | "
                       + "\(f(speed?["b1_speedup"] as? Double, "%.2f×")) | \(f(speed?["b32_speedup"] as? Double, "%.2f×")) | "

@@ -261,6 +261,21 @@ final class TableTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("--finetune-epochs takes a whole number in 1..., got '0'"), r.stderr)
     }
 
+    /// With a seed missing, a row's % of bert is against bert's scores on the same (task, seed) pairs:
+    /// heads40 made on seed 42 only (57) against bert's 60 there, not bert's mean of 60 and 80.
+    func testPercentOfBertOnTheSameSeeds() throws {
+        let rte = try GLUETask.named("rte"), out = try tempDir()
+        let s = TableCommand.Setup(base: "/b", out: out, glue: out, limit: nil, finetuneEpochs: nil, threads: nil, baseSHA: nil,
+                                   tasks: [rte], seeds: [42, 43], rows: [try TableCommand.chain("bert"), try TableCommand.chain("heads40")],
+                                   argv: [], speedGeometry: nil)
+        let cell = { (dev: Double) -> [String: Any] in ["dev": dev, "parameters": 10, "bytes": 40] }
+        try TableCommand.write(s, cells: ["rte/42/bert": cell(60), "rte/43/bert": cell(80), "rte/42/heads40": cell(57)], speeds: [:])
+        let rows = try json(out.appendingPathComponent("table.json"))["rows"] as! [[String: Any]]
+        XCTAssertEqual(rows[0]["percent_of_bert"] as! Double, 100, accuracy: 1e-9)
+        XCTAssertEqual(rows[1]["percent_of_bert"] as! Double, 95, accuracy: 1e-9)
+        XCTAssertEqual(rows[1]["mean"] as! Double, 57, accuracy: 1e-9)
+    }
+
     /// --finetune-epochs reaches the bert row's `zoo finetune` and nothing else; without it the
     /// command is the one the recorded cells hold.
     func testFinetuneEpochs() throws {
