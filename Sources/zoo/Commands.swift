@@ -248,8 +248,6 @@ func cosine(_ a: [Float], _ b: [Float]) -> Double {
     return ab / max((aa * bb).squareRoot(), 1e-12)
 }
 
-/// --max-len (default 128, or the model's positions when fewer), refused beyond the model's
-/// position table rather than quietly cut to it.
 extension Sequence where Element: Hashable {
     /// The first element that appears a second time, if any (a list option naming a value twice).
     var firstRepeated: Element? {
@@ -258,6 +256,8 @@ extension Sequence where Element: Hashable {
     }
 }
 
+/// --max-len (default 128, or the model's positions when fewer), refused beyond the model's
+/// position table rather than quietly cut to it.
 func maxLength(_ args: Arguments, _ model: Model) throws -> Int {
     guard let n = try args.int("max-len", range: 3...Int.max) else { return min(128, model.maxLength) }
     guard n <= model.maxLength else { throw ZooError.usage("--max-len \(n) exceeds the model's \(model.maxLength) positions") }

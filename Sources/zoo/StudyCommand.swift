@@ -196,5 +196,4 @@ struct StudyCommand: Command {
         let s = stats(x)
         return String(format: "%.2f ± ", s.mean) + (s.sd.map { String(format: "%.2f", $0) } ?? "—")
     }
-
 }
