@@ -241,24 +241,16 @@ final class TableTests: XCTestCase {
 
     func testErrors() throws {
         let base = try TableTests.tinyBase()
-        var r = try zoo(["table", "--base", base.path, "--variants", "bert,nope"])
-        XCTAssertEqual(r.code, 2)
-        XCTAssertTrue(r.stderr.contains("unknown method 'nope' in row 'nope'"), r.stderr)
-        r = try zoo(["table", "--base", base.path, "--cell", "rte/x/bert"])
-        XCTAssertEqual(r.code, 2)
-        XCTAssertTrue(r.stderr.contains("--cell takes TASK/SEED/ROW"), r.stderr)
-        r = try zoo(["table", "--base", base.path, "--speed-geometry", "huge"])
-        XCTAssertEqual(r.code, 2)
-        XCTAssertTrue(r.stderr.contains("unknown --speed-geometry 'huge'"), r.stderr)
-        r = try zoo(["table", "--base", base.path, "--variants", "heads40,bert+heads40"])
-        XCTAssertEqual(r.code, 2)
-        XCTAssertTrue(r.stderr.contains("--variants names heads40 twice"), r.stderr)
-        r = try zoo(["table", "--base", base.path, "--seeds", "42,43,42"])
-        XCTAssertEqual(r.code, 2)
-        XCTAssertTrue(r.stderr.contains("--seeds names 42 twice"), r.stderr)
-        r = try zoo(["table", "--base", base.path, "--finetune-epochs", "0"])
-        XCTAssertEqual(r.code, 2)
-        XCTAssertTrue(r.stderr.contains("--finetune-epochs takes a whole number in 1..., got '0'"), r.stderr)
+        for (args, message) in [(["--variants", "bert,nope"], "unknown method 'nope' in row 'nope'"),
+                                (["--cell", "rte/x/bert"], "--cell takes TASK/SEED/ROW"),
+                                (["--speed-geometry", "huge"], "unknown --speed-geometry 'huge'"),
+                                (["--variants", "heads40,bert+heads40"], "--variants names heads40 twice"),
+                                (["--seeds", "42,43,42"], "--seeds names 42 twice"),
+                                (["--finetune-epochs", "0"], "--finetune-epochs takes a whole number in 1..., got '0'")] {
+            let r = try zoo(["table", "--base", base.path] + args)
+            XCTAssertEqual(r.code, 2, args.joined(separator: " "))
+            XCTAssertTrue(r.stderr.contains(message), r.stderr)
+        }
     }
 
     /// With a seed missing, a row's % of bert is against bert's scores on the same (task, seed) pairs:
