@@ -13,8 +13,7 @@ struct FinetuneCommand: Command {
       dropout from config.json, seeded shuffling and dropout). Evaluates on dev after every epoch.
       --out (default runs/<task>) receives an HF-compatible checkpoint (config.json, model.safetensors,
       vocab.txt) and metrics.json. Checkpoints at each epoch end and every --save-every steps
-      (default 500) are written atomically; --resume continues the last one with the same recipe
-      (and starts afresh if there is none yet, like zoo distill).
+      (default 500) are written atomically; --resume continues the last one with the same recipe.
       Defaults: 3 epochs, lr 5e-5, batch 32, max length 128, warm-up 0.1, weight decay 0.01, seed 42.
     """
     static let options: Set<String> = ["base", "task", "epochs", "lr", "batch", "max-len", "warmup", "weight-decay", "seed", "out",
@@ -43,12 +42,11 @@ struct FinetuneCommand: Command {
         }
         let tuner = try Finetuner(base: base, task: task, glue: glueDirectory(args["data"]), options: o, out: out)
         if args.flag("resume") {
-            if FileManager.default.fileExists(atPath: tuner.checkpointURL.path) {
-                try tuner.resume()
-                log("resumed from \(tuner.checkpointURL.path) at step \(tuner.trainer.step)")
-            } else {
-                log("--resume: no checkpoint in \(out.path) yet (stopped before its first save): starting at step 0")
+            guard FileManager.default.fileExists(atPath: tuner.checkpointURL.path) else {
+                throw ZooError.usage("--resume: nothing to resume (no \(tuner.checkpointURL.path))")
             }
+            try tuner.resume()
+            log("resumed from \(tuner.checkpointURL.path) at step \(tuner.trainer.step)")
         }
         if !tuner.work.initialised.isEmpty { log("initialised (not in the base checkpoint, or for another label count): \(tuner.work.initialised.joined(separator: ", "))") }
         log("fine-tuning \(base.dir.lastPathComponent) on \(task.glueName): \(tuner.batchesPerEpoch) steps/epoch × \(o.epochs) epochs, \(Runtime.threads) threads")

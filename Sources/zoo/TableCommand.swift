@@ -230,11 +230,15 @@ struct TableCommand: Command {
             log("\(label): recorded, but its weights are not in \(dir.path) and a later step needs them: made again")
             try fm.removeItem(at: dir)
         }
+        // A resumable step resumes from its checkpoint (finetune's, or a distillation stage's one level
+        // down); killed before its first one, it starts from the beginning in its folder.
         let started = fm.fileExists(atPath: dir.path)
+        let resume = started && resumable && ([dir] + ((try? fm.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []))
+            .contains { fm.fileExists(atPath: $0.appendingPathComponent("checkpoint.safetensors").path) }
         var argv = command + (s.threads.map { ["--threads", "\($0)"] } ?? [])
-        if started && resumable { argv.append("--resume") }
+        if resume { argv.append("--resume") }
         if started && !resumable { try fm.removeItem(at: dir) }
-        log("\(label): zoo \(argv.joined(separator: " "))\(started ? (resumable ? " (resuming)" : " (started over)") : "")")
+        log("\(label): zoo \(argv.joined(separator: " "))" + (!started ? "" : resume ? " (resuming)" : resumable ? " (no checkpoint yet: from the start)" : " (started over)"))
         try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         let logURL = dir.appendingPathComponent("step.log")
         if !fm.fileExists(atPath: logURL.path) { fm.createFile(atPath: logURL.path, contents: nil) }

@@ -253,6 +253,20 @@ final class TableTests: XCTestCase {
         }
     }
 
+    /// A step killed before its first checkpoint leaves its folder and no checkpoint: run again, it
+    /// starts from the beginning (with --resume, zoo finetune would find nothing to resume and fail).
+    func testStepKilledBeforeItsFirstCheckpoint() throws {
+        let glue = try FinetuneTests.tinyGLUE(train: 48), base = try TableTests.tinyBase(), out = try tempDir()
+        let dir = out.appendingPathComponent("cells/rte/seed-7/bert")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: dir.appendingPathComponent("step.log").path, contents: Data("killed\n".utf8))
+        let r = try zoo(["table", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--variants", "bert", "--data", glue.path,
+                         "--threads", "2", "--no-speed", "--out", out.path])
+        XCTAssertEqual(r.code, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("(no checkpoint yet: from the start)"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("--resume"), r.stderr)
+    }
+
     /// With a seed missing, a row's % of bert is against bert's scores on the same (task, seed) pairs:
     /// heads40 made on seed 42 only (57) against bert's 60 there, not bert's mean of 60 and 80.
     func testPercentOfBertOnTheSameSeeds() throws {
