@@ -234,7 +234,7 @@ struct TableCommand: Command {
         // down); killed before its first one, it starts from the beginning in its folder.
         let started = fm.fileExists(atPath: dir.path)
         let resume = started && resumable && ([dir] + ((try? fm.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []))
-            .contains { fm.fileExists(atPath: $0.appendingPathComponent("checkpoint.safetensors").path) }
+            .contains { fm.fileExists(atPath: $0.appendingPathComponent(Trainer.checkpointFile).path) }
         var argv = command + (s.threads.map { ["--threads", "\($0)"] } ?? [])
         if resume { argv.append("--resume") }
         if started && !resumable { try fm.removeItem(at: dir) }

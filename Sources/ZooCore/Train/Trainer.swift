@@ -44,7 +44,9 @@ public final class Trainer {
     public private(set) var epochMetrics: [[String: Any]] = []
     public private(set) var trainedTokens = 0, trainSeconds = 0.0
 
-    public var checkpointURL: URL { out.appendingPathComponent("checkpoint.safetensors") }
+    /// The resumable checkpoint's file name in a run's output folder.
+    public static let checkpointFile = "checkpoint.safetensors"
+    public var checkpointURL: URL { out.appendingPathComponent(Self.checkpointFile) }
     public var batchesPerEpoch: Int { (work.exampleCount + options.batch - 1) / options.batch }
     public var totalSteps: Int { batchesPerEpoch * options.epochs }
 
