@@ -233,8 +233,7 @@ struct TableCommand: Command {
         // A resumable step resumes from its checkpoint (finetune's, or a distillation stage's one level
         // down); killed before its first one, it starts from the beginning in its folder.
         let started = fm.fileExists(atPath: dir.path)
-        let resume = started && resumable && ([dir] + ((try? fm.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []))
-            .contains { fm.fileExists(atPath: $0.appendingPathComponent(Trainer.checkpointFile).path) }
+        let resume = started && resumable && !checkpoints(in: dir).isEmpty
         var argv = command + (s.threads.map { ["--threads", "\($0)"] } ?? [])
         if resume { argv.append("--resume") }
         if started && !resumable { try fm.removeItem(at: dir) }
@@ -262,6 +261,8 @@ struct TableCommand: Command {
             let tail = (try? String(contentsOf: logURL, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
             throw ZooError.failed("\(label): `zoo \(argv.joined(separator: " "))` failed (exit \(p.terminationStatus)); \(logURL.path) ends:\n\(tail)")
         }
+        // Made: its training checkpoints (weights and optimizer moments, twice the model) are not read again.
+        for c in checkpoints(in: dir) { try fm.removeItem(at: c) }
         var record = try measure()
         record["command"] = recorded
         record["seconds"] = Date().timeIntervalSince(start)
@@ -269,6 +270,13 @@ struct TableCommand: Command {
         record["base"] = s.baseSHA
         try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: done)
         return record
+    }
+
+    /// The training checkpoints in a step's folder: finetune's, and a distillation stage's one level down.
+    static func checkpoints(in dir: URL) -> [URL] {
+        let fm = FileManager.default
+        return ([dir] + ((try? fm.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []))
+            .map { $0.appendingPathComponent(Trainer.checkpointFile) }.filter { fm.fileExists(atPath: $0.path) }
     }
 
     /// Why a step's record is not this step's: another command (records made before $OUT/$BASE hold

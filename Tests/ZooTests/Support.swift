@@ -95,8 +95,16 @@ extension SafeTensors {
     }
 }
 
+/// The test process's temporary folder, holding every `tempDir()`; removed when the process exits
+/// (a full run makes thousands of them, tens of GB with the tables' and studies' checkpoints).
+let testRoot: URL = {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("zoo-test-\(getpid())-\(UUID().uuidString.prefix(8))")
+    atexit { try? FileManager.default.removeItem(at: testRoot) }
+    return d
+}()
+
 func tempDir() throws -> URL {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("zoo-test-\(UUID().uuidString)")
+    let d = testRoot.appendingPathComponent(UUID().uuidString)
     try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
     return d
 }

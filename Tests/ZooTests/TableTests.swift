@@ -43,6 +43,10 @@ final class TableTests: XCTestCase {
             XCTAssertEqual(scores, [try json(e)["score"] as! Double], row)
         }
         XCTAssertEqual(try Checkpoint(dir: serial.appendingPathComponent("cells/rte/seed-7/bert+heads40")).spec.layers.map(\.heads).reduce(0, +), 5)
+        // A made step keeps its model, not its training checkpoint (zoo finetune leaves one in its --out).
+        let files = FileManager.default.enumerator(atPath: serial.path)!.compactMap { $0 as? String }
+        XCTAssertEqual(files.filter { $0.hasSuffix("/model.safetensors") }.count, 3, "\(files)")
+        XCTAssertEqual(files.filter { $0.hasSuffix(Trainer.checkpointFile) }, [])
         let plot = try String(contentsOf: serial.appendingPathComponent("score-parameters.svg"), encoding: .utf8)
         XCTAssertEqual(plot.components(separatedBy: "<circle").count - 1, 3)
         XCTAssertFalse(FileManager.default.fileExists(atPath: serial.appendingPathComponent("score-speed.svg").path), "--no-speed: no speed plot")
