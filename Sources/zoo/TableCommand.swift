@@ -261,7 +261,7 @@ struct TableCommand: Command {
             let tail = (try? String(contentsOf: logURL, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
             throw ZooError.failed("\(label): `zoo \(argv.joined(separator: " "))` failed (exit \(p.terminationStatus)); \(logURL.path) ends:\n\(tail)")
         }
-        // Made: its training checkpoints (weights and optimizer moments, twice the model) are not read again.
+        // Made: its training checkpoints (weights and both Adam moments, three times the model) are not read again.
         for c in checkpoints(in: dir) { try fm.removeItem(at: c) }
         var record = try measure()
         record["command"] = recorded
