@@ -3,14 +3,15 @@ import ZooCore
 
 struct FinetuneCommand: Command {
     static let name = "finetune"
-    static let summary = "fine-tune a BERT checkpoint on a GLUE task (resumable)"
+    static let summary = "fine-tune a BERT, DistilBERT or ALBERT checkpoint on a GLUE task (resumable)"
     static let help = """
     zoo finetune --base DIR --task T [--epochs N] [--lr X] [--batch B] [--max-len L] [--warmup F]
                  [--weight-decay W] [--seed S] [--out DIR] [--resume] [--save-every N] [--limit N]
                  [--data DIR] [--threads N]
-      Trains BertForSequenceClassification from the checkpoint in --base on the task's train split
-      (AdamW, linear warm-up over fraction F of the steps then linear decay, gradient clipping at 1.0,
-      dropout from config.json, seeded shuffling and dropout). Evaluates on dev after every epoch.
+      Trains the checkpoint in --base (BERT, DistilBERT or ALBERT, as *ForSequenceClassification) on
+      the task's train split (AdamW, linear warm-up over fraction F of the steps then linear decay,
+      gradient clipping at 1.0, dropout from config.json, seeded shuffling and dropout). Evaluates on
+      dev after every epoch.
       --out (default runs/<task>) receives an HF-compatible checkpoint (config.json, model.safetensors,
       vocab.txt) and metrics.json. Checkpoints at each epoch end and every --save-every steps
       (default 500) are written atomically; --resume continues the last one with the same recipe.

@@ -7,15 +7,16 @@ struct SearchCommand: Command {
     static let summary = "the most accurate table row within a latency budget on this CPU (and the Pareto front)"
     static let help = """
     zoo search --task T --latency-ms X --base DIR [--batch 1] [--seq 128] [--variants …] [--seeds 42]
-               [--out runs/table] [--rounds 3] [--data DIR] [--threads N]
-      Reads the cells `zoo table` made in OUT for task T (the same --base, --variants, --seeds):
+               [--out runs/table] [--limit N] [--finetune-epochs N] [--rounds 3] [--data DIR] [--threads N]
+      Reads the cells `zoo table` made in OUT for task T (the same --base, --variants, --seeds,
+      --limit and --finetune-epochs; a cell made with others is listed as missing):
       each row's dev score (mean over the seeds made) and its latency at --batch × --seq on this CPU,
       the median of --rounds `zoo bench` runs of the row's model of the first seed, measured now
       unless OUT/latency holds it for this CPU. Prints every row, marks the Pareto front (no other
       row both faster and better) and names the most accurate row within the budget; exit 1 when
       none is. Rows without a finished cell are listed as missing (make them with zoo table).
     """
-    static let options: Set<String> = ["task", "latency-ms", "batch", "seq", "base", "variants", "seeds", "out", "rounds", "data", "threads", "limit"]
+    static let options: Set<String> = ["task", "latency-ms", "batch", "seq", "base", "variants", "seeds", "out", "rounds", "data", "threads", "limit", "finetune-epochs"]
     static let flags: Set<String> = []
 
     static func run(_ args: Arguments) throws {

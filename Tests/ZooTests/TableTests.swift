@@ -68,6 +68,9 @@ final class TableTests: XCTestCase {
         XCTAssertEqual(r.code, 1)
         XCTAssertTrue(r.stderr.contains("no row runs within"), r.stderr)
         XCTAssertFalse(r.stderr.contains("measured "), "latencies are cached: \(r.stderr)")
+        r = try zoo(search + ["--latency-ms", "100000", "--limit", "5"])
+        XCTAssertEqual(r.code, 1, "cells of another --limit are not this search's")
+        XCTAssertTrue(r.stderr.contains("no finished cell for RTE"), r.stderr)
 
         // Killed (SIGKILL) after the first cell and run again: the finished step is kept, the table the same.
         let killed = try tempDir().appendingPathComponent("killed")
