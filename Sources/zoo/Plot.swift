@@ -1,8 +1,8 @@
 import Foundation
 
-/// A scatter plot as SVG: labelled points, optional ± error bars, and the Pareto front (the points no
-/// other point beats on both axes), for `zoo table`'s score-vs-speed and score-vs-parameters figures
-/// and `zoo study teacher-size`'s student-vs-teacher ones.
+/// A scatter plot as SVG: labelled points, optional ± error bars, series in their own colours, the line
+/// y = x, and the Pareto front (the points no other point beats on both axes), for `zoo table`'s
+/// score-vs-speed and score-vs-parameters figures and `zoo study teacher-size`'s student-vs-teacher ones.
 struct ScatterPlot {
     var title: String, xLabel: String, yLabel: String
     var points: [(label: String, x: Double, y: Double)]
@@ -11,6 +11,10 @@ struct ScatterPlot {
     /// ± error bars on y, one per point (none when empty), and whether to draw the Pareto front.
     var yErrors: [Double] = []
     var showFront = true
+    /// Each point's series (a colour each, named above the plot); empty: one series.
+    var series: [String] = []
+    /// A label for the line y = x, drawn where both axes' ranges meet (nil: no line).
+    var diagonal: String? = nil
 
     /// Points on the front, in x order.
     var front: [(label: String, x: Double, y: Double)] {
@@ -45,20 +49,36 @@ struct ScatterPlot {
             out.append("<text x=\"\(f(px(x)))\" y=\"\(f(H - bottom + 15))\" text-anchor=\"middle\">\(String(format: "%.3g", x))</text>")
             out.append("<text x=\"\(f(left - 6))\" y=\"\(f(py(y) + 4))\" text-anchor=\"end\">\(String(format: "%.3g", y))</text>")
         }
+        let palette = ["#36c", "#e80", "#393", "#939", "#3aa", "#777"]
+        let names = series.count == points.count ? series.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } } : []
+        let colour = names.isEmpty ? Array(repeating: palette[0], count: points.count) : series.map { palette[names.firstIndex(of: $0)! % palette.count] }
+        for (i, name) in names.enumerated() {
+            let x = left + 110 * Double(i)
+            out.append("<rect x=\"\(f(x))\" y=\"\(f(top - 14))\" width=\"8\" height=\"8\" fill=\"\(palette[i % palette.count])\"/>")
+            out.append("<text x=\"\(f(x + 12))\" y=\"\(f(top - 6))\">\(esc(name))</text>")
+        }
+        if let diagonal, max(x0, y0) < min(x1, y1) {
+            let (a, b) = (max(x0, y0), min(x1, y1))
+            out.append("<line x1=\"\(f(px(a)))\" y1=\"\(f(py(a)))\" x2=\"\(f(px(b)))\" y2=\"\(f(py(b)))\" stroke=\"#999\" stroke-dasharray=\"2 3\"/>")
+            out.append("<text x=\"\(f(px(b) - 4))\" y=\"\(f(py(b) + 14))\" text-anchor=\"end\" fill=\"#999\">\(esc(diagonal))</text>")
+        }
         let onFront = showFront ? Set(front.map(\.label)) : []
         if showFront {
             let line = front.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
             out.append("<polyline points=\"\(line)\" fill=\"none\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>")
         }
-        for (p, e) in zip(points, err) where e > 0 {
-            out.append("<line x1=\"\(f(px(p.x)))\" y1=\"\(f(py(p.y - e)))\" x2=\"\(f(px(p.x)))\" y2=\"\(f(py(p.y + e)))\" stroke=\"#36c\"/>")
+        for ((p, e), c) in zip(zip(points, err), colour) where e > 0 {
+            out.append("<line x1=\"\(f(px(p.x)))\" y1=\"\(f(py(p.y - e)))\" x2=\"\(f(px(p.x)))\" y2=\"\(f(py(p.y + e)))\" stroke=\"\(c)\"/>")
         }
-        // Points drawn on the same pixel share one label (e.g. a model and its 8-bit copy by parameters).
+        // Points drawn on the same pixel share one label (e.g. a model and its 8-bit copy by parameters);
+        // a label repeated above itself (one teacher's students) is drawn once, at the highest point.
         var groups: [(x: Double, y: Double, labels: [String])] = []
-        for p in points {
-            out.append("<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"4\" fill=\"\(onFront.contains(p.label) ? "#c33" : "#36c")\"/>")
+        for (p, c) in zip(points, colour) {
+            out.append("<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"4\" fill=\"\(onFront.contains(p.label) ? "#c33" : c)\"/>")
             let (x, y) = (px(p.x).rounded(), py(p.y).rounded())
-            if let i = groups.firstIndex(where: { $0.x == x && $0.y == y }) { groups[i].labels.append(p.label) } else { groups.append((x, y, [p.label])) }
+            if let i = groups.firstIndex(where: { $0.x == x && $0.labels == [p.label] }) { groups[i].y = min(groups[i].y, y) }
+            else if let i = groups.firstIndex(where: { $0.x == x && $0.y == y }) { groups[i].labels.append(p.label) }
+            else { groups.append((x, y, [p.label])) }
         }
         for g in groups {
             let label = g.labels.joined(separator: ", ")
@@ -67,7 +87,7 @@ struct ScatterPlot {
             out.append("<text x=\"\(f(g.x + (fits ? 6 : -6)))\" y=\"\(f(g.y - 6))\"\(fits ? "" : " text-anchor=\"end\"")>\(esc(label))</text>")
         }
         if showFront { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#c33\">red: Pareto front</text>") }
-        if !yErrors.isEmpty { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#36c\">bars: ± sd over seeds</text>") }
+        if !yErrors.isEmpty { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\">bars: ± sd over seeds</text>") }
         out.append("</svg>")
         return out.joined(separator: "\n") + "\n"
     }

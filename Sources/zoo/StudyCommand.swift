@@ -29,8 +29,8 @@ struct StudyCommand: Command {
       majority class, README Distillation). Prints and writes
       OUT/teacher-size.md (per teacher: layers, parameters, the teacher's and each student's mean dev
       score over the tasks, ± sd over seeds) and two plots: student score against teacher parameters
-      (student-vs-teacher-parameters.svg) and against the teacher's score
-      (student-vs-teacher-score.svg). --plan writes every teacher's cells into OUT/plan.
+      (student-vs-teacher-parameters.svg) and against the teacher's score, with the line y = x
+      (student-vs-teacher-score.svg), a colour per student. --plan writes every teacher's cells into OUT/plan.
     """
     static let options = TableCommand.options.subtracting(["variants"]).union(["teacher-layers", "teachers", "students", "student"])
     static let flags = TableCommand.flags.subtracting(["no-speed"])
@@ -132,7 +132,7 @@ struct StudyCommand: Command {
         // Per teacher: its size, its own score and each student's, mean ± sd over the seeds.
         var md = ["| teacher | layers | parameters | teacher dev | " + students.joined(separator: " | ") + " |",
                   "|---|---:|---:|---:|" + String(repeating: "---:|", count: students.count)]
-        var points: [(label: String, parameters: Double, teacher: Double?, mean: Double, sd: Double)] = []
+        var points: [(teacher: String, student: String, parameters: Double, teacherScore: Double?, mean: Double, sd: Double)] = []
         for (name, dir) in teachers {
             let spec = try Checkpoint(dir: dir).spec
             let rows = Dictionary(try tableRows(out.appendingPathComponent(name)).map { ($0["row"] as! String, perSeed($0)) }) { a, _ in a }
@@ -144,18 +144,20 @@ struct StudyCommand: Command {
             for student in students {
                 guard let x = rows[student], !x.isEmpty else { continue }
                 let p = point(student: x, teacher: rows["bert"] ?? [:])
-                points.append(("\(student) ← \(name)", Double(spec.parameterCount) / 1e6, p.teacher, p.mean, p.sd ?? 0))
+                points.append((name, student, Double(spec.parameterCount) / 1e6, p.teacher, p.mean, p.sd ?? 0))
             }
         }
         md.append("\nmean GLUE dev over \(args["tasks"] ?? "rte,mrpc,stsb,cola,sst2") per seed made on every task; ± the sample sd (n − 1) over those seeds, — for one seed (how many seeds)")
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("teacher-size.md"))
         print("\n" + md.joined(separator: "\n"))
-        let withTeacher = points.filter { $0.teacher != nil }
-        let plots = [("student-vs-teacher-parameters.svg", "teacher parameters (M)", points.map { ($0.label, $0.parameters, $0.mean) }, points.map(\.sd)),
-                     ("student-vs-teacher-score.svg", "teacher mean dev score (same seeds)", withTeacher.map { ($0.label, $0.teacher!, $0.mean) }, withTeacher.map(\.sd))]
-        for (file, xLabel, xy, errors) in plots where !xy.isEmpty {
+        // A point per (teacher, student), labelled by its teacher, coloured by its student.
+        let withTeacher = points.filter { $0.teacherScore != nil }
+        let plots = [("student-vs-teacher-parameters.svg", "teacher parameters (M)", points.map { ($0.teacher, $0.parameters, $0.mean) }, points, nil),
+                     ("student-vs-teacher-score.svg", "teacher mean dev score (same seeds)", withTeacher.map { ($0.teacher, $0.teacherScore!, $0.mean) },
+                      withTeacher, "student = teacher")]
+        for (file, xLabel, xy, of, diagonal) in plots where !xy.isEmpty {
             let plot = ScatterPlot(title: "distilled student against its teacher", xLabel: xLabel, yLabel: "student mean dev score",
-                                   points: xy, largerXBetter: true, yErrors: errors, showFront: false)
+                                   points: xy, largerXBetter: true, yErrors: of.map(\.sd), showFront: false, series: of.map(\.student), diagonal: diagonal)
             try writeAtomically(Data(plot.svg().utf8), to: out.appendingPathComponent(file))
         }
     }

@@ -246,6 +246,36 @@ final class TableTests: XCTestCase {
         XCTAssertFalse(svg.contains { $0.hasSuffix(">int8</text>") })
     }
 
+    /// Series: a colour each, named above the plot; one teacher's label drawn once, above its highest
+    /// point; the line y = x over both axes' common range.
+    func testPlotSeriesAndDiagonal() {
+        let plot = ScatterPlot(title: "t", xLabel: "teacher", yLabel: "student",
+                               points: [("L6", 58, 49.5), ("L6", 58, 40), ("L2", 42, 44), ("L2", 42, 34)], largerXBetter: true,
+                               showFront: false, series: ["tinybert", "distilbert", "tinybert", "distilbert"], diagonal: "student = teacher")
+        let svg = plot.svg().split(separator: "\n").map(String.init), circles = svg.filter { $0.hasPrefix("<circle") }
+        func number(_ line: String, _ key: String) -> Double { Double(line.components(separatedBy: "\(key)=\"")[1].prefix { $0 != "\"" })! }
+        func fill(_ line: String) -> String { line.components(separatedBy: "fill=\"")[1].components(separatedBy: "\"")[0] }
+        XCTAssertEqual(circles.map(fill), ["#36c", "#e80", "#36c", "#e80"])
+        XCTAssertEqual(svg.filter { $0.hasPrefix("<rect x") && $0.contains("width=\"8\"") }.map(fill), ["#36c", "#e80"])
+        XCTAssertTrue(svg.contains { $0.hasSuffix(">tinybert</text>") } && svg.contains { $0.hasSuffix(">distilbert</text>") })
+        for (label, top) in [("L6", 0), ("L2", 2)] {
+            let texts = svg.filter { $0.hasSuffix(">\(label)</text>") }
+            XCTAssertEqual(texts.count, 1, label)
+            XCTAssertEqual(number(texts[0], "y"), number(circles[top], "cy") - 6, accuracy: 0.51, label)
+        }
+        // y = x: the line's ends are where points of equal coordinates would be drawn, at both axes'
+        // ranges' overlap (each range is its values padded by 8 % of their span).
+        let line = svg.first { $0.hasPrefix("<line") && $0.contains("#999") }!
+        let (px42, px58) = (number(circles[2], "cx"), number(circles[0], "cx")), (py34, py49) = (number(circles[3], "cy"), number(circles[0], "cy"))
+        let pxv = { (v: Double) in px42 + (v - 42) / 16 * (px58 - px42) }, pyv = { (v: Double) in py34 + (v - 34) / 15.5 * (py49 - py34) }
+        let lo = max(42 - 16 * 0.08, 34 - 15.5 * 0.08), hi = min(58 + 16 * 0.08, 49.5 + 15.5 * 0.08)
+        for (end, v) in [("1", lo), ("2", hi)] {
+            XCTAssertEqual(number(line, "x" + end), pxv(v), accuracy: 0.06)
+            XCTAssertEqual(number(line, "y" + end), pyv(v), accuracy: 0.06)
+        }
+        XCTAssertTrue(svg.contains { $0.hasSuffix(">student = teacher</text>") })
+    }
+
     func testErrors() throws {
         let base = try TableTests.tinyBase()
         for (args, message) in [(["--variants", "bert,nope"], "unknown method 'nope' in row 'nope'"),
@@ -398,6 +428,9 @@ final class StudyTests: XCTestCase {
         }
         let svg = try String(contentsOf: out.appendingPathComponent("student-vs-teacher-parameters.svg"), encoding: .utf8)
         XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 4)
+        for label in [">base-L4</text>", ">base-L2</text>", ">tinybert</text>", ">distilbert</text>"] {   // teachers label points, students are the series
+            XCTAssertEqual(svg.components(separatedBy: label).count - 1, 1, label)
+        }
         XCTAssertTrue(md.hasPrefix("| teacher | layers | parameters | teacher dev | tinybert | distilbert |"), md)
         r = try zoo(common + ["--students", "bert,distilbert", "--plan"])
         XCTAssertEqual(r.code, 2)
