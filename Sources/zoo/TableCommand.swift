@@ -425,6 +425,23 @@ struct TableCommand: Command {
 
     // MARK: plan, output
 
+    /// The recorded `seconds` of the made cells' steps summed by method (a shared step under
+    /// "METHOD (shared)"), each step once however many cells read it.
+    static func cost(_ s: Setup, cells: [String: [String: Any]]) -> [String: Double] {
+        var seconds: [String: Double] = [:], counted = Set<String>()
+        for task in s.tasks { for seed in s.seeds { for row in s.rows where cells["\(task.name)/\(seed)/\(rowName(row))"] != nil {
+            for (m, step) in zip(row, steps(s, task: task, seed: seed, row: row)) {
+                for (dir, name) in [step.shared.map { ($0.dir, m.name + " (shared)") }, (step.dir, m.name)].compactMap({ $0 }) where counted.insert(dir.path).inserted {
+                    let url = dir.appendingPathComponent("step.json")
+                    if let r = (try? Data(contentsOf: url)).flatMap({ try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }), let t = r["seconds"] as? Double {
+                        seconds[name, default: 0] += t
+                    }
+                }
+            }
+        } } }
+        return seconds
+    }
+
     /// The command a plan names for collecting its cells: `words`, this run's options and flags but --plan, and --collect.
     static func collectCommand(_ words: [String], _ args: Arguments, options: Set<String>, flags: Set<String>) -> [String] {
         words + args.forwarded(options: options, flags: flags.subtracting(["plan"])) + ["--collect"]
@@ -545,6 +562,12 @@ struct TableCommand: Command {
         }
         let missing = s.tasks.flatMap { t in s.seeds.flatMap { seed in names.filter { cells["\(t.name)/\(seed)/\($0)"] == nil }.map { "\(t.name)/\(seed)/\($0)" } } }
         if !missing.isEmpty { md.append("\nNot made yet (or made by another command or base): \(missing.joined(separator: ", "))") }
+        let cost = cost(s, cells: cells)
+        if !cost.isEmpty {
+            let minutes = cost.sorted { $0.value > $1.value }.map { String(format: "%@ %.0f", $0.key, $0.value / 60) }
+            md.append(String(format: "\nCost of the made cells: %.1f hours of recorded step time (wall clock of each step's process, a step shared by cells once); minutes by method: ",
+                             cost.values.reduce(0, +) / 3600) + minutes.joined(separator: ", "))
+        }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.md"))
         try writeAtomically(Data((csv.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.csv"))
         var obj: [String: Any] = ["cpu": Runtime.cpuName, "tasks": s.tasks.map(\.name), "seeds": s.seeds, "rows": json, "missing": missing]

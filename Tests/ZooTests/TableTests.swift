@@ -34,6 +34,14 @@ final class TableTests: XCTestCase {
         let rows = table["rows"] as! [[String: Any]]
         XCTAssertEqual(rows.map { $0["row"] as! String }, ["bert", "heads40", "heads40+qbert-int8"])
         XCTAssertEqual((table["missing"] as! [String]), [])
+        // Cost (table.md only: table.json is the same whoever made the cells): each step's recorded
+        // seconds under its method, bert's step once although three rows read it.
+        let seconds = { (chain: String) in try self.json(serial.appendingPathComponent("cells/rte/seed-7/\(chain)/step.json"))["seconds"] as! Double }
+        let setup = try TableCommand.setup(try Arguments(Array(common.dropFirst()) + ["--out", serial.path], options: TableCommand.options, flags: TableCommand.flags))
+        let cost = TableCommand.cost(setup, cells: Dictionary(uniqueKeysWithValues: rows.map { ("rte/7/\($0["row"] as! String)", $0) }))
+        XCTAssertEqual(cost, ["bert": try seconds("bert"), "heads40": try seconds("bert+heads40"), "qbert-int8": try seconds("bert+heads40+qbert-int8")])
+        XCTAssertTrue(try String(contentsOf: serial.appendingPathComponent("table.md"), encoding: .utf8)
+            .contains(String(format: "Cost of the made cells: %.1f hours", cost.values.reduce(0, +) / 3600)))
         for (row, chain, variant) in [("bert", "bert", "bert"), ("heads40", "bert+heads40", "pruned"), ("heads40+qbert-int8", "bert+heads40+qbert-int8", "qbert-int8")] {
             let dir = serial.appendingPathComponent("cells/rte/seed-7/\(chain)")
             let e = try tempDir().appendingPathComponent("e.json")
