@@ -564,7 +564,7 @@ struct TableCommand: Command {
         if !missing.isEmpty { md.append("\nNot made yet (or made by another command or base): \(missing.joined(separator: ", "))") }
         let cost = cost(s, cells: cells)
         if !cost.isEmpty {
-            let minutes = cost.sorted { $0.value > $1.value }.map { String(format: "%@ %.0f", $0.key, $0.value / 60) }
+            let minutes = cost.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.key) " + String(format: "%.0f", $0.value / 60) }
             md.append(String(format: "\nCost of the made cells: %.1f hours of recorded step time (wall clock of each step's process, a step shared by cells once); minutes by method: ",
                              cost.values.reduce(0, +) / 3600) + minutes.joined(separator: ", "))
         }
