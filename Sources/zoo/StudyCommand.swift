@@ -59,7 +59,7 @@ struct StudyCommand: Command {
         let rows = [full] + registry.methods.map(\.name).filter { $0.hasPrefix(full + "-without-") }   // the DISTILL plugin's ablations
         let table = try Arguments(tableArguments(defaultOut: "runs/kd-stages", args) + ["--variants", rows.joined(separator: ","), "--no-speed"],
                                   options: TableCommand.options, flags: TableCommand.flags)
-        try TableCommand.run(table, collect: TableCommand.collectCommand(["zoo", "study", "kd-stages"], args, options: options, flags: flags))
+        let cost = try TableCommand.run(table, collect: TableCommand.collectCommand(["zoo", "study", "kd-stages"], args, options: options, flags: flags))
         guard !args.flag("plan"), args["cell"] == nil else { return }
         let out = URL(fileURLWithPath: table["out"]!)
         let made = try tableRows(out)
@@ -74,6 +74,7 @@ struct StudyCommand: Command {
                              paired.isEmpty ? "—" : String(format: "%+.2f", stats(paired).mean)))
         }
         md.append("\nmean GLUE dev over the tasks per seed made on every task; ± the sample sd (n − 1) over those seeds, — for one seed")
+        if let line = TableCommand.costLine(cost) { md.append("\n" + line) }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("kd-stages.md"))
         print("\n" + md.joined(separator: "\n"))
     }
@@ -116,12 +117,13 @@ struct StudyCommand: Command {
         }
         var lines: [String] = []
         let collect = TableCommand.collectCommand(["zoo", "study", "teacher-size"], args, options: options, flags: flags)
+        var cost: [String: Double] = [:]
         for (name, dir) in teachers {
             var t = argv
             t[t.lastIndex(of: "--out")! + 1] = out.appendingPathComponent(name).path
             log("teacher \(name)")
-            try TableCommand.run(try Arguments(t + ["--base", dir.path, "--variants", (["bert"] + students).joined(separator: ","), "--no-speed"],
-                                               options: TableCommand.options, flags: TableCommand.flags), collect: collect)
+            cost.merge(try TableCommand.run(try Arguments(t + ["--base", dir.path, "--variants", (["bert"] + students).joined(separator: ","), "--no-speed"],
+                                                          options: TableCommand.options, flags: TableCommand.flags), collect: collect), uniquingKeysWith: +)
             if args.flag("plan") {
                 lines += try String(contentsOf: out.appendingPathComponent("\(name)/plan/cells.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
             }
@@ -149,6 +151,7 @@ struct StudyCommand: Command {
             }
         }
         md.append("\nmean GLUE dev over \(args["tasks"] ?? "rte,mrpc,stsb,cola,sst2") per seed made on every task; ± the sample sd (n − 1) over those seeds, — for one seed (how many seeds)")
+        if let line = TableCommand.costLine(cost) { md.append("\n" + line + " (all teachers; `bert` is the teachers' fine-tuning)") }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: out.appendingPathComponent("teacher-size.md"))
         print("\n" + md.joined(separator: "\n"))
         // A point per (teacher, student), labelled by its teacher, coloured by its student.

@@ -52,18 +52,29 @@ struct TableCommand: Command {
 
     static func run(_ args: Arguments) throws { try run(args, collect: nil) }
 
+    /// "Cost of the made cells: …" for a cost by method; nil when nothing is made.
+    static func costLine(_ cost: [String: Double]) -> String? {
+        guard !cost.isEmpty else { return nil }
+        let minutes = cost.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.key) " + String(format: "%.0f", $0.value / 60) }
+        return String(format: "Cost of the made cells: %.1f hours of recorded step time (wall clock of each step's process, a step shared by cells once); minutes by method: ",
+                      cost.values.reduce(0, +) / 3600) + minutes.joined(separator: ", ")
+    }
+
     /// `collect`: the command a plan names for collecting its cells (nil: this zoo table's with --collect).
-    static func run(_ args: Arguments, collect: [String]?) throws {
+    /// Returns the made cells' recorded seconds by method (`cost`) when it writes the table.
+    @discardableResult
+    static func run(_ args: Arguments, collect: [String]?) throws -> [String: Double] {
         guard args.positional.isEmpty else { throw ZooError.usage("unexpected argument '\(args.positional[0])'") }
         let s = try setup(args)
         if let cell = args["cell"] {
             let parts = cell.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
             guard parts.count == 3, let seed = UInt64(parts[1]) else { throw ZooError.usage("--cell takes TASK/SEED/ROW, got '\(cell)'") }
             _ = try make(s, task: try GLUETask.named(parts[0]), seed: seed, row: try chain(parts[2]))
-            return
+            return [:]
         }
         if args.flag("plan") {
-            return try plan(s, collect: collect ?? collectCommand(["zoo", "table"], args, options: options, flags: flags))
+            try plan(s, collect: collect ?? collectCommand(["zoo", "table"], args, options: options, flags: flags))
+            return [:]
         }
         var cells: [String: [String: Any]] = [:]
         for task in s.tasks {
@@ -88,7 +99,7 @@ struct TableCommand: Command {
                 if geometry == .bertBase { geometrySpeeds["bert-large"] = try largerSpeed(s, rounds: rounds, measure: measure) }
             }
         }
-        try write(s, cells: cells, speeds: speeds, geometry: args.flag("no-speed") ? nil : geometry.map { ($0, geometrySpeeds) })
+        return try write(s, cells: cells, speeds: speeds, geometry: args.flag("no-speed") ? nil : geometry.map { ($0, geometrySpeeds) })
     }
 
     static func setup(_ args: Arguments) throws -> Setup {
@@ -485,8 +496,9 @@ struct TableCommand: Command {
 
     /// table.md (printed), table.csv and table.json: per row parameters, bytes, speed, the mean dev
     /// score per task over the seeds made, their mean and its % of the bert row's.
+    @discardableResult
     static func write(_ s: Setup, cells: [String: [String: Any]], speeds: [String: [String: Any]?],
-                      geometry: (Geometry, [String: [String: Any]])? = nil) throws {
+                      geometry: (Geometry, [String: [String: Any]])? = nil) throws -> [String: Double] {
         let names = s.rows.map(rowName)
         /// The dev scores of a row on a task, with the seeds they are of (those made).
         func made(_ row: String, _ task: GLUETask) -> [(seed: UInt64, dev: Double)] {
@@ -563,16 +575,13 @@ struct TableCommand: Command {
         let missing = s.tasks.flatMap { t in s.seeds.flatMap { seed in names.filter { cells["\(t.name)/\(seed)/\($0)"] == nil }.map { "\(t.name)/\(seed)/\($0)" } } }
         if !missing.isEmpty { md.append("\nNot made yet (or made by another command or base): \(missing.joined(separator: ", "))") }
         let cost = cost(s, cells: cells)
-        if !cost.isEmpty {
-            let minutes = cost.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.key) " + String(format: "%.0f", $0.value / 60) }
-            md.append(String(format: "\nCost of the made cells: %.1f hours of recorded step time (wall clock of each step's process, a step shared by cells once); minutes by method: ",
-                             cost.values.reduce(0, +) / 3600) + minutes.joined(separator: ", "))
-        }
+        if let line = costLine(cost) { md.append("\n" + line) }
         try writeAtomically(Data((md.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.md"))
         try writeAtomically(Data((csv.joined(separator: "\n") + "\n").utf8), to: s.out.appendingPathComponent("table.csv"))
         var obj: [String: Any] = ["cpu": Runtime.cpuName, "tasks": s.tasks.map(\.name), "seeds": s.seeds, "rows": json, "missing": missing]
         if let (g, speeds) = geometry, let large = speeds["bert-large"] { obj["bert_large_vs_\(g.rawValue)"] = large }
         try writeAtomically(try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), to: s.out.appendingPathComponent("table.json"))
         print(md.joined(separator: "\n"))
+        return cost
     }
 }

@@ -440,6 +440,11 @@ final class StudyTests: XCTestCase {
             XCTAssertEqual(svg.components(separatedBy: label).count - 1, 1, label)
         }
         XCTAssertTrue(md.hasPrefix("| teacher | layers | parameters | teacher dev | tinybert | distilbert |"), md)
+        // The cost over both teachers, a method once (both teachers' steps summed under it).
+        let costLine = md.components(separatedBy: "\n").first { $0.hasPrefix("Cost of the made cells: ") }!
+        XCTAssertEqual(Set(costLine.components(separatedBy: "minutes by method: ")[1].components(separatedBy: " (all teachers")[0]
+            .components(separatedBy: ", ").map { $0.split(separator: " ").dropLast().joined(separator: " ") }),
+                       ["bert", "tinybert", "distilbert", "tinybert (shared)"], costLine)
         r = try zoo(common + ["--students", "bert,distilbert", "--plan"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("--students takes table rows other than bert"), r.stderr)
