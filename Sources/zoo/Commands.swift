@@ -160,7 +160,7 @@ struct EvalCommand: Command {
         }
         var argv = ["--base", args["base"] ?? ProcessInfo.processInfo.environment["ZOO_WEIGHTS"] ?? "weights/minilm-l6",
                     "--variants", (["bert"] + rows.filter { $0 != "bert" }).joined(separator: ",")]
-        argv += args.forwarded(options: ["tasks", "seeds", "out", "limit", "rounds", "data", "threads"], flags: ["no-speed"])
+        argv += args.forwarded(options: ["tasks", "seeds", "out", "limit", "finetune-epochs", "rounds", "data", "threads"], flags: ["no-speed"])
         log("zoo table \(argv.joined(separator: " "))")
         try TableCommand.run(try Arguments(argv, options: TableCommand.options, flags: TableCommand.flags))
     }
@@ -175,13 +175,14 @@ struct EvalCommand: Command {
       --zero-shot (STS-B): cosine similarity of mean-pooled sentence embeddings against the gold
       scores, Pearson and Spearman ×100. --json FILE writes {variant, task, split, metrics, examples,
       seconds}.
-    zoo eval <variant or method> [--base DIR] [--tasks …] [--seeds …] [--out DIR] [--limit N] [--no-speed]
+    zoo eval <variant or method> [--base DIR] [--tasks …] [--seeds …] [--out DIR] [--limit N]
+             [--finetune-epochs N] [--no-speed]
       Without --task: that variant's row of the seed's table — `zoo table --variants bert,<row>` with
       the table's defaults (five tasks, seed 42, runs/table, speed side by side with bert) from
       --base (default $ZOO_WEIGHTS, else weights/minilm-l6); cached cells are reused.
     """
     static let options: Set<String> = ["task", "weights", "data", "json", "split", "batch", "max-len", "threads", "predictions-out",
-                                       "base", "tasks", "seeds", "out", "limit", "rounds"]
+                                       "base", "tasks", "seeds", "out", "limit", "finetune-epochs", "rounds"]
     static let flags: Set<String> = ["zero-shot", "no-speed"]
 
     static func run(_ args: Arguments) throws {

@@ -52,10 +52,11 @@ struct ScatterPlot {
         let palette = ["#36c", "#e80", "#393", "#939", "#3aa", "#777"]
         let names = series.count == points.count ? series.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } } : []
         let colour = names.isEmpty ? Array(repeating: palette[0], count: points.count) : series.map { palette[names.firstIndex(of: $0)! % palette.count] }
-        for (i, name) in names.enumerated() {
-            let x = left + 110 * Double(i)
-            out.append("<rect x=\"\(f(x))\" y=\"\(f(top - 14))\" width=\"8\" height=\"8\" fill=\"\(palette[i % palette.count])\"/>")
-            out.append("<text x=\"\(f(x + 12))\" y=\"\(f(top - 6))\">\(esc(name))</text>")
+        var legendX = left
+        for (i, name) in names.enumerated() {   // each entry as wide as its name (about 6.2 px a character at 11 px)
+            out.append("<rect x=\"\(f(legendX))\" y=\"\(f(top - 14))\" width=\"8\" height=\"8\" fill=\"\(palette[i % palette.count])\"/>")
+            out.append("<text x=\"\(f(legendX + 12))\" y=\"\(f(top - 6))\">\(esc(name))</text>")
+            legendX += 12 + 6.2 * Double(name.count) + 16
         }
         if let diagonal, max(x0, y0) < min(x1, y1) {
             let (a, b) = (max(x0, y0), min(x1, y1))
@@ -80,11 +81,23 @@ struct ScatterPlot {
             else if let i = groups.firstIndex(where: { $0.x == x && $0.y == y }) { groups[i].labels.append(p.label) }
             else { groups.append((x, y, [p.label])) }
         }
+        // A label goes 6 px above its point, starting right of it or ending left of it (about 6.2 px a
+        // character at 11 px), the first of those that fits in the figure and overlaps no label placed
+        // yet; else the nearest such place one to five lines higher or lower, with a line to its point.
+        var placed: [(x0: Double, x1: Double, y: Double)] = []
         for g in groups {
-            let label = g.labels.joined(separator: ", ")
-            // A label that would run past the figure's right edge (about 6.2 px a character at 11 px) ends at its point instead.
-            let fits = g.x + 6 + 6.2 * Double(label.count) <= W
-            out.append("<text x=\"\(f(g.x + (fits ? 6 : -6)))\" y=\"\(f(g.y - 6))\"\(fits ? "" : " text-anchor=\"end\"")>\(esc(label))</text>")
+            let label = g.labels.joined(separator: ", "), width = 6.2 * Double(label.count)
+            let sides = [(g.x + 6, g.x + 6 + width), (g.x - 6 - width, g.x - 6)].filter { $0.0 >= left && $0.1 <= W }
+            let shifts: [Double] = [0, -12, 12, -24, 24, -36, 36, -48, 48, -60, 60]
+            let candidates = shifts.flatMap { dy in (sides.isEmpty ? [(g.x - 6 - width, g.x - 6)] : sides).map { (x0: $0.0, x1: $0.1, y: g.y - 6 + dy) } }
+            let spot = candidates.first { c in c.y >= top + 10 && c.y <= H - bottom - 2 && !placed.contains { $0.x0 < c.x1 && c.x0 < $0.x1 && abs($0.y - c.y) < 12 } }
+                ?? candidates[0]
+            placed.append(spot)
+            let right = spot.x0 > g.x
+            if spot.y != g.y - 6 {
+                out.append("<line x1=\"\(f(g.x))\" y1=\"\(f(g.y))\" x2=\"\(f(right ? spot.x0 - 2 : spot.x1 + 2))\" y2=\"\(f(spot.y - 4))\" stroke=\"#bbb\"/>")
+            }
+            out.append("<text x=\"\(f(right ? spot.x0 : spot.x1))\" y=\"\(f(spot.y))\"\(right ? "" : " text-anchor=\"end\"")>\(esc(label))</text>")
         }
         if showFront { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#c33\">red: Pareto front</text>") }
         if !yErrors.isEmpty { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\">bars: ± sd over seeds</text>") }

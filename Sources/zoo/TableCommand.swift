@@ -236,6 +236,7 @@ struct TableCommand: Command {
             }
             if !needsWeights || fm.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) {
                 log("\(label): done")
+                dropCheckpoints(dir)
                 return r
             }
             log("\(label): recorded, but its weights are not in \(dir.path) and a later step needs them: made again")
@@ -272,14 +273,13 @@ struct TableCommand: Command {
             let tail = (try? String(contentsOf: logURL, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
             throw ZooError.failed("\(label): `zoo \(argv.joined(separator: " "))` failed (exit \(p.terminationStatus)); \(logURL.path) ends:\n\(tail)")
         }
-        // Made: its training checkpoints (weights and both Adam moments, three times the model) are not read again.
-        for c in checkpoints(in: dir) { try fm.removeItem(at: c) }
         var record = try measure()
         record["command"] = recorded
         record["seconds"] = Date().timeIntervalSince(start)
         record["cpu"] = Runtime.cpuName
         record["base"] = s.baseSHA
         try writeAtomically(try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys]), to: done)
+        dropCheckpoints(dir)
         return record
     }
 
@@ -288,6 +288,12 @@ struct TableCommand: Command {
         let fm = FileManager.default
         return ([dir] + ((try? fm.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []))
             .map { $0.appendingPathComponent(Trainer.checkpointFile) }.filter { fm.fileExists(atPath: $0.path) }
+    }
+
+    /// A recorded step's checkpoints (weights and both Adam moments, three times the model) are never
+    /// read again: removed once step.json is written (until then an interrupted step resumes from them).
+    static func dropCheckpoints(_ dir: URL) {
+        for c in checkpoints(in: dir) { try? FileManager.default.removeItem(at: c) }
     }
 
     /// Why a step's record is not this step's: another command (records made before $OUT/$BASE hold
@@ -436,13 +442,13 @@ struct TableCommand: Command {
 
     // MARK: plan, output
 
-    /// The recorded `seconds` of the made cells' steps summed by method (a shared step under
-    /// "METHOD (shared)"), each step once however many cells read it.
+    /// The recorded `seconds` of the made cells' steps summed by method (a shared step under its
+    /// folder's name and "(shared)"), each step once however many cells read it.
     static func cost(_ s: Setup, cells: [String: [String: Any]]) -> [String: Double] {
         var seconds: [String: Double] = [:], counted = Set<String>()
         for task in s.tasks { for seed in s.seeds { for row in s.rows where cells["\(task.name)/\(seed)/\(rowName(row))"] != nil {
             for (m, step) in zip(row, steps(s, task: task, seed: seed, row: row)) {
-                for (dir, name) in [step.shared.map { ($0.dir, m.name + " (shared)") }, (step.dir, m.name)].compactMap({ $0 }) where counted.insert(dir.path).inserted {
+                for (dir, name) in [step.shared.map { ($0.dir, m.shared + " (shared)") }, (step.dir, m.name)].compactMap({ $0 }) where counted.insert(dir.path).inserted {
                     let url = dir.appendingPathComponent("step.json")
                     if let r = (try? Data(contentsOf: url)).flatMap({ try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }), let t = r["seconds"] as? Double {
                         seconds[name, default: 0] += t

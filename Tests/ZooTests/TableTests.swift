@@ -76,9 +76,11 @@ final class TableTests: XCTestCase {
         XCTAssertEqual(r.code, 1)
         XCTAssertTrue(r.stderr.contains("no row runs within"), r.stderr)
         XCTAssertFalse(r.stderr.contains("measured "), "latencies are cached: \(r.stderr)")
-        r = try zoo(search + ["--latency-ms", "100000", "--limit", "5"])
-        XCTAssertEqual(r.code, 1, "cells of another --limit are not this search's")
-        XCTAssertTrue(r.stderr.contains("no finished cell for RTE"), r.stderr)
+        for other in [["--limit", "5"], ["--finetune-epochs", "1"]] {
+            r = try zoo(search + ["--latency-ms", "100000"] + other)
+            XCTAssertEqual(r.code, 1, "cells of another \(other[0]) are not this search's")
+            XCTAssertTrue(r.stderr.contains("no finished cell for RTE"), r.stderr)
+        }
 
         // Killed (SIGKILL) after the first cell and run again: the finished step is kept, the table the same.
         let killed = try tempDir().appendingPathComponent("killed")
@@ -98,6 +100,11 @@ final class TableTests: XCTestCase {
         XCTAssertEqual(evalRows.map { $0["row"] as! String }, ["bert", "heads40"])
         XCTAssertEqual(evalRows[1]["scores"] as? [String: [Double]], rows[1]["scores"] as? [String: [Double]])
         XCTAssertTrue(r.out.contains("| heads40 |"), r.out)
+        // --finetune-epochs reaches the table: the bert cell recorded without it is another command's.
+        r = try zoo(["eval", "heads40", "--base", base.path, "--tasks", "rte", "--seeds", "7", "--data", glue.path, "--threads", "2",
+                     "--no-speed", "--out", serial.path, "--finetune-epochs", "1"])
+        XCTAssertEqual(r.code, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("seed-7/bert/step.json: made by another command"), r.stderr)
 
         // --collect takes a cell only when every step of it is recorded with this table's command:
         // with another --limit, bert's is not, and so no cell (all three start from it).
@@ -252,6 +259,23 @@ final class TableTests: XCTestCase {
         }
         XCTAssertEqual(circles.count, 4)
         XCTAssertFalse(svg.contains { $0.hasSuffix(">int8</text>") })
+
+        // Crowded points (as the table's top right): no two labels overlap, and a label moved off its
+        // point has a line to it.
+        var crowded: [(label: String, x: Double, y: Double)] = [("far", 5, 40)]
+        for i in 0..<8 { crowded.append(("row-\(i)", 1 + 0.01 * Double(i), 70 - 0.05 * Double(i))) }
+        let crowd = ScatterPlot(title: "t", xLabel: "x", yLabel: "y", points: crowded, largerXBetter: true)
+        let lines = crowd.svg().split(separator: "\n").map(String.init)
+        let labels = lines.filter { $0.contains(">row-") || $0.hasSuffix(">far</text>") }.map { (line: String) -> (x0: Double, x1: Double, y: Double) in
+            let text = line.components(separatedBy: ">")[1].components(separatedBy: "<")[0]
+            let width = 6.2 * Double(text.count), x = number(line, "x"), y = number(line, "y")
+            return line.contains("text-anchor=\"end\"") ? (x - width, x, y) : (x, x + width, y)
+        }
+        XCTAssertEqual(labels.count, 9)
+        for (i, a) in labels.enumerated() {
+            for b in labels[(i + 1)...] { XCTAssertFalse(a.x0 < b.x1 && b.x0 < a.x1 && abs(a.y - b.y) < 12, "\(a) overlaps \(b)") }
+        }
+        XCTAssertGreaterThan(lines.filter { $0.hasPrefix("<line") && $0.contains("#bbb") }.count, 0)
     }
 
     /// Series: a colour each, named above the plot; one teacher's label drawn once, above its highest
@@ -442,9 +466,13 @@ final class StudyTests: XCTestCase {
         XCTAssertTrue(md.hasPrefix("| teacher | layers | parameters | teacher dev | tinybert | distilbert |"), md)
         // The cost over both teachers, a method once (both teachers' steps summed under it).
         let costLine = md.components(separatedBy: "\n").first { $0.hasPrefix("Cost of the made cells: ") }!
-        XCTAssertEqual(Set(costLine.components(separatedBy: "minutes by method: ")[1].components(separatedBy: " (all teachers")[0]
-            .components(separatedBy: ", ").map { $0.split(separator: " ").dropLast().joined(separator: " ") }),
-                       ["bert", "tinybert", "distilbert", "tinybert (shared)"], costLine)
+        XCTAssertEqual(costLine.components(separatedBy: "minutes by method: ")[1].components(separatedBy: " (all teachers")[0]
+            .components(separatedBy: ", ").map { $0.split(separator: " ").dropLast().joined(separator: " ") }.sorted(),
+                       ["bert", "distilbert", "tinybert", "tinybert (shared)"], costLine)
+        // Made steps keep no training checkpoint, a distillation stage's (one folder down) included.
+        let files = FileManager.default.enumerator(atPath: out.path)!.compactMap { $0 as? String }
+        XCTAssertGreaterThan(files.filter { $0.hasSuffix("/stage.json") }.count, 4, "\(files)")
+        XCTAssertEqual(files.filter { $0.hasSuffix(Trainer.checkpointFile) }, [])
         r = try zoo(common + ["--students", "bert,distilbert", "--plan"])
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("--students takes table rows other than bert"), r.stderr)
