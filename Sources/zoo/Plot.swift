@@ -93,11 +93,11 @@ struct ScatterPlot {
             let spot = candidates.first { c in c.y >= top + 10 && c.y <= H - bottom - 2 && !placed.contains { $0.x0 < c.x1 && c.x0 < $0.x1 && abs($0.y - c.y) < 12 } }
                 ?? candidates[0]
             placed.append(spot)
-            let right = spot.x0 > g.x
+            let onRight = spot.x0 > g.x
             if spot.y != g.y - 6 {
-                out.append("<line x1=\"\(f(g.x))\" y1=\"\(f(g.y))\" x2=\"\(f(right ? spot.x0 - 2 : spot.x1 + 2))\" y2=\"\(f(spot.y - 4))\" stroke=\"#bbb\"/>")
+                out.append("<line x1=\"\(f(g.x))\" y1=\"\(f(g.y))\" x2=\"\(f(onRight ? spot.x0 - 2 : spot.x1 + 2))\" y2=\"\(f(spot.y - 4))\" stroke=\"#bbb\"/>")
             }
-            out.append("<text x=\"\(f(right ? spot.x0 : spot.x1))\" y=\"\(f(spot.y))\"\(right ? "" : " text-anchor=\"end\"")>\(esc(label))</text>")
+            out.append("<text x=\"\(f(onRight ? spot.x0 : spot.x1))\" y=\"\(f(spot.y))\"\(onRight ? "" : " text-anchor=\"end\"")>\(esc(label))</text>")
         }
         if showFront { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\" fill=\"#c33\">red: Pareto front</text>") }
         if !yErrors.isEmpty { out.append("<text x=\"\(f(W - right))\" y=\"\(f(top - 6))\" text-anchor=\"end\">bars: ± sd over seeds</text>") }
