@@ -30,8 +30,8 @@ struct StudyCommand: Command {
       OUT/teacher-size.md (per teacher: layers, parameters, the teacher's and each student's mean dev
       score over the tasks, ± sd over seeds) and two plots: student score against teacher parameters
       (student-vs-teacher-parameters.svg) and against the teacher's score, with the line y = x where
-      the axes' ranges overlap (student-vs-teacher-score.svg), a colour per student. --plan writes every teacher's cells
-      into OUT/plan.
+      the axes' ranges overlap (student-vs-teacher-score.svg), a colour per student. --plan writes
+      every teacher's cells into OUT/plan.
     """
     static let options = TableCommand.options.subtracting(["variants"]).union(["teacher-layers", "teachers", "students", "student"])
     static let flags = TableCommand.flags.subtracting(["no-speed"])
